@@ -1,0 +1,690 @@
+"""Read genotypes at definition positions from VCF/BCF files (htslib via cyvcf2).
+
+Semantics follow PharmCAT's VCF reader (which positions count, which calls are discarded and
+with which warning), extended for what lab files contain: chr/no-chr contig names, multi-allelic
+and split records, non-normalised indels and MNPs, gVCF reference blocks, many samples.
+Structural problems with the file itself raise UserError (exit code 2) naming the file and record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cyvcf2 import VCF
+
+from permed.errors import UserError
+from permed.genotypes.build import check_build_header, check_build_mismatches
+from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
+from permed.genotypes.normalize import AlleleMapping, map_record
+from permed.kb.model import KnowledgeBase, Locus
+
+HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
+_ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
+_VALID_BASES = re.compile(r"^[ACGTacgt]+$")
+_INT_MISSING = np.iinfo(np.int32).min
+NEAR = 100  # how far from an indel locus a differently-represented record may start
+PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    missing_to_ref: bool = False
+    require_pass: bool = False  # PharmCAT ignores FILTER; opt in to drop non-PASS records
+    find_combinations: bool = False  # affects undocumented-as-reference messages only
+
+
+def normalise_chrom(name: str) -> str:
+    if name.startswith("chr"):
+        return name
+    if name in ("MT", "M"):
+        return "chrM"
+    return "chr" + name
+
+
+@contextmanager
+def _captured_stderr():
+    """Collect htslib's messages (it writes to fd 2) so they become our own one-line errors."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        box: list[str] = []
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _precheck(path: Path) -> None:
+    """Problems htslib would report obscurely or not at all."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a VCF/BCF file")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path}: file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+        import zlib
+
+        try:
+            with gzip.open(path, "rb") as gz:
+                text = gz.read(1 << 16)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+    elif head[:3] == b"BCF":
+        return
+    else:
+        text = head
+    if text[:3] == b"BCF":
+        return
+    if not text.startswith(b"##fileformat=VCF") and not text.startswith(b"#CHROM"):
+        first = text.split(b"\n", 1)[0][:60].decode(errors="replace")
+        raise UserError(f"{path}: line 1: not a VCF file (expected '##fileformat=VCF...', found {first!r})")
+    if b"\r\n" in text:
+        line = text[: text.index(b"\r\n")].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
+
+
+class _LocusIndex:
+    """Where the selected genes' definition positions are, for fast record filtering."""
+
+    def __init__(self, kb: KnowledgeBase, genes: list[str]):
+        self.exact: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        self.indel: dict[str, list[tuple[int, int, str, int]]] = {}
+        self.snv: dict[str, list[tuple[int, str, int]]] = {}
+        self.extra: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        for gene in genes:
+            gdef = kb.genes[gene]
+            for li, loc in enumerate(gdef.loci):
+                self.exact.setdefault((gdef.chromosome, loc.position), []).append((gene, li))
+                if loc.is_snv:
+                    self.snv.setdefault(gdef.chromosome, []).append((loc.position, gene, li))
+                else:
+                    self.indel.setdefault(gdef.chromosome, []).append(
+                        (loc.position - NEAR, loc.position + len(loc.ref) + NEAR, gene, li)
+                    )
+            for xi, x in enumerate(gdef.exemptions.extra_loci):
+                self.extra.setdefault((gdef.chromosome, x.position), []).append((gene, xi))
+        for v in self.indel.values():
+            v.sort()
+        for v in self.snv.values():
+            v.sort()
+        self.indel_starts = {c: [x[0] for x in v] for c, v in self.indel.items()}
+        self.snv_pos = {c: [x[0] for x in v] for c, v in self.snv.items()}
+        self.max_span = {c: max((x[1] - x[0] for x in v), default=0) for c, v in self.indel.items()}
+        self.chroms = {c for c, _ in self.exact}
+        self.sorted_loci: dict[str, list[tuple[int, str, int]]] = {}
+        for (c, p), lst in self.exact.items():
+            self.sorted_loci.setdefault(c, []).extend((p, g, li) for g, li in lst)
+        for v in self.sorted_loci.values():
+            v.sort()
+        self.sorted_pos = {c: [x[0] for x in v] for c, v in self.sorted_loci.items()}
+
+    def covered(self, chrom: str, start: int, end: int) -> list[tuple[str, int]]:
+        """Loci whose position lies in [start, end] (gVCF reference blocks)."""
+        sp = self.sorted_pos.get(chrom)
+        if not sp:
+            return []
+        lo, hi = bisect.bisect_left(sp, start), bisect.bisect_right(sp, end)
+        return [(g, li) for _, g, li in self.sorted_loci[chrom][lo:hi]]
+
+    def near(self, chrom: str, pos: int, end: int) -> list[tuple[str, int]]:
+        """Loci a record spanning [pos, end] may describe without being at the locus position."""
+        out = []
+        starts = self.indel_starts.get(chrom)
+        if starts:
+            lo = bisect.bisect_left(starts, pos - self.max_span[chrom])
+            hi = bisect.bisect_right(starts, end)
+            out += [(g, li) for s, e, g, li in self.indel[chrom][lo:hi] if s <= end and e >= pos]
+        sp = self.snv_pos.get(chrom)
+        if sp and end > pos:
+            lo, hi = bisect.bisect_left(sp, pos), bisect.bisect_right(sp, end)
+            out += [(g, li) for _, g, li in self.snv[chrom][lo:hi]]
+        return out
+
+
+class _GeneArrays:
+    def __init__(self, gdef, n: int):
+        L = len(gdef.loci)
+        self.gdef = gdef
+        self.alleles = [[loc.ref, *loc.alts] for loc in gdef.loci]
+        self.gt = np.full((n, L, 2), MISSING_ALLELE, dtype=np.int16)
+        self.status = np.zeros((n, L), dtype=np.int8)
+        self.phased = np.zeros((n, L), dtype=bool)
+        self.phase_set = np.zeros((n, L), dtype=np.int64)
+        self.origin: dict[int, str] = {}
+        self.first_alts: dict[int, tuple] = {}  # ALT alleles of the first record used per locus
+        self.extra: dict[int, dict] = {}
+
+    def code(self, li: int, allele: str) -> int:
+        table = self.alleles[li]
+        try:
+            return table.index(allele)
+        except ValueError:
+            table.append(allele)
+            return len(table) - 1
+
+
+class VcfReader:
+    def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions()):
+        self.path = Path(path)
+        self.kb = kb
+        self.genes = genes
+        self.options = options
+        self.index = _LocusIndex(kb, genes)
+        self.position_warnings: dict[str, list[str]] = {}
+        self.sample_warnings: dict[tuple[int, str], list[str]] = {}
+        self.notices: list[str] = []
+        self.ref_checks = 0
+        self.ref_mismatches = 0
+        self.discarded: set[str] = set()
+        self.pending: list = []
+
+    # ---- warnings -----------------------------------------------------------------------
+    def _warn(self, key: str, msg: str) -> None:
+        lst = self.position_warnings.setdefault(key, [])
+        if msg not in lst:
+            lst.append(msg)
+
+    def _warn_samples(self, idx: np.ndarray, key: str, msg_for) -> None:
+        for si in np.flatnonzero(idx):
+            lst = self.sample_warnings.setdefault((int(si), key), [])
+            m = msg_for(int(si))
+            if m not in lst:
+                lst.append(m)
+
+    # ---- main -----------------------------------------------------------------------------
+    def read(self) -> GenotypeSet:
+        _precheck(self.path)
+        sha = file_sha256(self.path)
+        with _captured_stderr() as htslib:
+            try:
+                vcf = VCF(str(self.path), gts012=False, lazy=True)
+            except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
+                vcf = None
+                err = str(exc)
+            if vcf is None:
+                pass
+            else:
+                try:
+                    result = self._read_open(vcf, sha)
+                finally:
+                    vcf.close()
+        errors = [m for m in htslib if m.startswith("[E::")]
+        if vcf is None:
+            detail = errors[0] if errors else err
+            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({_clean_htslib(detail)})")
+        if errors:
+            raise UserError(f"{self.path}: {_clean_htslib(errors[0])}")
+        for m in htslib:
+            if m.startswith("[W::") and "is not defined in the header" not in m:
+                self.notices.append(f"htslib: {_clean_htslib(m)}")
+        return result
+
+    def _read_open(self, vcf: VCF, sha: str) -> GenotypeSet:
+        samples = tuple(vcf.samples)
+        if not samples:
+            raise UserError(f"{self.path}: no sample columns after FORMAT; permed needs genotypes")
+        dups = sorted({s for s in samples if samples.count(s) > 1})
+        if dups:
+            raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
+        header = vcf.raw_header
+        header_lines = header.count("\n")
+        if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
+            raise UserError(f"{self.path}: header defines no GT FORMAT field; genotypes are required")
+        check_build_header(self.path, header)
+        self.ad_defined = re.search(r"^##FORMAT=<ID=AD,[^>]*Number=R", header, re.M) is not None
+        self.ad_present = re.search(r"^##FORMAT=<ID=AD,", header, re.M) is not None
+        self.ad_undeclared = not self.ad_present
+        if self.ad_present and not self.ad_defined:
+            m = re.search(r"^##FORMAT=<ID=AD,[^>]*Number=([^,>]+)", header, re.M)
+            if m and m.group(1) != ".":
+                self._warn("VCF", f"FORMAT header for AD has Number={m.group(1)}, expected R; AD is ignored")
+        n = len(samples)
+        arrays = {g: _GeneArrays(self.kb.genes[g], n) for g in self.genes}
+        last: tuple[str, int] | None = None
+        chrom_order: list[str] = []
+        unsorted_noted = False
+        for rec_no, rec in enumerate(vcf, start=1):
+            line = header_lines + rec_no
+            chrom = normalise_chrom(rec.CHROM)
+            pos = rec.POS
+            if chrom not in self.index.chroms:
+                continue
+            if last is not None and not unsorted_noted:
+                if (chrom == last[0] and pos < last[1]) or (chrom != last[0] and chrom in chrom_order):
+                    self.notices.append(
+                        f"records are not sorted (line {line}: {chrom}:{pos} after {last[0]}:{last[1]}); "
+                        "permed reads the whole file, so calls are unaffected"
+                    )
+                    unsorted_noted = True
+            if not chrom_order or chrom_order[-1] != chrom:
+                chrom_order.append(chrom)
+            last = (chrom, pos)
+            ref = rec.REF
+            alts = rec.ALT
+            end = pos + len(ref) - 1
+            block_end = None
+            if alts and all(a.startswith("<") for a in alts) or not alts:
+                info_end = rec.INFO.get("END")
+                if info_end is not None:
+                    try:
+                        block_end = int(info_end)
+                    except (TypeError, ValueError):
+                        raise UserError(f"{self.path}: line {line}: INFO END={info_end!r} is not an integer") from None
+            exact = self.index.exact.get((chrom, pos), ())
+            near: list = []
+            if block_end is not None and block_end > pos:
+                near = self.index.covered(chrom, pos + 1, block_end)
+            elif not exact and (len(ref) > 1 or any(len(a) != 1 for a in alts if not a.startswith("<"))):
+                # not at a definition position: may be another representation of an indel or MNP locus
+                near = self.index.near(chrom, pos, end)
+            extra = self.index.extra.get((chrom, pos), ())
+            if not exact and not near and not extra:
+                continue
+            for allele in (ref, *alts):
+                if not _ALLELE_OK.match(allele):
+                    raise UserError(f"{self.path}: line {line}: {chrom}:{pos}: invalid allele {allele!r}")
+            if self.options.require_pass and rec.FILTER not in (None, "PASS"):
+                for g, li in exact:
+                    self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
+                continue
+            self._record(rec, line, chrom, pos, ref, alts, exact, near, block_end, arrays, extra)
+
+        self._apply_pending()
+        check_build_mismatches(self.path, self.ref_checks, self.ref_mismatches)
+        genes = {}
+        for g, arr in arrays.items():
+            if self.options.missing_to_ref:
+                self._fill_reference(arr)
+            genes[g] = GeneGenotypes(
+                gene=g, definition=arr.gdef, alleles=arr.alleles, gt=arr.gt, status=arr.status,
+                phased=arr.phased, phase_set=arr.phase_set, origin=arr.origin,
+                extra=[arr.extra[k] for k in sorted(arr.extra)],
+            )
+        if self.options.missing_to_ref:
+            self.notices.append("--missing-to-ref: positions absent from the file were read as homozygous reference")
+        return GenotypeSet(
+            path=str(self.path), sha256=sha, samples=samples, genes=genes,
+            position_warnings=self.position_warnings, sample_warnings=self.sample_warnings,
+            notices=self.notices, missing_to_ref=self.options.missing_to_ref,
+        )
+
+    # ---- one record ------------------------------------------------------------------------
+    def _genotypes(self, rec, line: int, chrom: str, pos: int, n_alleles: int):
+        g = rec.genotype
+        if g is None:
+            return None
+        arr = g.array()
+        if arr.shape[1] < 2:
+            return None
+        alleles = arr[:, :-1].astype(np.int16)
+        if alleles.shape[1] == 1:
+            alleles = np.concatenate([alleles, np.full((alleles.shape[0], 1), NO_ALLELE, np.int16)], axis=1)
+        alleles = alleles[:, :2]
+        if alleles.max(initial=-1) >= n_alleles:
+            bad = int(alleles.max())
+            raise UserError(
+                f"{self.path}: line {line}: {chrom}:{pos}: GT allele {bad} but the record has only "
+                f"{n_alleles - 1} ALT allele(s)"
+            )
+        return alleles, arr[:, -1].astype(bool)
+
+    def _record(self, rec, line, chrom, pos, ref, alts, exact, near, block_end, arrays, extra) -> None:
+        gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+        for g, xi in extra:
+            self._record_extra(arrays[g], xi, gts, ref, alts)
+        is_block = block_end is not None and block_end > pos
+        filters = set(str(rec.FILTER).split(";")) if rec.FILTER else set()
+        for g, li in exact:
+            arr = arrays[g]
+            locus = arr.gdef.loci[li]
+            key = f"{chrom}:{locus.position}"
+            if arr.status.shape[0] and (arr.status[:, li] == CALLED).all():
+                # PharmCAT: a further entry for a position already read is a duplicate (first one wins);
+                # entries its preprocessor split off (PCATx filters) are expected and skipped quietly
+                if filters & PREPROCESSOR_FILTERS:
+                    continue
+                if not (ref.upper() == locus.ref and arr.first_alts.get(li) not in (None, tuple(alts))):
+                    self._warn(key, "Duplicate entry found in VCF; first valid entry trumps others.")
+                    continue
+            if is_block:
+                if ref.upper() != locus.ref[0]:
+                    self._ref_mismatch(key, ref, locus)
+                    continue
+                mapping = AlleleMapping((locus.ref, *alts), True, False)
+                origin = f"gVCF reference block {chrom}:{pos}-{block_end}"
+            else:
+                mapping = map_record(locus, pos, ref, list(alts))
+                if mapping is None:
+                    self._ref_mismatch(key, ref, locus)
+                    continue
+                if locus.is_snv:
+                    self.ref_checks += 1
+                if mapping.exact:
+                    origin = "exact"
+                    if "PCATxREF" in filters:
+                        self._warn(key, "PharmCAT preprocessor detected REF mismatch (filter PCATxREF) but this "
+                                        "does not match current data.")
+                else:
+                    origin = f"normalised from {chrom}:{pos} {ref}>{','.join(alts)}"
+                    self._warn(key, f"REF in VCF ({ref}) does not match the definition's REF ({locus.ref}); "
+                                    "genotype read after normalising the representation")
+            if gts is None:
+                self._warn(key, "Ignoring: no genotype")
+                self.discarded.add(key)
+                continue
+            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, rec)
+            if calls is not None:
+                self._commit(arr, li, key, calls, origin, tuple(alts), rec)
+        for g, li in near:
+            arr = arrays[g]
+            locus = arr.gdef.loci[li]
+            if is_block:
+                if not (pos <= locus.position and block_end >= locus.position + len(locus.ref) - 1):
+                    continue
+                mapping = AlleleMapping((locus.ref, *alts), True, False)
+                origin = f"gVCF reference block {chrom}:{pos}-{block_end}"
+            else:
+                mapping = map_record(locus, pos, ref, list(alts))
+                if mapping is None:
+                    continue
+                origin = f"normalised from {chrom}:{pos} {ref}>{','.join(alts)}"
+            if gts is None:
+                continue
+            key = f"{chrom}:{locus.position}"
+            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, rec)
+            if calls is not None:
+                self.pending.append((arr, li, key, calls, origin))
+
+    def _ref_mismatch(self, key: str, ref: str, locus: Locus) -> None:
+        if locus.is_snv:
+            self.ref_checks += 1
+            self.ref_mismatches += 1
+        self.discarded.add(key)
+        self._warn(key, f"Discarded genotype at this position because REF in VCF ({ref}) does not match "
+                        f"expected reference ({locus.ref})")
+
+    def _sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str,
+                      mapping: AlleleMapping, gts, rec):
+        """Per-sample calls at one locus from one record: (usable mask, codes, phased, phase sets)."""
+        from permed.matcher.gene_caller import undocumented_as_reference
+
+        g, phased = gts
+        n = g.shape[0]
+        gene = arr.gdef.gene
+        # record allele index -> locus allele-table code; -3 = unusable (symbolic, N, '*', not this locus)
+        codes: list[int] = []
+        invalid: dict[int, str] = {}
+        for ai, a in enumerate(mapping.alleles):
+            if a is not None and (_VALID_BASES.match(a) or "@" in a):
+                codes.append(arr.code(li, a.upper()))
+                continue
+            codes.append(-3)
+            if a is None:
+                invalid[ai] = "the allele does not describe this position"
+            else:
+                what = ("structural variation" if a.startswith("<") else "missing allele" if a == "*"
+                        else "ambiguous allele" if "N" in a.upper() else "unknown base")
+                invalid[ai] = f"{'REF' if ai == 0 else 'ALT'} uses {what} '{a}'"
+        if codes[0] == -3:
+            self._warn(key, f"Discarded genotype at this position because {invalid[0]}")
+            self.discarded.add(key)
+            return None
+        code_arr = np.array(codes, dtype=np.int16)
+        nonmissing = g >= 0
+        sel = np.where(nonmissing, code_arr[np.clip(g, 0, None)], 0)
+        selected_any = {int(a) for a in np.unique(g[nonmissing])} if nonmissing.any() else set()
+        for ai, msg in invalid.items():
+            if ai and ai not in selected_any and mapping.exact and not mapping.alleles[ai].startswith("<"):
+                self._warn(key, msg)
+
+        n_called = nonmissing.sum(axis=1)
+        ok = n_called > 0
+        self._warn_samples(~ok, key, lambda si: f"Ignoring: no call ({_gt_text(g[si], phased[si])})")
+        haploid_chrom = chrom in HAPLOID_CHROMOSOMES
+        if haploid_chrom:
+            self._warn_samples(ok & (n_called > 1), key, lambda si: (
+                f"{int(n_called[si])} genotypes found (GT={_gt_text(g[si], phased[si])}, for {gene}) for "
+                "haploid chromosome. Will only use first non-missing genotype."))
+        else:
+            single = ok & (n_called == 1)
+            if chrom != "chrX":
+                ref_only = single & (np.where(nonmissing, g, 0).max(axis=1) == 0)
+                self._warn_samples(ref_only, key, lambda si: (
+                    f"Ignoring: only a single genotype found (GT={_gt_text(g[si], phased[si])}).  "
+                    "Since it's reference, treating this as a missing position."))
+                self._warn_samples(single & ~ref_only, key, lambda si: (
+                    f"1 genotype found (GT={_gt_text(g[si], phased[si])}, for {gene}), expecting 2."))
+                ok &= ~ref_only
+        bad = ok & (sel == -3).any(axis=1)
+        if bad.any():
+            self._warn_samples(bad, key, lambda si: "Discarded genotype at this position because " + next(
+                invalid[int(a)] for a in g[si] if a >= 0 and codes[int(a)] == -3))
+            ok &= ~bad
+
+        # alleles the definition does not list ("undocumented variations")
+        n_known = 1 + len(locus.alts)
+        plain_alts = [a for a in mapping.alleles[1:] if a is not None and _VALID_BASES.match(a)]
+        if mapping.exact and any(len(a) > 1 for a in locus.alts) and not any(len(a) > 1 for a in plain_alts):
+            if not plain_alts:
+                self._warn(key, "Genotype at this position has no ALT allele and an indel or repeat is expected; "
+                                "the position cannot be validated")
+            else:
+                self._warn(key, f"Genotype at this position has SNP{'s' if len(plain_alts) > 1 else ''} "
+                                f"({'/'.join(plain_alts)}) but an indel or repeat is expected "
+                                f"({'/'.join(locus.alts)})")
+        else:
+            und = ok & (np.where(nonmissing, sel, 0) >= n_known).any(axis=1)
+            if und.any():
+                as_ref = undocumented_as_reference(gene, self.options.find_combinations)
+
+                def und_msg(si: int) -> str:
+                    found = sorted({arr.alleles[li][int(c)] for c in sel[si] if c >= n_known})
+                    m = (f"The genetic variation at this position does not match what is in the allele definition "
+                         f"(expected {'/'.join(locus.alts)}, found {'/'.join(found)} in VCF)")
+                    return m + (".  Undocumented variations will be replaced with reference." if as_ref else "")
+
+                self._warn_samples(und, key, und_msg)
+
+        # GT says heterozygous but AD shows reads for one allele only (reference-overlap style VCFs)
+        if self.ad_defined or self.ad_undeclared:
+            ad = _format(rec, "AD")
+            if ad is not None and self.ad_undeclared:
+                self._warn("VCF", "AD format is not defined.  Assuming AD field is valid.")
+                ad = _ad_ints(ad, n)
+            if ad is not None and ad.ndim == 2:
+                distinct = np.where(nonmissing[:, 0] & nonmissing[:, 1] & (g[:, 0] != g[:, 1]), 2, 1)
+                hom_ad = ok & (distinct > 1) & ((ad > 0).sum(axis=1) == 1)
+                if hom_ad.any():
+                    self._warn_samples(hom_ad, key, lambda si: (
+                        f"Discarding genotype at this position because GT field indicates heterozygous "
+                        f"({_gt_text(g[si], phased[si])}) but AD field indicates homozygous "
+                        f"({','.join(str(int(x)) for x in ad[si] if x >= 0)})"))
+                    ok &= ~hom_ad
+
+        ps = np.zeros(n, dtype=np.int64)
+        psf = _format(rec, "PS")
+        if psf is not None:
+            ps = _phase_sets(psf, n)
+        ps = np.where(phased, ps, 0)
+
+        codes_gt = np.where(nonmissing, sel, g).astype(np.int16)
+        if haploid_chrom:
+            # chrY / chrM: the first non-missing allele only
+            first_ok = g[:, 0] >= 0
+            codes_gt = np.stack([
+                np.where(first_ok, codes_gt[:, 0], MISSING_ALLELE),
+                np.where(first_ok, NO_ALLELE, codes_gt[:, 1]),
+            ], axis=1).astype(np.int16)
+        return ok, codes_gt, phased, ps
+
+    def _commit(self, arr: _GeneArrays, li: int, key: str, calls, origin: str, alts: tuple, rec) -> None:
+        ok, codes_gt, phased, ps = calls
+        prev = arr.status[:, li] == CALLED
+        dup = ok & prev
+        if dup.any():
+            filters = set(str(rec.FILTER).split(";")) if rec.FILTER else set()
+            quiet = bool(filters & PREPROCESSOR_FILTERS)
+            if arr.first_alts.get(li) == alts:
+                if not quiet:
+                    self._warn(key, "Duplicate entry found in VCF; first valid entry trumps others.")
+            else:
+                # split multi-allelic records (0/1 + 0/2 -> 1/2): combine rather than drop the second
+                conflict = dup & ~self._merge_split(arr, li, codes_gt, phased, dup)
+                if not quiet:
+                    self._warn(key, "Duplicate entry found in VCF (split multi-allelic records); "
+                                    "their genotypes were combined.")
+                if conflict.any():
+                    self._warn_samples(conflict, key, lambda si: (
+                        "Entries for this position disagree; the first entry was used."))
+        take = ok & ~prev
+        if take.any():
+            if key in self.discarded:
+                self._warn(key, "Duplicate entry found in VCF; this entry trumps previous invalid entry.")
+            arr.gt[take, li, :] = codes_gt[take]
+            arr.status[take, li] = CALLED
+            arr.phased[take, li] = phased[take]
+            arr.phase_set[take, li] = ps[take]
+            arr.origin.setdefault(li, origin)
+            arr.first_alts.setdefault(li, alts)
+        if not ok.any():
+            self.discarded.add(key)
+
+    def _apply_pending(self) -> None:
+        """Calls from differently-represented records fill only what exact records left missing."""
+        for arr, li, key, calls, origin in self.pending:
+            ok, codes_gt, phased, ps = calls
+            take = ok & (arr.status[:, li] == ABSENT)
+            if take.any():
+                arr.gt[take, li, :] = codes_gt[take]
+                arr.status[take, li] = CALLED
+                arr.phased[take, li] = phased[take]
+                arr.phase_set[take, li] = ps[take]
+                arr.origin.setdefault(li, origin)
+                if not origin.startswith("gVCF"):
+                    self._warn(key, f"Call read from a differently represented record ({origin})")
+
+    def _merge_split(self, arr: _GeneArrays, li: int, new_gt: np.ndarray, phased: np.ndarray,
+                     mask: np.ndarray) -> np.ndarray:
+        """Combine split multi-allelic records (0/1 + 0/2 -> 1/2).  Returns which samples merged."""
+        merged = np.zeros(mask.shape, dtype=bool)
+        for si in np.flatnonzero(mask):
+            old = [int(x) for x in arr.gt[si, li, :]]
+            new = [int(x) for x in new_gt[si]]
+            if all(x <= 0 for x in new):
+                merged[si] = True
+            elif all(x <= 0 for x in old):
+                arr.gt[si, li, :] = new
+                arr.phased[si, li] = bool(phased[si])
+                merged[si] = True
+            elif arr.phased[si, li] and phased[si]:
+                out = [o if n_ <= 0 else (n_ if o <= 0 else None) for o, n_ in zip(old, new)]
+                if None not in out:
+                    arr.gt[si, li, :] = out
+                    merged[si] = True
+            elif old.count(0) == 1 and new.count(0) == 1:
+                arr.gt[si, li, :] = [x for x in old + new if x > 0]
+                arr.phased[si, li] = False
+                merged[si] = True
+        return merged
+
+    def _record_extra(self, arr: _GeneArrays, xi: int, gts, ref, alts) -> None:
+        x = arr.gdef.exemptions.extra_loci[xi]
+        if xi in arr.extra or gts is None:
+            return
+        alleles, phased = gts
+        table = [ref, *alts]
+        calls = []
+        for si in range(alleles.shape[0]):
+            a = [table[int(i)] if i >= 0 else "." for i in alleles[si] if i != NO_ALLELE]
+            calls.append(("|" if phased[si] else "/").join(a))
+        arr.extra[xi] = {"position": x.position, "rsid": x.rsid, "calls": calls}
+
+    def _fill_reference(self, arr: _GeneArrays) -> None:
+        absent = arr.status == ABSENT
+        if not absent.any():
+            return
+        arr.gt[absent] = 0
+        haploid = _haploid_samples(arr)
+        if haploid is not None:
+            for si in np.flatnonzero(haploid):
+                arr.gt[si, absent[si], 1] = NO_ALLELE
+        arr.status[absent] = FILLED
+        # homozygous reference is phase-agnostic: mark phased where the sample's other calls are phased
+        called = arr.status == CALLED
+        all_phased = np.where(called, arr.phased, True).all(axis=1)
+        arr.phased[absent] = np.broadcast_to(all_phased[:, None], absent.shape)[absent]
+
+
+def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
+    """Samples whose calls on this (chrX) gene are all haploid: reference fill must be haploid too."""
+    if arr.gdef.chromosome != "chrX":
+        return None
+    called = arr.status == CALLED
+    hap = np.where(called, arr.gt[:, :, 1] == NO_ALLELE, True).all(axis=1) & called.any(axis=1)
+    return hap
+
+
+def _format(rec, field: str):
+    """A FORMAT field as an array, or None when absent (cyvcf2 raises KeyError if undeclared)."""
+    try:
+        return rec.format(field)
+    except KeyError:
+        return None
+
+
+def _ad_ints(ad: np.ndarray, n: int) -> np.ndarray | None:
+    """AD undeclared in the header arrives as strings ("12,3"); parse to ints (missing -> -1)."""
+    if ad.dtype.kind in "iu":
+        return ad
+    rows = []
+    for x in np.asarray(ad).reshape(n, -1)[:, 0]:
+        vals = [int(v) if v.isdigit() else -1 for v in str(x).split(",")]
+        rows.append(vals)
+    width = max((len(r) for r in rows), default=0)
+    return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(n, width)
+
+
+def _phase_sets(psf: np.ndarray, n: int) -> np.ndarray:
+    """PS values as int64 (0 = none); PS undeclared in the header arrives as strings."""
+    if psf.dtype.kind in "iu":
+        v = psf.reshape(n, -1)[:, 0].astype(np.int64)
+        return np.where(v > _INT_MISSING + 1, v, 0)
+    flat = [str(x) for x in np.asarray(psf).reshape(-1)][:n]
+    return np.array([int(x) if x.lstrip("-").isdigit() else 0 for x in flat], dtype=np.int64)
+
+
+def _gt_text(g, phased) -> str:
+    parts = ["." if x == MISSING_ALLELE else str(int(x)) for x in g if x != NO_ALLELE]
+    return ("|" if phased else "/").join(parts)
+
+
+def _clean_htslib(msg: str) -> str:
+    return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
+
+
+def read_genotypes(path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions()) -> GenotypeSet:
+    return VcfReader(Path(path), kb, genes, options).read()

@@ -1,0 +1,182 @@
+"""Build permed's knowledge base from a PharmCAT data release.
+
+Only facts are carried over: positions, reference/alternate alleles, allele names and
+their defining alleles, and the matcher exemptions.  Scores and core positions are
+recomputed from the definitions rather than trusted, so test definitions without those
+fields convert the same way as release files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from permed.errors import UserError
+from permed.kb.model import (
+    KB_SCHEMA,
+    Exemptions,
+    ExtraLocus,
+    GeneDefinition,
+    KnowledgeBase,
+    Locus,
+    NamedAllele,
+    SourceInfo,
+    UnphasedPriority,
+)
+
+KB_LICENCE = (
+    "Allele definitions: CPIC (CC0 1.0) and PharmVar; curated by ClinPGx/PharmGKB (CC BY-SA 4.0). "
+    "This derived knowledge base is distributed under CC BY-SA 4.0."
+)
+KB_ATTRIBUTION = (
+    "Derived from PharmCAT allele definition files (https://github.com/PharmGKB/PharmCAT), "
+    "data by ClinPGx/PharmGKB (https://www.clinpgx.org) and CPIC (https://cpicpgx.org)."
+)
+DEFINITION_SUFFIX = "_translation.json"
+
+
+def _split_hgvs(name: str | None, ref: str, alts: list[str]) -> tuple[str, ...]:
+    """Align PharmCAT's '; '-joined HGVS names with the ALT alleles.
+
+    Upstream lists are not always in ALT order (e.g. CFTR rs77834169 lists C>T before C>G),
+    so SNV names are matched by their alternate base; anything else falls back to list order.
+    """
+    parts = [p.strip() for p in (name or "").split(";") if p.strip()]
+    out: list[str] = []
+    for i, alt in enumerate(alts):
+        match = next((p for p in parts if len(ref) == 1 and len(alt) == 1 and p.endswith(f"{ref}>{alt}")), None)
+        if match is None:
+            match = parts[i] if i < len(parts) else None
+        out.append(match or f"g.?{ref}>{alt}")
+    return tuple(out)
+
+
+def _convert_locus(v: dict) -> Locus:
+    alts = list(v.get("alts") or [])
+    return Locus(
+        position=int(v["position"]),
+        rsid=v.get("rsid"),
+        ref=v["ref"],
+        alts=tuple(alts),
+        hgvs=_split_hgvs(v.get("chromosomeHgvsName"), v["ref"], alts),
+    )
+
+
+def _convert_exemptions(e: dict | None) -> Exemptions:
+    if not e:
+        return Exemptions()
+    return Exemptions(
+        required_positions=tuple(int(p) for p in e.get("requiredPositions") or []),
+        ignored_alleles=tuple(e.get("ignoredAlleles") or []),
+        ignored_positions=tuple(int(p["position"]) for p in e.get("ignoredPositions") or []),
+        unphased_priorities=tuple(
+            UnphasedPriority(diplotypes=tuple(p["list"]), pick=p["pick"])
+            for p in e.get("unphasedDiplotypePriorities") or []
+        ),
+        extra_loci=tuple(
+            ExtraLocus(position=int(p["position"]), rsid=p.get("rsid"), ref=p["ref"], alts=tuple(p.get("alts") or []))
+            for p in e.get("extraPositions") or []
+        ),
+        amp1_alleles=tuple(e.get("amp1Alleles") or []),
+        amp1_positions=tuple(int(p) for p in e.get("amp1Positions") or []),
+    )
+
+
+def convert_definition(raw: dict, exemptions: dict | None = None, where: str = "") -> GeneDefinition:
+    """Convert one PharmCAT `<GENE>_translation.json` document."""
+    try:
+        loci = tuple(_convert_locus(v) for v in raw["variants"])
+        alleles = []
+        for a in raw["namedAlleles"]:
+            values = a["alleles"]
+            if len(values) != len(loci):
+                raise ValueError(f"allele {a['name']!r} has {len(values)} alleles for {len(loci)} positions")
+            alleles.append(
+                NamedAllele(
+                    name=a["name"],
+                    id=a.get("id"),
+                    reference=bool(a.get("reference")),
+                    structural=bool(a.get("structuralVariant")),
+                    defined={i: x.upper() for i, x in enumerate(values) if x is not None},
+                )
+            )
+        # older/test definition files mark no reference: the first row is the reference (PharmCAT convention)
+        if alleles and not any(a.reference for a in alleles):
+            alleles[0] = alleles[0].model_copy(update={"reference": True})
+        return GeneDefinition(
+            gene=raw["gene"],
+            chromosome=raw["chromosome"],
+            genome_build=raw.get("genomeBuild") or "GRCh38",
+            refseq_chromosome=raw.get("refSeqChromosomeId"),
+            data_source=raw.get("source"),
+            data_version=raw.get("version") or raw.get("dataVersion"),
+            loci=loci,
+            alleles=tuple(alleles),
+            exemptions=_convert_exemptions(exemptions),
+            suballeles=dict(raw.get("suballelesMap") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: not a valid allele definition ({exc})") from None
+
+
+def read_definition_file(path: Path, exemptions: dict | None = None) -> GeneDefinition:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read allele definition ({exc})") from None
+    gene = raw.get("gene") if isinstance(raw, dict) else None
+    ex = (exemptions or {}).get(gene) if gene else None
+    return convert_definition(raw, ex, where=str(path))
+
+
+def read_exemptions(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read exemptions ({exc})") from None
+    if isinstance(data, list):  # older releases stored a list
+        data = {e["gene"]: e for e in data}
+    return data
+
+
+def find_definition_dir(source: Path) -> Path:
+    """Accept a release root (with definition/) or the definition directory itself."""
+    for cand in (source / "definition", source / "definitions", source):
+        if cand.is_dir() and any(cand.glob(f"*{DEFINITION_SUFFIX}")):
+            return cand
+    raise UserError(f"{source}: no *{DEFINITION_SUFFIX} allele definition files found")
+
+
+def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True) -> KnowledgeBase:
+    from permed.kb.load import seal
+
+    def_dir = find_definition_dir(source)
+    exemptions = {}
+    ex_file = def_dir / "exemptions.json"
+    if with_exemptions and ex_file.exists():
+        exemptions = read_exemptions(ex_file)
+    genes = {}
+    for path in sorted(def_dir.glob(f"*{DEFINITION_SUFFIX}")):
+        gdef = read_definition_file(path, exemptions)
+        genes[gdef.gene] = gdef
+    versions = sorted({g.data_version for g in genes.values() if g.data_version})
+    data_version = versions[-1] if versions else "unknown"
+    kb = KnowledgeBase(
+        schema=KB_SCHEMA,
+        kb_version=f"{data_version}+pharmcat-{release}",
+        built=built or _dt.date.today().isoformat(),
+        sources=(
+            SourceInfo(
+                name="PharmCAT allele definitions",
+                release=release,
+                data_version=data_version,
+                url="https://github.com/PharmGKB/PharmCAT",
+                licence="CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0",
+            ),
+        ),
+        licence=KB_LICENCE,
+        attribution=KB_ATTRIBUTION,
+        genes=genes,
+    )
+    return seal(kb)

@@ -1,0 +1,204 @@
+"""Call a gene for every sample at once.
+
+Samples are grouped by their genotype pattern at the gene's definition positions (alleles,
+phase, phase-set structure) with one vectorised `np.unique`; the PharmCAT decision flow runs once
+per distinct pattern and the result is shared by every sample with that pattern.  Patterns are
+cached by allele content, so further files and chunks reuse earlier work.  A single patient is
+simply a cohort of one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from permed.genotypes.model import ABSENT, CALLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
+from permed.matcher.alleles import SampleAllele
+from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions, undocumented_as_reference
+from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
+from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
+
+REFERENCE_NAME = "Reference"
+
+
+def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
+    """Relabel PS values per sample 1..k by first appearance: only the grouping matters."""
+    out = np.zeros_like(ps)
+    rows = np.flatnonzero((ps != 0).any(axis=1))
+    for r in rows:
+        seen: dict[int, int] = {}
+        for j, v in enumerate(ps[r]):
+            if v:
+                out[r, j] = seen.setdefault(int(v), len(seen) + 1)
+    return out
+
+
+def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
+    """(representative sample index per pattern, pattern index per sample)."""
+    n, L = gg.status.shape
+    if n == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    feats = np.concatenate(
+        [
+            gg.status.astype(np.int64),
+            gg.gt[:, :, 0].astype(np.int64),
+            gg.gt[:, :, 1].astype(np.int64),
+            gg.phased.astype(np.int64),
+            _canonical_phase_sets(gg.phase_set),
+        ],
+        axis=1,
+    )
+    if gg.extra:
+        # report-only positions (e.g. CYP2C9 rs12777823) are part of what a sample's call shows
+        calls = np.array(["\t".join(x["calls"][i] for x in gg.extra) for i in range(n)])
+        _, codes = np.unique(calls, return_inverse=True)
+        feats = np.concatenate([feats, codes.reshape(-1, 1)], axis=1)
+    _, first, inverse = np.unique(feats, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+class CohortCaller:
+    """Calls genes over GenotypeSets, caching results by genotype pattern."""
+
+    def __init__(self, options: MatchOptions):
+        self.options = options
+        self._callers: dict[str, GeneCaller] = {}
+        self._cache: dict[tuple, GeneCall] = {}
+
+    def caller(self, gg: GeneGenotypes) -> GeneCaller:
+        c = self._callers.get(gg.gene)
+        if c is None or c.gdef is not gg.definition:
+            c = self._callers[gg.gene] = GeneCaller(gg.definition, self.options)
+        return c
+
+    def call(self, gg: GeneGenotypes) -> tuple[list[GeneCall], np.ndarray]:
+        """Distinct gene calls and, per sample, the index of its call."""
+        first, inverse = pattern_groups(gg)
+        calls = [self._call_pattern(gg, int(si)) for si in first]
+        return calls, inverse
+
+    def _call_pattern(self, gg: GeneGenotypes, si: int) -> GeneCall:
+        key, sample = sample_alleles(gg, si, self.options.find_combinations)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        result = self.caller(gg).call(sample)
+        call = to_gene_call(gg, si, result)
+        self._cache[key] = call
+        return call
+
+
+def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple[tuple, dict[int, SampleAllele]]:
+    """One sample's alleles at the gene's positions, in matcher form, plus a content key for caching."""
+    gdef = gg.definition
+    as_ref = undocumented_as_reference(gg.gene, find_combinations)
+    out: dict[int, SampleAllele] = {}
+    key: list = [gg.gene, id(gdef)]
+    for li, loc in enumerate(gdef.loci):
+        st = int(gg.status[si, li])
+        if st == ABSENT:
+            continue
+        table = gg.alleles[li]
+        n_known = 1 + len(loc.alts)
+        c1, c2 = int(gg.gt[si, li, 0]), int(gg.gt[si, li, 1])
+        phased = bool(gg.phased[si, li])
+        ps = int(gg.phase_set[si, li]) if phased and gg.phase_set[si, li] else None
+        a1 = table[c1] if c1 >= 0 else None
+        a2 = table[c2] if c2 >= 0 else None
+        undocumented = c1 >= n_known or c2 >= n_known
+
+        def computed(c: int, a: str | None) -> str | None:
+            if c == MISSING_ALLELE:
+                return "."
+            if c == NO_ALLELE:
+                return None
+            return loc.ref if (as_ref and c >= n_known) else a
+
+        distinct = {c for c in (c1, c2) if c >= 0}
+        eff = len(distinct) <= 1 or (phased and ps is None)
+        sep = "|" if phased else "/"
+        gt = sep.join("." if c == MISSING_ALLELE else str(c) for c in (c1, c2) if c != NO_ALLELE)
+        out[loc.position] = SampleAllele(
+            locus=loc, allele1=a1, allele2=a2, called1=computed(c1, a1), called2=computed(c2, a2),
+            phased=phased, effectively_phased=eff, phase_set=ps, gt=gt,
+            undocumented=undocumented, undocumented_as_reference=as_ref and undocumented,
+        )
+        key.append((li, st, a1, a2, c1 < 0 and c1, c2 < 0 and c2, phased, ps))
+    key.extend(x["calls"][si] for x in gg.extra)
+    return tuple(key), out
+
+
+def _haplotype_call(m) -> HaplotypeCall:
+    hap = m.haplotype
+    if hap.is_combination:
+        return HaplotypeCall(
+            name=hap.name, components=[c for c in hap.components if c != REFERENCE_NAME or not hap.partials],
+            partials=[p for _, p in hap.partials], combination=True,
+        )
+    return HaplotypeCall(name=hap.name)
+
+
+def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
+    gdef = gg.definition
+    data = res.data
+    sub = gdef.suballeles
+
+    def shown(name: str) -> str:
+        return sub.get(name, name)
+
+    if res.diplotypes:
+        labels = []
+        for d in res.diplotypes:
+            lab = diplotype_label(gdef.gene, shown(d.hap1.name), shown(d.hap2.name) if d.hap2 else None,
+                                  REFERENCE_NAME)
+            if lab not in labels:
+                labels.append(lab)
+    elif res.haplotypes:
+        labels = haplotype_list_labels([shown(m.name) for m in res.haplotypes])
+    else:
+        labels = [UNKNOWN]
+    dips = [
+        DiplotypeCall(
+            name=d.name, score=d.score,
+            haplotypes=[_haplotype_call(m) for m in (d.hap1, d.hap2) if m is not None],
+        )
+        for d in res.diplotypes
+    ]
+    evidence = []
+    undocumented = []
+    sample = {a.position: a for a in data.alleles} if data.alleles else {}
+    for li, loc in enumerate(gdef.loci):
+        st = int(gg.status[si, li])
+        a = sample.get(loc.position)
+        if st == ABSENT:
+            evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
+            continue
+        if a is None:  # present in the file but not used (e.g. HapB3 handled separately)
+            continue
+        if a.undocumented:
+            undocumented.append(loc.position)
+        evidence.append(
+            PositionEvidence(
+                position=loc.position, rsid=loc.rsid, call=a.vcf_call,
+                status="called" if st == CALLED else "reference_filled",
+                phase_set=a.phase_set, undocumented=a.undocumented,
+                origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
+            )
+        )
+    return GeneCall(
+        gene=gdef.gene,
+        status=res.status,
+        source_diplotypes=labels,
+        diplotypes=dips,
+        haplotype_matches=[m.name for m in res.haplotypes],
+        match_score=res.diplotypes[0].score if res.diplotypes else None,
+        phased=bool(data.alleles) and data.is_phased,
+        effectively_phased=bool(data.alleles) and data.effectively_phased,
+        missing_positions=[loc.position for loc in gdef.loci if gg.status[si, gdef.position_index[loc.position]] == ABSENT],
+        undocumented_positions=undocumented,
+        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()],
+        evidence=evidence,
+        variants_of_interest=[
+            {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra
+        ],
+    )
+

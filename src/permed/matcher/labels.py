@@ -1,0 +1,36 @@
+"""Diplotype labels as PharmCAT prints them (its "source diplotypes")."""
+
+from __future__ import annotations
+
+from permed.matcher.names import name_key
+
+# Genes reported CPIC-style: "Reference/X" is printed "X (heterozygous)" (PharmCAT's Diplotype label rule).
+CPIC_STYLE_GENES = frozenset({"CACNA1S", "CFTR", "RYR1", "DPYD"})
+HETEROZYGOUS = " (heterozygous)"
+HOMOZYGOUS = " (homozygous)"
+UNKNOWN = "Unknown/Unknown"
+
+
+def diplotype_label(gene: str, hap1: str, hap2: str | None, reference: str | None) -> str:
+    if gene in CPIC_STYLE_GENES:
+        r1 = hap1 == reference
+        r2 = hap2 is not None and hap2 == reference
+        if r1 and (r2 or hap2 is None):
+            return f"{reference}/{reference}" if hap2 is not None else reference
+        if r1 or r2:
+            return (hap2 if r1 else hap1) + HETEROZYGOUS
+    if hap2 is None:
+        return hap1
+    a, b = sorted((hap1, hap2), key=name_key)
+    return f"{a}/{b}"
+
+
+def haplotype_list_labels(names: list[str]) -> list[str]:
+    """Unphased lowest-function genes: each allele found, once, marked when on both strands."""
+    out: list[str] = []
+    for n in names:
+        if out and out[-1] in (n, n + HOMOZYGOUS):
+            out[-1] = n + HOMOZYGOUS
+        else:
+            out.append(n)
+    return out

@@ -1,0 +1,203 @@
+"""Working data for calling one gene in one genotype pattern (PharmCAT's MatchData semantics).
+
+It holds the sample's alleles at the gene's definition positions, the named alleles restricted
+to the positions actually observed, and every strand sequence ("permutation") consistent with
+the sample's phasing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from permed.kb.model import GeneDefinition, Locus
+from permed.matcher.alleles import WOBBLES, Haplotype, SampleAllele, allele_matches
+from permed.matcher.names import match_name_key, name_key
+
+Sequence = tuple  # one strand: alleles aligned with MatchData.positions
+
+
+@dataclass(frozen=True, slots=True)
+class HaplotypeMatch:
+    """A haplotype (plain, combination or partial) and the strand sequences it matched."""
+
+    haplotype: Haplotype
+    sequences: frozenset
+
+    @property
+    def name(self) -> str:
+        return self.haplotype.name
+
+
+def _sequence_text(positions: tuple[int, ...], seq: Sequence) -> str:
+    return "".join(f"{p}:{a};" for p, a in sorted(zip(positions, seq)))
+
+
+@dataclass
+class MatchData:
+    gene: str
+    definition: GeneDefinition
+    positions: tuple[Locus, ...]
+    alleles: tuple[SampleAllele, ...]
+    missing: tuple[Locus, ...]
+    haplotypes: list[Haplotype] = field(default_factory=list)
+    permutations: frozenset = frozenset()
+
+    # ---- sample facts -------------------------------------------------------------------
+    @cached_property
+    def position_numbers(self) -> tuple[int, ...]:
+        return tuple(loc.position for loc in self.positions)
+
+    @cached_property
+    def index_of(self) -> dict[int, int]:
+        return {p: i for i, p in enumerate(self.position_numbers)}
+
+    @property
+    def num_sample_alleles(self) -> int:
+        return len(self.alleles)
+
+    @cached_property
+    def is_haploid(self) -> bool:
+        n = len(self.alleles)
+        return n > 0 and (
+            sum(a.allele1 is None for a in self.alleles) == n or sum(a.allele2 is None for a in self.alleles) == n
+        )
+
+    @cached_property
+    def is_phased(self) -> bool:
+        return all(a.phased for a in self.alleles)
+
+    @cached_property
+    def is_homozygous(self) -> bool:
+        return self.is_haploid or all(a.homozygous for a in self.alleles)
+
+    @property
+    def effectively_phased(self) -> bool:
+        return len(self.permutations) <= 2
+
+    @cached_property
+    def uses_phase_sets(self) -> bool:
+        return any(a.phased and a.phase_set is not None for a in self.alleles)
+
+    def phase_set(self, position: int) -> int | None:
+        a = self.alleles[self.index_of[position]] if position in self.index_of else None
+        if a is None or not a.phased or not self.uses_phase_sets:
+            return None
+        return a.phase_set if a.phase_set is not None else -(2**31)
+
+    @cached_property
+    def has_partial_missing_alleles(self) -> bool:
+        return any("." in a.vcf_call for a in self.alleles)
+
+    @cached_property
+    def undocumented_positions(self) -> tuple[int, ...]:
+        return tuple(a.position for a in self.alleles if a.undocumented)
+
+    def sequence_text(self, seq: Sequence) -> str:
+        return _sequence_text(self.position_numbers, seq)
+
+    # ---- matching ------------------------------------------------------------------------
+    def compare_permutations(self) -> list[HaplotypeMatch]:
+        """Haplotypes matching at least one strand sequence, in name order."""
+        found: dict[int, list] = {}
+        perms = sorted(self.permutations, key=self.sequence_text)
+        for hi, hap in enumerate(self.haplotypes):
+            hits = [s for s in perms if all(allele_matches(e, o) for e, o in zip(hap.alleles, s))]
+            if hits:
+                found[hi] = hits
+        matches = [HaplotypeMatch(self.haplotypes[i], frozenset(s)) for i, s in found.items()]
+        matches.sort(key=lambda m: match_name_key(m.name))
+        return matches
+
+
+def generate_permutations(alleles: tuple[SampleAllele, ...]) -> frozenset:
+    """Every strand sequence consistent with the sample's phasing.
+
+    Phased (or homozygous) positions follow their strand; a phase set branches once and is then
+    followed consistently within the set; unphased heterozygous positions branch freely.
+    """
+    if not alleles:
+        return frozenset()
+    s1_blank = all(a.allele1 is None for a in alleles)
+    s2_blank = all(a.allele2 is None for a in alleles)
+    order = sorted(range(len(alleles)), key=lambda i: alleles[i].position)
+    n = len(alleles)
+    out: set[tuple] = set()
+
+    def walk(k: int, haploid: bool, first: bool, sofar: list, ps: dict | None) -> None:
+        if k == n:
+            out.add(tuple(sofar))
+            return
+        i = order[k]
+        a = alleles[i]
+        if a.effectively_phased or haploid:
+            sofar[i] = a.called1 if first else a.called2
+            walk(k + 1, haploid, first, sofar, ps)
+        elif a.phase_set is not None:
+            if a.phase_set in ps:
+                sofar[i] = a.called1 if ps[a.phase_set] else a.called2
+                walk(k + 1, False, first, sofar, ps)
+            else:
+                for choice, val in ((True, a.called1), (False, a.called2)):
+                    sofar[i] = val
+                    walk(k + 1, False, first, sofar, {**ps, a.phase_set: choice})
+        else:
+            for val in (a.called1, a.called2):
+                sofar[i] = val
+                walk(k + 1, False, first, sofar, ps)
+
+    if not s1_blank:
+        walk(0, s2_blank, True, [None] * n, {})
+    if not s2_blank:
+        walk(0, s1_blank, False, [None] * n, {})
+    return frozenset(out)
+
+
+def build_match_data(
+    gdef: GeneDefinition,
+    sample: dict[int, SampleAllele],
+    *,
+    assume_reference: bool,
+    find_combinations: bool,
+    exclude: frozenset[str] = frozenset(),
+    ignored_alleles: frozenset[str] = frozenset(),
+) -> MatchData:
+    """Restrict the gene's named alleles to the sample's observed positions (PharmCAT marshalling)."""
+    available = [(i, loc) for i, loc in enumerate(gdef.loci) if loc.position in sample]
+    missing = tuple(loc for loc in gdef.loci if loc.position not in sample)
+    positions = tuple(loc for _, loc in available)
+    alleles = tuple(sample[loc.position] for loc in positions)
+    data = MatchData(gdef.gene, gdef, positions, alleles, missing)
+    if not alleles:
+        return data
+
+    ref = gdef.reference_allele
+    haps: list[Haplotype] = []
+    for na in gdef.alleles:
+        if na.name in exclude or na.name in ignored_alleles:
+            continue
+        if find_combinations and gdef.gene == "UGT1A1" and "+" in na.name:
+            continue  # UGT1A1 "*80+*28"-style alleles are combinations the matcher rebuilds itself
+        own = tuple(na.defined.get(i) for i, _ in available)
+        score = sum(a is not None for a in own) if missing else na.score
+        if score == 0:
+            continue
+        core = frozenset(loc.position for (i, loc), a in zip(available, own) if a is not None)
+        miss = frozenset(loc.position for loc in missing if gdef.position_index[loc.position] in na.defined)
+        wobbles = frozenset(loc.position for (i, loc), a in zip(available, own) if a in WOBBLES)
+        filled = own
+        if assume_reference and not na.reference:
+            filled = tuple(
+                a if a is not None else (loc.ref if ref.defined[i] in WOBBLES else ref.defined[i])
+                for (i, loc), a in zip(available, own)
+            )
+        haps.append(
+            Haplotype(
+                name=na.name, id=na.id, reference=na.reference, alleles=filled, score=score,
+                core=core, missing=miss, wobbles=wobbles, components=(na.name,),
+            )
+        )
+    haps.sort(key=lambda h: (name_key(h.name), h.id or ""))
+    data.haplotypes = haps
+    data.permutations = generate_permutations(alleles)
+    return data

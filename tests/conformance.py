@@ -1,0 +1,69 @@
+"""Helpers that run permed on PharmCAT's conformance cases (../shared/conformance)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
+from permed.kb.build import DEFINITION_SUFFIX, read_definition_file, read_exemptions
+from permed.kb.load import seal
+from permed.kb.model import KB_SCHEMA, KnowledgeBase
+from permed.matcher.cohort import CohortCaller
+from permed.matcher.gene_caller import MatchOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CONFORMANCE = SHARED / "conformance"
+
+
+def have_shared() -> bool:
+    return (CONFORMANCE / "matcher" / "cases.json").exists()
+
+
+@lru_cache(maxsize=None)
+def case_kb(definition: str, exemptions: str | None) -> KnowledgeBase:
+    """A KB built (with permed's own converter) from the definition file(s) a case names."""
+    ex = read_exemptions(CONFORMANCE / exemptions) if exemptions else {}
+    target = CONFORMANCE / definition
+    paths = sorted(target.glob(f"*{DEFINITION_SUFFIX}")) if target.is_dir() else [target]
+    genes = {}
+    for p in paths:
+        g = read_definition_file(p, ex)
+        genes[g.gene] = g
+    kb = KnowledgeBase(
+        schema=KB_SCHEMA, kb_version="conformance", built="test", sources=(), licence="test", attribution="test",
+        genes=genes,
+    )
+    return seal(kb)
+
+
+def load_cases(kind: str) -> list[dict]:
+    return json.loads((CONFORMANCE / kind / "cases.json").read_text())
+
+
+def run_matcher_case(case: dict):
+    """(gene call or None, GenotypeSet, sample index) for one matcher case."""
+    opts = case["options"]
+    definition = case.get("definition") or "definitions/"
+    use_ex = bool(opts.get("withExemptions")) and case.get("exemptions") is not None
+    kb = case_kb(definition, case.get("exemptions") if use_ex else None)
+    genes = [g for g in kb.genes if opts.get("callCyp2d6") or g != "CYP2D6"]
+    gs = read_genotypes(
+        CONFORMANCE / case["vcf"], kb, genes, ReadOptions(find_combinations=bool(opts.get("findCombinations")))
+    )
+    sample = case.get("sample")
+    si = gs.samples.index(sample) if sample else 0
+    caller = CohortCaller(
+        MatchOptions(
+            find_combinations=bool(opts.get("findCombinations")),
+            top_candidate_only=bool(opts.get("topCandidateOnly")),
+            use_exemptions=use_ex,
+        )
+    )
+    gene = case["gene"]
+    if gene not in gs.genes:
+        return None, gs, si
+    calls, inverse = caller.call(gs.genes[gene])
+    return calls[inverse[si]], gs, si
