@@ -58,10 +58,13 @@ def sort_diplotypes(data: MatchData, dips: list[DiplotypeMatch]) -> list[Diploty
         return _match_cmp(data, x.hap2, y.hap2)
 
     out: list[DiplotypeMatch] = []
-    seen: set[str] = set()
+    seen: set = set()
     for d in sorted(dips, key=cmp_to_key(cmp)):
-        if d.name not in seen:
-            seen.add(d.name)
+        # identical = same score, names and strand sequences (PharmCAT keeps same-named pairs on other strands)
+        ident = (d.score, d.hap1.name, d.hap1.sequences, d.hap2.name if d.hap2 else None,
+                 d.hap2.sequences if d.hap2 else None)
+        if ident not in seen:
+            seen.add(ident)
             out.append(d)
     return out
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from permed.matcher.alleles import Haplotype, SampleAllele
 from permed.matcher.combinations import build_combination
-from permed.matcher.diplotypes import DiplotypeMatch, make_diplotype
+from permed.matcher.diplotypes import DiplotypeMatch, make_diplotype, sort_diplotypes
 from permed.matcher.match_data import HaplotypeMatch, MatchData
 
 HAPB3_ALLELE = "c.1129-5923C>G, c.1236G>A (HapB3)"
@@ -214,7 +214,7 @@ class HapB3Caller:
             h1 = self._phased_hap(min(d.hap1.sequences, key=data.sequence_text), data, d.hap1)
             h2 = self._phased_hap(min(d.hap2.sequences, key=data.sequence_text), data, d.hap2)
             out.append(make_diplotype(data, h1, h2))
-        return out
+        return sort_diplotypes(data, out)
 
     def add_to_reference(self, data: MatchData) -> list[DiplotypeMatch]:
         """Strands that are reference everywhere except (possibly) HapB3."""
@@ -230,7 +230,7 @@ class HapB3Caller:
         for d in dips:
             h1, h2 = _strip_hapb3_partials(data, d.hap1), _strip_hapb3_partials(data, d.hap2)
             out.append(make_diplotype(data, h1, h2) if (h1 is not d.hap1 or h2 is not d.hap2) else d)
-        return out
+        return sort_diplotypes(data, out)
 
 
 def _strip_hapb3_partials(data: MatchData, m: HaplotypeMatch) -> HaplotypeMatch:

@@ -28,7 +28,7 @@ def diplotype_label(gene: str, hap1: str, hap2: str | None, reference: str | Non
 def haplotype_list_labels(names: list[str]) -> list[str]:
     """Unphased lowest-function genes: each allele found, once, marked when on both strands."""
     out: list[str] = []
-    for n in names:
+    for n in sorted(names, key=name_key):
         if out and out[-1] in (n, n + HOMOZYGOUS):
             out[-1] = n + HOMOZYGOUS
         else:
