@@ -10,8 +10,8 @@ from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
 from permed.kb.build import DEFINITION_SUFFIX, read_definition_file, read_exemptions
 from permed.kb.load import seal
 from permed.kb.model import KB_SCHEMA, KnowledgeBase
-from permed.matcher.cohort import CohortCaller
-from permed.matcher.gene_caller import MatchOptions
+from permed.matcher.cohort import CohortCaller, sample_alleles
+from permed.matcher.gene_caller import GeneCaller, MatchOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -43,8 +43,7 @@ def load_cases(kind: str) -> list[dict]:
     return json.loads((CONFORMANCE / kind / "cases.json").read_text())
 
 
-def run_matcher_case(case: dict):
-    """(gene call or None, GenotypeSet, sample index) for one matcher case."""
+def _setup(case: dict):
     opts = case["options"]
     definition = case.get("definition") or "definitions/"
     use_ex = bool(opts.get("withExemptions")) and case.get("exemptions") is not None
@@ -55,15 +54,27 @@ def run_matcher_case(case: dict):
     )
     sample = case.get("sample")
     si = gs.samples.index(sample) if sample else 0
-    caller = CohortCaller(
-        MatchOptions(
-            find_combinations=bool(opts.get("findCombinations")),
-            top_candidate_only=bool(opts.get("topCandidateOnly")),
-            use_exemptions=use_ex,
-        )
+    options = MatchOptions(
+        find_combinations=bool(opts.get("findCombinations")),
+        top_candidate_only=bool(opts.get("topCandidateOnly")),
+        use_exemptions=use_ex,
     )
+    return gs, si, options
+
+
+def run_matcher_case(case: dict):
+    """(gene call or None, GenotypeSet, sample index) for one matcher case."""
+    gs, si, options = _setup(case)
     gene = case["gene"]
     if gene not in gs.genes:
         return None, gs, si
-    calls, inverse = caller.call(gs.genes[gene])
+    calls, inverse = CohortCaller(options).call(gs.genes[gene])
     return calls[inverse[si]], gs, si
+
+
+def sample_result(case: dict):
+    """The matcher's internal result (strand sequences, match data) for one matcher case."""
+    gs, si, options = _setup(case)
+    gg = gs.genes[case["gene"]]
+    _, sample = sample_alleles(gg, si, options.find_combinations)
+    return GeneCaller(gg.definition, options).call(sample)

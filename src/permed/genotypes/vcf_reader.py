@@ -188,7 +188,10 @@ class _GeneArrays:
 
 
 class VcfReader:
-    def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions()):
+    def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
+                 regions: list[str] | None = None, with_sha256: bool = True):
+        self.regions = regions
+        self.with_sha256 = with_sha256
         self.path = Path(path)
         self.kb = kb
         self.genes = genes
@@ -218,7 +221,7 @@ class VcfReader:
     # ---- main -----------------------------------------------------------------------------
     def read(self) -> GenotypeSet:
         _precheck(self.path)
-        sha = file_sha256(self.path)
+        sha = file_sha256(self.path) if self.with_sha256 else ""
         with _captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
@@ -242,6 +245,19 @@ class VcfReader:
             if m.startswith("[W::") and "is not defined in the header" not in m:
                 self.notices.append(f"htslib: {_clean_htslib(m)}")
         return result
+
+    def _records(self, vcf: VCF):
+        """All records, or only those in the requested chromosomes (indexed files)."""
+        if self.regions is None:
+            yield from vcf
+            return
+        names = set(vcf.seqnames)
+        for region in self.regions:
+            bare = region.removeprefix("chr")
+            for name in (region, bare, "MT" if bare == "M" else None):
+                if name and name in names:
+                    yield from vcf(name)
+                    break
 
     def _read_open(self, vcf: VCF, sha: str) -> GenotypeSet:
         samples = tuple(vcf.samples)
@@ -267,8 +283,8 @@ class VcfReader:
         last: tuple[str, int] | None = None
         chrom_order: list[str] = []
         unsorted_noted = False
-        for rec_no, rec in enumerate(vcf, start=1):
-            line = header_lines + rec_no
+        for rec_no, rec in enumerate(self._records(vcf), start=1):
+            line = header_lines + rec_no if self.regions is None else None
             chrom = normalise_chrom(rec.CHROM)
             pos = rec.POS
             if chrom not in self.index.chroms:
@@ -276,7 +292,7 @@ class VcfReader:
             if last is not None and not unsorted_noted:
                 if (chrom == last[0] and pos < last[1]) or (chrom != last[0] and chrom in chrom_order):
                     self.notices.append(
-                        f"records are not sorted (line {line}: {chrom}:{pos} after {last[0]}:{last[1]}); "
+                        f"records are not sorted ({_where(line, chrom, pos)} comes after {last[0]}:{last[1]}); "
                         "permed reads the whole file, so calls are unaffected"
                     )
                     unsorted_noted = True
@@ -293,7 +309,7 @@ class VcfReader:
                     try:
                         block_end = int(info_end)
                     except (TypeError, ValueError):
-                        raise UserError(f"{self.path}: line {line}: INFO END={info_end!r} is not an integer") from None
+                        raise UserError(f"{self.path}: {_where(line, chrom, pos)}: INFO END={info_end!r} is not an integer") from None
             exact = self.index.exact.get((chrom, pos), ())
             near: list = []
             if block_end is not None and block_end > pos:
@@ -306,7 +322,7 @@ class VcfReader:
                 continue
             for allele in (ref, *alts):
                 if not _ALLELE_OK.match(allele):
-                    raise UserError(f"{self.path}: line {line}: {chrom}:{pos}: invalid allele {allele!r}")
+                    raise UserError(f"{self.path}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
             if self.options.require_pass and rec.FILTER not in (None, "PASS"):
                 for g, li in exact:
                     self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
@@ -347,7 +363,7 @@ class VcfReader:
         if alleles.max(initial=-1) >= n_alleles:
             bad = int(alleles.max())
             raise UserError(
-                f"{self.path}: line {line}: {chrom}:{pos}: GT allele {bad} but the record has only "
+                f"{self.path}: {_where(line, chrom, pos)}: GT allele {bad} but the record has only "
                 f"{n_alleles - 1} ALT allele(s)"
             )
         return alleles, arr[:, -1].astype(bool)
@@ -648,6 +664,10 @@ def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
     return hap
 
 
+def _where(line: int | None, chrom: str, pos: int) -> str:
+    return f"line {line} ({chrom}:{pos})" if line is not None else f"record {chrom}:{pos}"
+
+
 def _format(rec, field: str):
     """A FORMAT field as an array, or None when absent (cyvcf2 raises KeyError if undeclared)."""
     try:
@@ -686,5 +706,6 @@ def _clean_htslib(msg: str) -> str:
     return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
 
 
-def read_genotypes(path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions()) -> GenotypeSet:
-    return VcfReader(Path(path), kb, genes, options).read()
+def read_genotypes(path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
+                   regions: list[str] | None = None, with_sha256: bool = True) -> GenotypeSet:
+    return VcfReader(Path(path), kb, genes, options, regions, with_sha256).read()

@@ -127,14 +127,12 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
     return tuple(key), out
 
 
-def _haplotype_call(m) -> HaplotypeCall:
+def _haplotype_call(m, shown) -> HaplotypeCall:
     hap = m.haplotype
     if hap.is_combination:
-        return HaplotypeCall(
-            name=hap.name, components=[c for c in hap.components if c != REFERENCE_NAME or not hap.partials],
-            partials=[p for _, p in hap.partials], combination=True,
-        )
-    return HaplotypeCall(name=hap.name)
+        named = [shown(c) for c in hap.components if c != REFERENCE_NAME]
+        return HaplotypeCall(name=shown(hap.name), components=named, partials=[p for _, p in hap.partials])
+    return HaplotypeCall(name=shown(hap.name))
 
 
 def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
@@ -158,8 +156,8 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         labels = [UNKNOWN]
     dips = [
         DiplotypeCall(
-            name=d.name, score=d.score,
-            haplotypes=[_haplotype_call(m) for m in (d.hap1, d.hap2) if m is not None],
+            name="/".join(shown(m.name) for m in (d.hap1, d.hap2) if m is not None), score=d.score,
+            haplotypes=[_haplotype_call(m, shown) for m in (d.hap1, d.hap2) if m is not None],
         )
         for d in res.diplotypes
     ]

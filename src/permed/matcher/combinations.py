@@ -108,7 +108,7 @@ def combination_matches(data: MatchData, *, find_partials: bool) -> list[Haploty
         else:
             results = []
             for combo in _viable_combinations(covered):
-                partials = partial_names(combo) if len(combo) == len(covered) else all_partials
+                partials = partial_names(combo)
                 results.append(build_combination(data, combo, partials))
         for hap in results:
             key = (hap.name, data.sequence_text(seq))

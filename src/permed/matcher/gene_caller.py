@@ -59,6 +59,7 @@ class GeneCaller:
         self.required = frozenset(ex.required_positions) if ex else frozenset()
         self.priorities = ex.unphased_priorities if ex else ()
         self.ignored = frozenset(ex.ignored_alleles) if ex else frozenset()
+        self.amp1 = frozenset(ex.amp1_positions) if ex else frozenset()
 
     # ---- helpers ---------------------------------------------------------------------------
     def _data(self, sample, assume_reference: bool, combos: bool, exclude=frozenset()) -> MatchData:
@@ -71,7 +72,15 @@ class GeneCaller:
         status: Status = "called" if (dips or haps) else "uncallable"
         if not data.alleles:
             status = "no_data"
-        return GeneResult(self.gdef.gene, status, data, list(dips), list(haps), dict(warnings or {}))
+        warnings = dict(warnings or {})
+        amp1 = [f"{self.gdef.chromosome}:{loc.position}" for loc in data.missing if loc.position in self.amp1]
+        if amp1 and data.alleles:
+            s = "s" if len(amp1) > 1 else ""
+            warnings["missing-amp1-position"] = (
+                f"Missing variant{s} that AMP recommends testing (Tier 1): {', '.join(amp1)}. "
+                "See https://www.clinpgx.org/ampAllelesToTest for details."
+            )
+        return GeneResult(self.gdef.gene, status, data, list(dips), list(haps), warnings)
 
     def _missing_required(self, data: MatchData) -> GeneResult | None:
         missing = [f"{self.gdef.chromosome}:{loc.position}" for loc in data.missing if loc.position in self.required]

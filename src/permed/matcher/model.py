@@ -20,9 +20,16 @@ class Message(_Model):
 
 class HaplotypeCall(_Model):
     name: str
-    components: list[str] = []  # named alleles of a combination ("[*6 + *14]")
-    partials: list[str] = []  # variants outside any named allele on this strand
-    combination: bool = False
+    components: list[str] = []  # named alleles on this strand when it is a combination ("[*6 + *14]")
+    partials: list[str] = []  # variants outside any named allele on this strand (HGVS)
+
+    @property
+    def combination(self) -> bool:
+        return len(self.components) > 1
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.partials)
 
 
 class DiplotypeCall(_Model):

@@ -1,0 +1,168 @@
+"""Command line: `permed call`, `permed kb build`, `permed kb info`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from permed import __version__
+from permed.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
+kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build from a PharmCAT release, inspect.")
+app.add_typer(kb_app, name="kb")
+err = Console(stderr=True)
+
+
+def example_vcf() -> Path:
+    ref = resources.files("permed") / "examples" / "example_patient.vcf"
+    with resources.as_file(ref) as p:
+        return Path(p)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"permed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")] = False,
+) -> None:
+    pass
+
+
+@app.command("call")
+def call_cmd(
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="VCF/BCF files (.vcf, .vcf.gz, .bcf).")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")] = Path("out"),
+    example: Annotated[bool, typer.Option("--example", help="Run on the embedded example patient.")] = False,
+    genes: Annotated[Optional[str], typer.Option("--genes", help="Comma-separated genes to call (default: all).")] = None,
+    missing_to_ref: Annotated[bool, typer.Option(
+        "--missing-to-ref", help="Read definition positions absent from the file as homozygous reference.")] = False,
+    require_pass: Annotated[bool, typer.Option(
+        "--require-pass", help="Ignore records whose FILTER is not PASS (PharmCAT uses all records).")] = False,
+    combinations: Annotated[bool, typer.Option(
+        "--combinations", help="Research mode: call combination and partial alleles when no exact call exists.")] = False,
+    all_matches: Annotated[bool, typer.Option(
+        "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
+    cyp2d6_from_vcf: Annotated[bool, typer.Option(
+        "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    kb_path: Annotated[Optional[Path], typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
+    no_sample_reports: Annotated[bool, typer.Option(
+        "--no-sample-reports", help="Write calls.tsv only (no per-sample JSON).")] = False,
+) -> None:
+    """Call star-allele diplotypes for every sample in the input files."""
+    from permed.kb.load import load_kb
+    from permed.pipeline import CallOptions, call_files
+    from permed.report.output import write_outputs
+
+    paths = list(inputs or [])
+    if example:
+        paths.insert(0, example_vcf())
+    if not paths:
+        raise UserError("no input files: give VCF/BCF paths or --example")
+    t0 = time.perf_counter()
+    kb = load_kb(kb_path)
+    options = CallOptions(
+        genes=tuple(g.strip() for g in genes.split(",") if g.strip()) if genes else None,
+        missing_to_ref=missing_to_ref, require_pass=require_pass, find_combinations=combinations,
+        all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
+    )
+    callset = call_files(paths, kb, options)
+    written = write_outputs(callset, out, sample_reports=not no_sample_reports)
+    elapsed = time.perf_counter() - t0
+    _summary(callset, out, len(written), elapsed)
+
+
+def _summary(callset, out: Path, n_files: int, elapsed: float) -> None:
+    console = Console(stderr=True)
+    n = len(callset.samples)
+    console.print(f"permed: {n} sample(s), {len(callset.genes)} gene(s) in {elapsed:.2f} s -> {out}/ ({n_files} files)")
+    if n == 1:
+        s = callset.samples[0]
+        table = Table(show_header=True, header_style="bold")
+        for col in ("Gene", "Diplotype(s)", "Status", "Missing"):
+            table.add_column(col)
+        for gene, c in callset.calls[s].items():
+            table.add_row(gene, " OR ".join(c.source_diplotypes), c.status, str(len(c.missing_positions)))
+        console.print(table)
+
+
+@kb_app.command("build")
+def kb_build(
+    source: Annotated[Path, typer.Option("--source", help="PharmCAT release directory (with definition/).")],
+    release: Annotated[str, typer.Option("--release", help="PharmCAT release the files come from.")] = "3.1.1",
+    output: Annotated[Optional[Path], typer.Option("--output", help="KB file to write (default: packaged KB).")] = None,
+    built: Annotated[Optional[str], typer.Option("--built", help="Build date to record (YYYY-MM-DD).")] = None,
+) -> None:
+    """Convert PharmCAT allele definitions and exemptions into permed's KB format."""
+    from permed.kb.build import build_kb
+    from permed.kb.load import PACKAGED_KB, dump_kb, load_kb_file
+
+    kb = build_kb(source, release=release, built=built)
+    target = output or Path(str(resources.files("permed.kb") / "data" / PACKAGED_KB))
+    dump_kb(kb, target)
+    load_kb_file(target)  # refuse to leave a KB that does not load
+    err.print(f"permed: wrote {target} ({len(kb.genes)} genes, KB {kb.kb_version}, sha256 {kb.sha256[:12]}...)")
+
+
+@kb_app.command("info")
+def kb_info(
+    kb_path: Annotated[Optional[Path], typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
+) -> None:
+    """Show the loaded knowledge base: version, sources, licence, genes."""
+    from permed.kb.load import load_kb
+
+    kb = load_kb(kb_path)
+    console = Console()
+    console.print(f"KB version: {kb.kb_version}  (built {kb.built}, sha256 {kb.sha256})")
+    for s in kb.sources:
+        console.print(f"Source: {s.name}, release {s.release}, data {s.data_version} <{s.url}> [{s.licence}]")
+    console.print(f"Licence: {kb.licence}")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("Gene", "Chrom", "Positions", "Named alleles", "Data version", "Exemptions"):
+        table.add_column(col)
+    for g, d in sorted(kb.genes.items()):
+        ex = d.exemptions
+        flags = [n for n, v in (("required", ex.required_positions), ("priorities", ex.unphased_priorities),
+                                ("extra", ex.extra_loci)) if v]
+        table.add_row(g, d.chromosome, str(len(d.loci)), str(len(d.alleles)), d.data_version or "", ",".join(flags))
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"permed: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if os.environ.get("PERMED_DEBUG"):
+            raise
+        err.print(f"permed: internal error: {type(exc).__name__}: {exc} (set PERMED_DEBUG=1 for a traceback)",
+                  markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

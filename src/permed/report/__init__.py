@@ -1,0 +1,1 @@
+"""Outputs: calls.tsv (PharmCAT calls-only columns) and per-sample report JSON."""

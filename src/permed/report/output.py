@@ -1,0 +1,59 @@
+"""Write all outputs into OUT atomically: files appear only when every one was written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from permed.errors import UserError
+from permed.pipeline import CallSet
+from permed.report.calls_tsv import write_calls_tsv
+from permed.report.report_json import SampleReportWriter
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sample_filename(sample: str) -> str:
+    """A file name for a sample ID that is safe on every filesystem."""
+    name = _UNSAFE.sub("_", sample)
+    return name if name not in ("", ".", "..") else f"sample_{name}"
+
+
+def write_outputs(callset: CallSet, out_dir: Path, sample_reports: bool = True) -> list[Path]:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    names = {}
+    for s in callset.samples:
+        fn = sample_filename(s) + ".report.json"
+        if fn in names:
+            raise UserError(f"samples {names[fn]!r} and {s!r} would write the same file {fn}")
+        names[fn] = s
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".permed-", dir=out_dir))
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot write output ({exc.strerror})") from None
+    try:
+        written = []
+        with open(tmp / "calls.tsv", "w", newline="\n") as fh:
+            write_calls_tsv(callset, fh)
+        written.append("calls.tsv")
+        if sample_reports:
+            writer = SampleReportWriter(callset)
+            for fn, s in names.items():
+                with open(tmp / fn, "w") as fh:
+                    fh.write(writer.render(s))
+                written.append(fn)
+        final = []
+        for fn in written:
+            os.replace(tmp / fn, out_dir / fn)
+            final.append(out_dir / fn)
+        return final
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot write output ({exc.strerror})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
