@@ -107,6 +107,13 @@ def _precheck(path: Path) -> None:
         raise UserError(f"{path}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
 
 
+class _RecordError(Exception):
+    def __init__(self, where: str, detail: str):
+        super().__init__(detail)
+        self.where = where
+        self.detail = detail
+
+
 class _LocusIndex:
     """Where the selected genes' definition positions are, for fast record filtering."""
 
@@ -222,6 +229,7 @@ class VcfReader:
     def read(self) -> GenotypeSet:
         _precheck(self.path)
         sha = file_sha256(self.path) if self.with_sha256 else ""
+        record_error: _RecordError | None = None
         with _captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
@@ -233,12 +241,20 @@ class VcfReader:
             else:
                 try:
                     result = self._read_open(vcf, sha)
+                except _RecordError as exc:
+                    record_error = exc
                 finally:
                     vcf.close()
         errors = [m for m in htslib if m.startswith("[E::")]
+        if record_error is not None:
+            detail = _clean_htslib(errors[0]) if errors else record_error.detail
+            raise UserError(f"{self.path}: {record_error.where}: malformed record ({detail})")
         if vcf is None:
-            detail = errors[0] if errors else err
-            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({_clean_htslib(detail)})")
+            detail = _clean_htslib(errors[0] if errors else err)
+            dup = re.search(r"Duplicated sample name '([^']*)'", detail)
+            if dup:
+                raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
+            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
         if errors:
             raise UserError(f"{self.path}: {_clean_htslib(errors[0])}")
         for m in htslib:
@@ -283,7 +299,17 @@ class VcfReader:
         last: tuple[str, int] | None = None
         chrom_order: list[str] = []
         unsorted_noted = False
-        for rec_no, rec in enumerate(self._records(vcf), start=1):
+        records = self._records(vcf)
+        rec_no = 0
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                break
+            except Exception as exc:  # htslib could not parse the next record
+                where = f"line {header_lines + rec_no + 1}" if self.regions is None else f"record {rec_no + 1}"
+                raise _RecordError(where, str(exc)) from None
+            rec_no += 1
             line = header_lines + rec_no if self.regions is None else None
             chrom = normalise_chrom(rec.CHROM)
             pos = rec.POS

@@ -1,0 +1,3 @@
+from permed.cli import main
+
+main()
