@@ -134,7 +134,8 @@ def _run_unit(unit: _Unit, kb: KnowledgeBase, options: CallOptions) -> _UnitResu
     gs = read_genotypes(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions,
                         with_sha256=False)
     caller = CohortCaller(options.match_options())
-    out = {g: caller.call(gg) for g, gg in gs.genes.items()}
+    # genes with no position in this file are "no data" for every sample: leave them to _assemble
+    out = {g: caller.call(gg) for g, gg in gs.genes.items() if gg.status.any() or gg.extra}
     return _UnitResult(unit.file_index, gs.samples, out, gs.position_warnings, gs.sample_warnings, gs.notices)
 
 
@@ -218,6 +219,11 @@ def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) 
 
     not_called = GeneCall(gene=CYP2D6, status="not_called", source_diplotypes=["Unknown/Unknown"],
                           warnings=[CYP2D6_NOT_CALLED])
+    no_data = {
+        g: GeneCall(gene=g, status="no_data", source_diplotypes=["Unknown/Unknown"],
+                    missing_positions=[loc.position for loc in kb.genes[g].loci])
+        for g in vcf_genes
+    }
     flagged: dict[int, GeneCall] = {}  # keep calls shared between samples after adding the warning
     for s in samples:
         if CYP2D6 in genes:
@@ -228,6 +234,6 @@ def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) 
                 if id(c) not in flagged:
                     flagged[id(c)] = c.model_copy(update={"warnings": [*c.warnings, CYP2D6_VCF_WARNING]})
                 calls[s][CYP2D6] = flagged[id(c)]
-        calls[s] = {g: calls[s][g] for g in genes if g in calls[s]}
+        calls[s] = {g: calls[s][g] if g in calls[s] else no_data[g] for g in genes}
     return CallSet(kb=kb, options=options, inputs=inputs, samples=samples, genes=genes, calls=calls,
                    sample_input=sample_input, vcf_warnings=vcf_warnings)

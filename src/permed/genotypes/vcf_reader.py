@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections import Counter
 import os
 import re
 import tempfile
@@ -279,7 +280,7 @@ class VcfReader:
         samples = tuple(vcf.samples)
         if not samples:
             raise UserError(f"{self.path}: no sample columns after FORMAT; permed needs genotypes")
-        dups = sorted({s for s in samples if samples.count(s) > 1})
+        dups = sorted(s for s, k in Counter(samples).items() if k > 1)
         if dups:
             raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
         header = vcf.raw_header

@@ -32,16 +32,35 @@ def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
     return out
 
 
+def _unique_rows(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, inverse) of identical rows; vectorised hashing, verified exactly."""
+    n = feats.shape[0]
+    rng = np.random.default_rng(20261125)
+    w = rng.integers(1, 2**63 - 1, size=(2, feats.shape[1]), dtype=np.uint64)
+    x = feats.astype(np.uint64)
+    # two independent 64-bit polynomial hashes per row (wrapping arithmetic is intended)
+    with np.errstate(over="ignore"):
+        h = np.stack([(x * w[0]).sum(axis=1), (x * w[1]).sum(axis=1)], axis=1)
+    _, first, inverse = np.unique(h, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not (feats == feats[first[inverse]]).all():  # a hash collision: fall back to exact grouping
+        _, first, inverse = np.unique(feats, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    return first, inverse if n else inverse
+
+
 def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
     """(representative sample index per pattern, pattern index per sample)."""
     n, L = gg.status.shape
     if n == 0:
         return np.zeros(0, int), np.zeros(0, int)
+    if not gg.status.any() and not gg.extra:
+        return np.zeros(1, int), np.zeros(n, int)  # no data for anyone: a single pattern
     feats = np.concatenate(
         [
             gg.status.astype(np.int64),
-            gg.gt[:, :, 0].astype(np.int64),
-            gg.gt[:, :, 1].astype(np.int64),
+            gg.gt[:, :, 0].astype(np.int64) + 2,
+            gg.gt[:, :, 1].astype(np.int64) + 2,
             gg.phased.astype(np.int64),
             _canonical_phase_sets(gg.phase_set),
         ],
@@ -52,8 +71,7 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
         calls = np.array(["\t".join(x["calls"][i] for x in gg.extra) for i in range(n)])
         _, codes = np.unique(calls, return_inverse=True)
         feats = np.concatenate([feats, codes.reshape(-1, 1)], axis=1)
-    _, first, inverse = np.unique(feats, axis=0, return_index=True, return_inverse=True)
-    return first, inverse.reshape(-1)
+    return _unique_rows(feats)
 
 
 class CohortCaller:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from permed.kb.model import GeneDefinition, Locus
+import numpy as np
+
+from permed.kb.model import IUPAC, GeneDefinition, Locus
 from permed.matcher.alleles import WOBBLES, Haplotype, SampleAllele, allele_matches
 from permed.matcher.names import match_name_key, name_key
 
@@ -42,6 +44,7 @@ class MatchData:
     missing: tuple[Locus, ...]
     haplotypes: list[Haplotype] = field(default_factory=list)
     permutations: frozenset = frozenset()
+    hapset: "HaplotypeSet | None" = None
 
     # ---- sample facts -------------------------------------------------------------------
     @cached_property
@@ -99,13 +102,22 @@ class MatchData:
     # ---- matching ------------------------------------------------------------------------
     def compare_permutations(self) -> list[HaplotypeMatch]:
         """Haplotypes matching at least one strand sequence, in name order."""
-        found: dict[int, list] = {}
         perms = sorted(self.permutations, key=self.sequence_text)
-        for hi, hap in enumerate(self.haplotypes):
-            hits = [s for s in perms if all(allele_matches(e, o) for e, o in zip(hap.alleles, s))]
-            if hits:
-                found[hi] = hits
-        matches = [HaplotypeMatch(self.haplotypes[i], frozenset(s)) for i, s in found.items()]
+        hs = self.hapset
+        if hs is None or len(hs.haplotypes) != len(self.haplotypes):
+            hits_by_hap = [[s for s in perms if all(allele_matches(e, o) for e, o in zip(h.alleles, s))]
+                           for h in self.haplotypes]
+        else:
+            hits_by_hap = [[] for _ in self.haplotypes]
+            m = hs.matrix
+            for s in perms:
+                seq = np.array(["\x00" if a is None else a for a in s], dtype=m.dtype if m.size else "<U1")
+                ok = (m == "") | (m == seq)
+                for r, c, code in hs.wobble_cells:
+                    ok[r, c] = s[c] is not None and s[c] in IUPAC[code]
+                for r in np.flatnonzero(ok.all(axis=1)):
+                    hits_by_hap[r].append(s)
+        matches = [HaplotypeMatch(h, frozenset(hits)) for h, hits in zip(self.haplotypes, hits_by_hap) if hits]
         matches.sort(key=lambda m: match_name_key(m.name))
         return matches
 
@@ -153,28 +165,49 @@ def generate_permutations(alleles: tuple[SampleAllele, ...]) -> frozenset:
     return frozenset(out)
 
 
-def build_match_data(
+@dataclass(frozen=True)
+class HaplotypeSet:
+    """Named alleles restricted to one set of observed positions, plus a matrix for vectorised matching."""
+
+    haplotypes: tuple[Haplotype, ...]
+    matrix: np.ndarray  # (haplotypes, positions) allele strings; "" = any allele
+    wobble_cells: tuple[tuple[int, int, str], ...]  # (hap row, position column, IUPAC code)
+
+
+_HAPSET_CACHE: dict[tuple, tuple[GeneDefinition, HaplotypeSet]] = {}
+
+
+def haplotype_set(gdef: GeneDefinition, available_idx: tuple[int, ...], assume_reference: bool,
+                  find_combinations: bool, exclude: frozenset[str]) -> HaplotypeSet:
+    """Cached `_haplotype_set`: in a cohort most samples share the same observed positions."""
+    key = (id(gdef), available_idx, assume_reference, find_combinations, exclude)
+    hit = _HAPSET_CACHE.get(key)
+    if hit is not None and hit[0] is gdef:
+        return hit[1]
+    if len(_HAPSET_CACHE) > 4096:
+        _HAPSET_CACHE.clear()
+    hs = _haplotype_set(gdef, available_idx, assume_reference, find_combinations, exclude)
+    _HAPSET_CACHE[key] = (gdef, hs)  # holding gdef keeps its id from being reused
+    return hs
+
+
+def _haplotype_set(
     gdef: GeneDefinition,
-    sample: dict[int, SampleAllele],
-    *,
+    available_idx: tuple[int, ...],
     assume_reference: bool,
     find_combinations: bool,
-    exclude: frozenset[str] = frozenset(),
-    ignored_alleles: frozenset[str] = frozenset(),
-) -> MatchData:
-    """Restrict the gene's named alleles to the sample's observed positions (PharmCAT marshalling)."""
-    available = [(i, loc) for i, loc in enumerate(gdef.loci) if loc.position in sample]
-    missing = tuple(loc for loc in gdef.loci if loc.position not in sample)
-    positions = tuple(loc for _, loc in available)
-    alleles = tuple(sample[loc.position] for loc in positions)
-    data = MatchData(gdef.gene, gdef, positions, alleles, missing)
-    if not alleles:
-        return data
-
+    exclude: frozenset[str],
+) -> HaplotypeSet:
+    """PharmCAT's marshalling: keep each named allele's definition at the observed positions only,
+    re-score when positions are missing, drop alleles left with nothing; optionally read blanks as
+    the reference allele."""
+    available = [(i, gdef.loci[i]) for i in available_idx]
+    avail_set = set(available_idx)
+    missing = [(i, loc) for i, loc in enumerate(gdef.loci) if i not in avail_set]
     ref = gdef.reference_allele
     haps: list[Haplotype] = []
     for na in gdef.alleles:
-        if na.name in exclude or na.name in ignored_alleles:
+        if na.name in exclude:
             continue
         if find_combinations and gdef.gene == "UGT1A1" and "+" in na.name:
             continue  # UGT1A1 "*80+*28"-style alleles are combinations the matcher rebuilds itself
@@ -183,7 +216,7 @@ def build_match_data(
         if score == 0:
             continue
         core = frozenset(loc.position for (i, loc), a in zip(available, own) if a is not None)
-        miss = frozenset(loc.position for loc in missing if gdef.position_index[loc.position] in na.defined)
+        miss = frozenset(loc.position for i, loc in missing if i in na.defined)
         wobbles = frozenset(loc.position for (i, loc), a in zip(available, own) if a in WOBBLES)
         filled = own
         if assume_reference and not na.reference:
@@ -198,6 +231,40 @@ def build_match_data(
             )
         )
     haps.sort(key=lambda h: (name_key(h.name), h.id or ""))
-    data.haplotypes = haps
+    width = max((len(a) for h in haps for a in h.alleles if a), default=1)
+    matrix = np.full((len(haps), len(available)), "", dtype=f"<U{width}")
+    wobble_cells = []
+    for r, h in enumerate(haps):
+        for c, a in enumerate(h.alleles):
+            if a is None:
+                continue
+            if a in WOBBLES:
+                wobble_cells.append((r, c, a))
+            else:
+                matrix[r, c] = a
+    return HaplotypeSet(tuple(haps), matrix, tuple(wobble_cells))
+
+
+def build_match_data(
+    gdef: GeneDefinition,
+    sample: dict[int, SampleAllele],
+    *,
+    assume_reference: bool,
+    find_combinations: bool,
+    exclude: frozenset[str] = frozenset(),
+    ignored_alleles: frozenset[str] = frozenset(),
+) -> MatchData:
+    """The sample's alleles at the gene's positions and the named alleles restricted to them."""
+    available_idx = tuple(i for i, loc in enumerate(gdef.loci) if loc.position in sample)
+    avail = set(available_idx)
+    missing = tuple(loc for i, loc in enumerate(gdef.loci) if i not in avail)
+    positions = tuple(gdef.loci[i] for i in available_idx)
+    alleles = tuple(sample[loc.position] for loc in positions)
+    data = MatchData(gdef.gene, gdef, positions, alleles, missing)
+    if not alleles:
+        return data
+    hs = haplotype_set(gdef, available_idx, assume_reference, find_combinations, exclude | ignored_alleles)
+    data.haplotypes = list(hs.haplotypes)
+    data.hapset = hs
     data.permutations = generate_permutations(alleles)
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 
 from permed import __version__
 from permed.pipeline import CallSet
@@ -17,7 +18,12 @@ class SampleReportWriter:
     def __init__(self, callset: CallSet, created: str | None = None):
         self.callset = callset
         self._fragments: dict[int, str] = {}
-        created = created or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        if created is None:
+            # SOURCE_DATE_EPOCH (reproducible-builds convention) pins the timestamp for byte-identical reruns
+            epoch = os.environ.get("SOURCE_DATE_EPOCH")
+            now = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
+                   else _dt.datetime.now(_dt.timezone.utc))
+            created = now.replace(microsecond=0).isoformat()
         self._head = {
             "schema": SCHEMA,
             "generator": {"name": "permed", "version": __version__},
