@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from permed.errors import UserError
+from permed.genotypes.model import CALLED
 from permed.genotypes.vcf_reader import ReadOptions, file_sha256, read_genotypes
 from permed.kb.model import KnowledgeBase
 from permed.matcher.cohort import CohortCaller
@@ -81,6 +82,7 @@ class CallSet:
     genes: list[str]
     calls: dict[str, dict[str, GeneCall]]  # sample -> gene -> call
     sample_input: dict[str, list[int]]  # sample -> indexes into inputs
+    gene_source: dict[tuple[str, str], str]  # (sample, gene) -> input file the call was made from
     vcf_warnings: dict[str, dict[str, list[str]]]  # sample -> "chr:pos" -> messages
 
 
@@ -111,6 +113,7 @@ class _UnitResult:
     file_index: int
     samples: tuple[str, ...]
     genes: dict[str, tuple[list[GeneCall], np.ndarray]]
+    rank: dict[str, np.ndarray]  # gene -> per sample: 3 data read, 2 reference-filled, 1 filled far from data
     position_warnings: dict
     sample_warnings: dict
     notices: list[str]
@@ -136,7 +139,13 @@ def _run_unit(unit: _Unit, kb: KnowledgeBase, options: CallOptions) -> _UnitResu
     caller = CohortCaller(options.match_options())
     # genes with no position in this file are "no data" for every sample: leave them to _assemble
     out = {g: caller.call(gg) for g, gg in gs.genes.items() if gg.status.any() or gg.extra}
-    return _UnitResult(unit.file_index, gs.samples, out, gs.position_warnings, gs.sample_warnings, gs.notices)
+    rank = {}
+    for g in out:
+        gg = gs.genes[g]
+        filled = 1 if gg.remote_fill else 2
+        rank[g] = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
+    return _UnitResult(unit.file_index, gs.samples, out, rank, gs.position_warnings, gs.sample_warnings,
+                       gs.notices)
 
 
 _WORKER_STATE: dict = {}
@@ -193,21 +202,25 @@ def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) 
 
     calls: dict[str, dict[str, GeneCall]] = {s: {} for s in samples}
     source: dict[tuple[str, str], str] = {}
+    best: dict[tuple[str, str], int] = {}
     vcf_warnings: dict[str, dict[str, list[str]]] = {s: {} for s in samples}
     for r in results:
         file = inputs[r.file_index].file
         for gene, (gcalls, inverse) in r.genes.items():
+            ranks = r.rank[gene]
             for si, s in enumerate(r.samples):
-                call = gcalls[inverse[si]]
-                prev = calls[s].get(gene)
-                if prev is None or (prev.status == "no_data" and call.status != "no_data"):
-                    calls[s][gene] = call
-                    source[(s, gene)] = file
-                elif call.status != "no_data" and prev.status != "no_data":
+                # data actually read beats reference filling near data, which beats filling far from it
+                rank = int(ranks[si])
+                prev_rank = best.get((s, gene), -1)
+                if rank == 3 and prev_rank == 3:
                     raise UserError(
                         f"sample {s}: {gene} positions are present in both {source[(s, gene)]} and {file}; "
                         "give each sample's data for a gene in one file"
                     )
+                if rank > prev_rank:
+                    calls[s][gene] = gcalls[inverse[si]]
+                    source[(s, gene)] = file
+                    best[(s, gene)] = rank
         for si, s in enumerate(r.samples):
             for key, msgs in r.position_warnings.items():
                 lst = vcf_warnings[s].setdefault(key, [])
@@ -236,4 +249,4 @@ def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) 
                 calls[s][CYP2D6] = flagged[id(c)]
         calls[s] = {g: calls[s][g] if g in calls[s] else no_data[g] for g in genes}
     return CallSet(kb=kb, options=options, inputs=inputs, samples=samples, genes=genes, calls=calls,
-                   sample_input=sample_input, vcf_warnings=vcf_warnings)
+                   sample_input=sample_input, gene_source=source, vcf_warnings=vcf_warnings)

@@ -40,6 +40,8 @@ class GeneGenotypes:
     origin: dict[int, str] = field(default_factory=dict)
     # extra positions reported for context (not used for matching), e.g. CYP2C9 rs12777823
     extra: list[dict] = field(default_factory=list)
+    # --missing-to-ref filled this gene although the file has no record within 10 kb of it
+    remote_fill: bool = False
 
     @property
     def n_samples(self) -> int:

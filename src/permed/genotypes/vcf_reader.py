@@ -184,6 +184,7 @@ class _GeneArrays:
         self.phase_set = np.zeros((n, L), dtype=np.int64)
         self.origin: dict[int, str] = {}
         self.first_alts: dict[int, tuple] = {}  # ALT alleles of the first record used per locus
+        self.remote_fill = False  # filled as reference though no record lies near the gene
         self.extra: dict[int, dict] = {}
 
     def code(self, li: int, allele: str) -> int:
@@ -300,6 +301,14 @@ class VcfReader:
         last: tuple[str, int] | None = None
         chrom_order: list[str] = []
         unsorted_noted = False
+        chroms_seen: set[str] = set()
+        near_genes: set[str] = set()  # genes with some record within 10 kb of their definition positions
+        spans: dict[str, list[tuple[str, int, int]]] = {}
+        for g in self.genes:
+            d = self.kb.genes[g]
+            spans.setdefault(d.chromosome, []).append(
+                (g, min(loc.position for loc in d.loci) - 10_000,
+                 max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
         records = self._records(vcf)
         rec_no = 0
         while True:
@@ -316,6 +325,10 @@ class VcfReader:
             pos = rec.POS
             if chrom not in self.index.chroms:
                 continue
+            chroms_seen.add(chrom)
+            for g, lo, hi in spans.get(chrom, ()):
+                if lo <= rec.POS <= hi:
+                    near_genes.add(g)
             if last is not None and not unsorted_noted:
                 if (chrom == last[0] and pos < last[1]) or (chrom != last[0] and chrom in chrom_order):
                     self.notices.append(
@@ -360,12 +373,15 @@ class VcfReader:
         check_build_mismatches(self.path, self.ref_checks, self.ref_mismatches)
         genes = {}
         for g, arr in arrays.items():
-            if self.options.missing_to_ref:
+            # fill only genes on chromosomes this file has records for: a chr10-only file says nothing of chr19
+            if self.options.missing_to_ref and arr.gdef.chromosome in chroms_seen:
                 self._fill_reference(arr)
+                if g not in near_genes:
+                    arr.remote_fill = True
             genes[g] = GeneGenotypes(
                 gene=g, definition=arr.gdef, alleles=arr.alleles, gt=arr.gt, status=arr.status,
                 phased=arr.phased, phase_set=arr.phase_set, origin=arr.origin,
-                extra=[arr.extra[k] for k in sorted(arr.extra)],
+                extra=[arr.extra[k] for k in sorted(arr.extra)], remote_fill=arr.remote_fill,
             )
         if self.options.missing_to_ref:
             self.notices.append("--missing-to-ref: positions absent from the file were read as homozygous reference")

@@ -18,6 +18,11 @@ from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_label
 from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
 
 REFERENCE_NAME = "Reference"
+REMOTE_FILL = Message(
+    name="reference-filled-without-data",
+    text="--missing-to-ref filled this gene's positions as reference although the input has no record within "
+    "10 kb of them; check that the file covers this gene before trusting this call.",
+)
 
 
 def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
@@ -142,6 +147,7 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
         )
         key.append((li, st, a1, a2, c1 < 0 and c1, c2 < 0 and c2, phased, ps))
     key.extend(x["calls"][si] for x in gg.extra)
+    key.append(gg.remote_fill)
     return tuple(key), out
 
 
@@ -211,7 +217,8 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         effectively_phased=bool(data.alleles) and data.effectively_phased,
         missing_positions=[loc.position for loc in gdef.loci if gg.status[si, gdef.position_index[loc.position]] == ABSENT],
         undocumented_positions=undocumented,
-        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()],
+        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + (
+            [REMOTE_FILL] if gg.remote_fill and res.status != "no_data" else []),
         evidence=evidence,
         variants_of_interest=[
             {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra

@@ -23,8 +23,8 @@ def write_calls_tsv(callset: CallSet, fh: TextIO) -> None:
     fh.write("\t".join(COLUMNS) + "\n")
     row_cache: dict[int, str] = {}
     for sample in callset.samples:
-        files = ",".join(callset.inputs[i].file for i in callset.sample_input[sample])
         for gene, call in callset.calls[sample].items():
+            files = callset.gene_source.get((sample, gene), "")
             tail = row_cache.get(id(call))
             if tail is None:
                 hap1 = hap2 = ""

@@ -51,6 +51,7 @@ class SampleReportWriter:
             {"file": cs.inputs[i].file, "sha256": cs.inputs[i].sha256, "notices": cs.inputs[i].notices}
             for i in cs.sample_input[sample]
         ]
+        head["gene_sources"] = {g: cs.gene_source[(sample, g)] for g in cs.genes if (sample, g) in cs.gene_source}
         head["vcf_warnings"] = cs.vcf_warnings.get(sample, {})
         body = json.dumps(head, separators=(",", ":"))[:-1]
         genes = ",".join(f'"{g}":{self._fragment(c)}' for g, c in cs.calls[sample].items())
