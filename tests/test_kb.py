@@ -1,0 +1,112 @@
+"""Knowledge base: built reproducibly from the PharmCAT release, faithful to it, refused when damaged."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from conformance import SHARED
+from helpers import run_cli
+
+from permed.kb.load import load_kb, load_kb_file
+
+RELEASE = SHARED / "reference" / "pharmcat"
+needs_release = pytest.mark.skipif(not RELEASE.exists(), reason="../shared/reference/pharmcat not available")
+
+
+def test_packaged_kb_loads_with_provenance():
+    kb = load_kb()
+    assert kb.schema_ == "permed.kb/1"
+    assert len(kb.genes) == 20
+    assert kb.sources[0].release == "3.1.1"
+    assert kb.sources[0].data_version == "2025-11-05-00-25"
+    assert "CC BY-SA 4.0" in kb.licence and "CC0" in kb.licence
+    assert kb.sha256 and len(kb.sha256) == 64
+
+
+@needs_release
+def test_kb_build_is_reproducible(tmp_path):
+    packaged = load_kb()
+    out = tmp_path / "kb.json.gz"
+    res = run_cli("kb", "build", "--source", RELEASE, "--release", "3.1.1", "--built", packaged.built,
+                  "--output", out)
+    assert res.returncode == 0, res.stderr
+    assert load_kb_file(out).sha256 == packaged.sha256
+
+
+@needs_release
+def test_kb_preserves_every_definition_fact():
+    kb = load_kb()
+    for path in sorted((RELEASE / "definition").glob("*_translation.json")):
+        raw = json.loads(path.read_text())
+        gene = kb.genes[raw["gene"]]
+        assert [(loc.position, loc.ref, list(loc.alts), loc.rsid) for loc in gene.loci] == [
+            (v["position"], v["ref"], v["alts"], v["rsid"]) for v in raw["variants"]
+        ]
+        assert [a.name for a in gene.alleles] == [a["name"] for a in raw["namedAlleles"]]
+        for ours, theirs in zip(gene.alleles, raw["namedAlleles"]):
+            assert ours.defined == {i: x for i, x in enumerate(theirs["alleles"]) if x is not None}
+            # score = number of defined positions (the release leaves CYP2D6 *1's score at 0: recomputed)
+            assert ours.score == sum(x is not None for x in theirs["alleles"])
+            assert theirs["score"] in (0, ours.score)
+            assert ours.reference == theirs["reference"]
+
+
+@needs_release
+def test_kb_carries_exemptions():
+    kb = load_kb()
+    nat2 = kb.genes["NAT2"].exemptions
+    assert 18400194 in nat2.required_positions
+    assert any(p.pick == "*1/*6" and "*4/*34" in p.diplotypes for p in nat2.unphased_priorities)
+    assert [x.rsid for x in kb.genes["CYP2C9"].exemptions.extra_loci] == ["rs12777823"]
+
+
+def _packaged_bytes() -> bytes:
+    from importlib import resources
+
+    return (resources.files("permed.kb") / "data" / "permed-kb.json.gz").read_bytes()
+
+
+def test_truncated_kb_is_refused(tmp_path):
+    bad = tmp_path / "kb.json.gz"
+    bad.write_bytes(_packaged_bytes()[:500])
+    res = run_cli("call", "--example", "--kb", bad, "-o", tmp_path / "out")
+    assert res.returncode == 2
+    assert "kb.json.gz" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_edited_kb_fails_checksum(tmp_path):
+    data = json.loads(gzip.decompress(_packaged_bytes()))
+    data["genes"]["CYP2C19"]["loci"][0]["ref"] = "G"  # a single changed fact
+    bad = tmp_path / "kb.json"
+    bad.write_text(json.dumps(data))
+    res = run_cli("kb", "info", "--kb", bad)
+    assert res.returncode == 2
+    assert "checksum mismatch" in res.stderr
+
+
+def test_wrong_schema_is_refused(tmp_path):
+    bad = tmp_path / "kb.json"
+    bad.write_text(json.dumps({"schema": "permed.kb/99", "genes": {}}))
+    res = run_cli("kb", "info", "--kb", bad)
+    assert res.returncode == 2
+    assert "permed.kb/99" in res.stderr
+
+
+def test_invalid_definition_is_refused(tmp_path):
+    data = json.loads(gzip.decompress(_packaged_bytes()))
+    data["genes"]["TPMT"]["alleles"][1]["defined"] = {"9999": "A"}
+    bad = tmp_path / "kb.json"
+    bad.write_text(json.dumps(data))
+    res = run_cli("kb", "info", "--kb", bad)
+    assert res.returncode == 2
+    assert "out of range" in res.stderr
+
+
+def test_kb_build_refuses_missing_source(tmp_path):
+    res = run_cli("kb", "build", "--source", tmp_path, "--output", tmp_path / "kb.json.gz")
+    assert res.returncode == 2
+    assert "no *_translation.json" in res.stderr
+    assert not (tmp_path / "kb.json.gz").exists()
