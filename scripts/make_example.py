@@ -38,6 +38,7 @@ def main() -> None:
         "##reference=GRCh38",
         *(f"##contig=<ID={c},length={GRCH38_LENGTHS[c[3:]]},assembly=GRCh38>"
           for c in sorted({c for c, _ in rows}, key=order.get)),
+        '##INFO=<ID=GENE,Number=1,Type=String,Description="Gene whose allele definitions use this position">',
         '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
         "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", SAMPLE]),
     ]
