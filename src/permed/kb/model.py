@@ -177,6 +177,7 @@ class KnowledgeBase(_Frozen):
         """Short provenance block copied into every output."""
         return {
             "kb_version": self.kb_version,
+            "kb_built": self.built,
             "kb_sha256": self.sha256,
             "sources": [s.model_dump() for s in self.sources],
             "licence": self.licence,
