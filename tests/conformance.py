@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
@@ -22,7 +22,7 @@ def have_shared() -> bool:
     return (CONFORMANCE / "matcher" / "cases.json").exists()
 
 
-@lru_cache(maxsize=None)
+@cache
 def case_kb(definition: str, exemptions: str | None) -> KnowledgeBase:
     """A KB built (with permed's own converter) from the definition file(s) a case names."""
     ex = read_exemptions(CONFORMANCE / exemptions) if exemptions else {}

@@ -113,13 +113,13 @@ def _multisample(tmp_path: Path, n: int = 6) -> Path:
     head = [x for x in lines if x.startswith("##")]
     body = [x.split("\t") for x in lines if not x.startswith("#")]
     samples = [f"P{i}" for i in range(n)]
-    variants = {94781859: ["0/0", "0/1", "1/1", "0/1", "0/0", "0|1"], 94761900: ["0/0", "0/0", "0/0", "0/1", "1/1", "1|0"]}
+    variants = {94781859: ["0/0", "0/1", "1/1", "0/1", "0/0", "0|1"],
+                94761900: ["0/0", "0/0", "0/0", "0/1", "1/1", "1|0"]}
     out = ["\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *samples])]
     for f in body:
         pos = int(f[1])
-        gts = variants.get(pos, ["0/0"] * n) if pos != 94842866 else ["1/1"] * n
-        if pos in variants and pos != 94842866:
-            gts = variants[pos][:n]
+        # rs3758581 (94842866) G/G for everyone: the allele shared by *1, *2 and *17 (not *38)
+        gts = ["1/1"] * n if pos == 94842866 else variants.get(pos, ["0/0"] * n)[:n]
         out.append("\t".join(f[:9] + gts))
     p = tmp_path / "cohort.vcf"
     p.write_text("\n".join(head + out) + "\n")

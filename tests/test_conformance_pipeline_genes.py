@@ -27,7 +27,8 @@ DEFERRED = {
     "matcher_diplotype_count_min", "source_diplotype_count", "source_diplotypes_all_have_phenotype",
     "recommendation_diplotype_allele2",
 }
-CASES = [c for c in load_cases("pipeline") if c["kind"] == "pipeline" and c["input"].get("vcf")] if have_shared() else []
+CASES = ([c for c in load_cases("pipeline") if c["kind"] == "pipeline" and c["input"].get("vcf")]
+         if have_shared() else [])
 deferred_counter: Counter = Counter()
 
 

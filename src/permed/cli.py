@@ -7,7 +7,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,22 +43,23 @@ def _main(
 
 @app.command("call")
 def call_cmd(
-    inputs: Annotated[Optional[list[Path]], typer.Argument(help="VCF/BCF files (.vcf, .vcf.gz, .bcf).")] = None,
+    inputs: Annotated[list[Path] | None, typer.Argument(help="VCF/BCF files (.vcf, .vcf.gz, .bcf).")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")] = Path("out"),
     example: Annotated[bool, typer.Option("--example", help="Run on the embedded example patient.")] = False,
-    genes: Annotated[Optional[str], typer.Option("--genes", help="Comma-separated genes to call (default: all).")] = None,
+    genes: Annotated[str | None, typer.Option("--genes", help="Comma-separated genes to call (default: all).")] = None,
     missing_to_ref: Annotated[bool, typer.Option(
         "--missing-to-ref", help="Read definition positions absent from the file as homozygous reference.")] = False,
     require_pass: Annotated[bool, typer.Option(
         "--require-pass", help="Ignore records whose FILTER is not PASS (PharmCAT uses all records).")] = False,
     combinations: Annotated[bool, typer.Option(
-        "--combinations", help="Research mode: call combination and partial alleles when no exact call exists.")] = False,
+        "--combinations",
+        help="Research mode: call combination and partial alleles when no exact call exists.")] = False,
     all_matches: Annotated[bool, typer.Option(
         "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
     cyp2d6_from_vcf: Annotated[bool, typer.Option(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
-    kb_path: Annotated[Optional[Path], typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
+    kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     no_sample_reports: Annotated[bool, typer.Option(
         "--no-sample-reports", help="Write calls.tsv only (no per-sample JSON).")] = False,
 ) -> None:
@@ -103,8 +104,8 @@ def _summary(callset, out: Path, n_files: int, elapsed: float) -> None:
 def kb_build(
     source: Annotated[Path, typer.Option("--source", help="PharmCAT release directory (with definition/).")],
     release: Annotated[str, typer.Option("--release", help="PharmCAT release the files come from.")] = "3.1.1",
-    output: Annotated[Optional[Path], typer.Option("--output", help="KB file to write (default: packaged KB).")] = None,
-    built: Annotated[Optional[str], typer.Option("--built", help="Build date to record (YYYY-MM-DD).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="KB file to write (default: packaged KB).")] = None,
+    built: Annotated[str | None, typer.Option("--built", help="Build date to record (YYYY-MM-DD).")] = None,
 ) -> None:
     """Convert PharmCAT allele definitions and exemptions into permed's KB format."""
     from permed.kb.build import build_kb
@@ -119,7 +120,7 @@ def kb_build(
 
 @kb_app.command("info")
 def kb_info(
-    kb_path: Annotated[Optional[Path], typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
+    kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
 ) -> None:
     """Show the loaded knowledge base: version, sources, licence, genes."""
     from permed.kb.load import load_kb

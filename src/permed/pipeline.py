@@ -221,7 +221,7 @@ def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) 
                     calls[s][gene] = gcalls[inverse[si]]
                     source[(s, gene)] = file
                     best[(s, gene)] = rank
-        for si, s in enumerate(r.samples):
+        for s in r.samples:
             for key, msgs in r.position_warnings.items():
                 lst = vcf_warnings[s].setdefault(key, [])
                 lst.extend(m for m in msgs if m not in lst)

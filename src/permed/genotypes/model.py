@@ -54,7 +54,7 @@ class GeneGenotypes:
             n_known = 1 + len(loc.alts)
             if len(self.alleles[li]) > n_known:
                 g = self.gt[:, li, :]
-                out[:, li] = ((g >= n_known)).any(axis=1) & (self.status[:, li] == CALLED)
+                out[:, li] = (g >= n_known).any(axis=1) & (self.status[:, li] == CALLED)
         return out
 
 

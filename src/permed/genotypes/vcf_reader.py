@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections import Counter
 import os
 import re
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,7 +349,8 @@ class VcfReader:
                     try:
                         block_end = int(info_end)
                     except (TypeError, ValueError):
-                        raise UserError(f"{self.path}: {_where(line, chrom, pos)}: INFO END={info_end!r} is not an integer") from None
+                        raise UserError(f"{self.path}: {_where(line, chrom, pos)}: INFO END={info_end!r} "
+                                        "is not an integer") from None
             exact = self.index.exact.get((chrom, pos), ())
             near: list = []
             if block_end is not None and block_end > pos:
@@ -364,7 +365,7 @@ class VcfReader:
                 if not _ALLELE_OK.match(allele):
                     raise UserError(f"{self.path}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
             if self.options.require_pass and rec.FILTER not in (None, "PASS"):
-                for g, li in exact:
+                if exact:
                     self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
                 continue
             self._record(rec, line, chrom, pos, ref, alts, exact, near, block_end, arrays, extra)
@@ -433,8 +434,7 @@ class VcfReader:
                 if ref.upper() != locus.ref[0]:
                     self._ref_mismatch(key, ref, locus)
                     continue
-                mapping = AlleleMapping((locus.ref, *alts), True, False)
-                origin = f"gVCF reference block {chrom}:{pos}-{block_end}"
+                mapping, origin = _block_mapping(locus, alts, chrom, pos, block_end)
             else:
                 mapping = map_record(locus, pos, ref, list(alts))
                 if mapping is None:
@@ -464,8 +464,7 @@ class VcfReader:
             if is_block:
                 if not (pos <= locus.position and block_end >= locus.position + len(locus.ref) - 1):
                     continue
-                mapping = AlleleMapping((locus.ref, *alts), True, False)
-                origin = f"gVCF reference block {chrom}:{pos}-{block_end}"
+                mapping, origin = _block_mapping(locus, alts, chrom, pos, block_end)
             else:
                 mapping = map_record(locus, pos, ref, list(alts))
                 if mapping is None:
@@ -705,6 +704,11 @@ def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
     called = arr.status == CALLED
     hap = np.where(called, arr.gt[:, :, 1] == NO_ALLELE, True).all(axis=1) & called.any(axis=1)
     return hap
+
+
+def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
+    """A gVCF reference block asserts the reference over [pos, end]: its REF means the locus REF."""
+    return AlleleMapping((locus.ref, *alts), True, False), f"gVCF reference block {chrom}:{pos}-{end}"
 
 
 def _where(line: int | None, chrom: str, pos: int) -> str:

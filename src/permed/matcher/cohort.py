@@ -129,12 +129,12 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
         a2 = table[c2] if c2 >= 0 else None
         undocumented = c1 >= n_known or c2 >= n_known
 
-        def computed(c: int, a: str | None) -> str | None:
+        def computed(c: int, a: str | None, ref: str = loc.ref, n_known: int = n_known) -> str | None:
             if c == MISSING_ALLELE:
                 return "."
             if c == NO_ALLELE:
                 return None
-            return loc.ref if (as_ref and c >= n_known) else a
+            return ref if (as_ref and c >= n_known) else a
 
         distinct = {c for c in (c1, c2) if c >= 0}
         eff = len(distinct) <= 1 or (phased and ps is None)
@@ -215,7 +215,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         match_score=res.diplotypes[0].score if res.diplotypes else None,
         phased=bool(data.alleles) and data.is_phased,
         effectively_phased=bool(data.alleles) and data.effectively_phased,
-        missing_positions=[loc.position for loc in gdef.loci if gg.status[si, gdef.position_index[loc.position]] == ABSENT],
+        missing_positions=[loc.position for li, loc in enumerate(gdef.loci) if gg.status[si, li] == ABSENT],
         undocumented_positions=undocumented,
         warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + (
             [REMOTE_FILL] if gg.remote_fill and res.status != "no_data" else []),

@@ -88,7 +88,7 @@ def combination_matches(data: MatchData, *, find_partials: bool) -> list[Haploty
         var_positions = [loc.position for loc, a in zip(data.positions, seq) if a != loc.ref]
         covered = [h for h in candidates if _carries(h, data, seq)]
 
-        def partial_names(haps: list[Haplotype]) -> dict[int, str]:
+        def partial_names(haps: list[Haplotype], seq=seq, var_positions=var_positions) -> dict[int, str]:
             if not find_partials:
                 return {}
             explained = frozenset().union(*(h.core for h in haps)) if haps else frozenset()

@@ -44,7 +44,7 @@ class MatchData:
     missing: tuple[Locus, ...]
     haplotypes: list[Haplotype] = field(default_factory=list)
     permutations: frozenset = frozenset()
-    hapset: "HaplotypeSet | None" = None
+    hapset: HaplotypeSet | None = None
 
     # ---- sample facts -------------------------------------------------------------------
     @cached_property

@@ -21,8 +21,8 @@ class SampleReportWriter:
         if created is None:
             # SOURCE_DATE_EPOCH (reproducible-builds convention) pins the timestamp for byte-identical reruns
             epoch = os.environ.get("SOURCE_DATE_EPOCH")
-            now = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch and epoch.isdigit()
-                   else _dt.datetime.now(_dt.timezone.utc))
+            now = (_dt.datetime.fromtimestamp(int(epoch), _dt.UTC) if epoch and epoch.isdigit()
+                   else _dt.datetime.now(_dt.UTC))
             created = now.replace(microsecond=0).isoformat()
         self._head = {
             "schema": SCHEMA,
