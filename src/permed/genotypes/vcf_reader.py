@@ -310,6 +310,8 @@ class VcfReader:
                 (g, min(loc.position for loc in d.loci) - 10_000,
                  max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
         records = self._records(vcf)
+        # line numbers exist for text VCFs read from the start; BCF and region reads name the record
+        text_lines = self.regions is None and not _is_bcf(self.path)
         rec_no = 0
         while True:
             try:
@@ -317,10 +319,10 @@ class VcfReader:
             except StopIteration:
                 break
             except Exception as exc:  # htslib could not parse the next record
-                where = f"line {header_lines + rec_no + 1}" if self.regions is None else f"record {rec_no + 1}"
+                where = f"line {header_lines + rec_no + 1}" if text_lines else f"record {rec_no + 1}"
                 raise _RecordError(where, str(exc)) from None
             rec_no += 1
-            line = header_lines + rec_no if self.regions is None else None
+            line = header_lines + rec_no if text_lines else None
             chrom = normalise_chrom(rec.CHROM)
             pos = rec.POS
             if chrom not in self.index.chroms:
@@ -704,6 +706,17 @@ def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
     called = arr.status == CALLED
     hap = np.where(called, arr.gt[:, :, 1] == NO_ALLELE, True).all(axis=1) & called.any(axis=1)
     return hap
+
+
+def _is_bcf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        if head == b"\x1f\x8b":
+            import gzip
+
+            with gzip.open(path, "rb") as gz:
+                return gz.read(3) == b"BCF"
+        return head + fh.read(1) == b"BCF"
 
 
 def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
