@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from permed.errors import UserError
+from permed.genotypes.files import file_sha256
 from permed.genotypes.model import CALLED
-from permed.genotypes.vcf_reader import ReadOptions, file_sha256, read_genotypes
+from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
 from permed.kb.model import KnowledgeBase
 from permed.matcher.cohort import CohortCaller
 from permed.matcher.gene_caller import MatchOptions

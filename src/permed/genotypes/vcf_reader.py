@@ -8,13 +8,8 @@ Structural problems with the file itself raise UserError (exit code 2) naming th
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import os
 import re
-import tempfile
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +18,8 @@ from cyvcf2 import VCF
 
 from permed.errors import UserError
 from permed.genotypes.build import check_build_header, check_build_mismatches
+from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, is_bcf, precheck
+from permed.genotypes.locus_index import LocusIndex
 from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.kb.model import KnowledgeBase, Locus
@@ -31,7 +28,6 @@ HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
 _VALID_BASES = re.compile(r"^[ACGTacgt]+$")
 _INT_MISSING = np.iinfo(np.int32).min
-NEAR = 100  # how far from an indel locus a differently-represented record may start
 PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
 
 
@@ -50,127 +46,11 @@ def normalise_chrom(name: str) -> str:
     return "chr" + name
 
 
-@contextmanager
-def _captured_stderr():
-    """Collect htslib's messages (it writes to fd 2) so they become our own one-line errors."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        box: list[str] = []
-        try:
-            yield box
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            box.extend(tmp.read().decode(errors="replace").splitlines())
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _precheck(path: Path) -> None:
-    """Problems htslib would report obscurely or not at all."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a VCF/BCF file")
-    size = path.stat().st_size
-    if size == 0:
-        raise UserError(f"{path}: file is empty")
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-        import zlib
-
-        try:
-            with gzip.open(path, "rb") as gz:
-                text = gz.read(1 << 16)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
-    elif head[:3] == b"BCF":
-        return
-    else:
-        text = head
-    if text[:3] == b"BCF":
-        return
-    if not text.startswith(b"##fileformat=VCF") and not text.startswith(b"#CHROM"):
-        first = text.split(b"\n", 1)[0][:60].decode(errors="replace")
-        raise UserError(f"{path}: line 1: not a VCF file (expected '##fileformat=VCF...', found {first!r})")
-    if b"\r\n" in text:
-        line = text[: text.index(b"\r\n")].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
-
-
 class _RecordError(Exception):
     def __init__(self, where: str, detail: str):
         super().__init__(detail)
         self.where = where
         self.detail = detail
-
-
-class _LocusIndex:
-    """Where the selected genes' definition positions are, for fast record filtering."""
-
-    def __init__(self, kb: KnowledgeBase, genes: list[str]):
-        self.exact: dict[tuple[str, int], list[tuple[str, int]]] = {}
-        self.indel: dict[str, list[tuple[int, int, str, int]]] = {}
-        self.snv: dict[str, list[tuple[int, str, int]]] = {}
-        self.extra: dict[tuple[str, int], list[tuple[str, int]]] = {}
-        for gene in genes:
-            gdef = kb.genes[gene]
-            for li, loc in enumerate(gdef.loci):
-                self.exact.setdefault((gdef.chromosome, loc.position), []).append((gene, li))
-                if loc.is_snv:
-                    self.snv.setdefault(gdef.chromosome, []).append((loc.position, gene, li))
-                else:
-                    self.indel.setdefault(gdef.chromosome, []).append(
-                        (loc.position - NEAR, loc.position + len(loc.ref) + NEAR, gene, li)
-                    )
-            for xi, x in enumerate(gdef.exemptions.extra_loci):
-                self.extra.setdefault((gdef.chromosome, x.position), []).append((gene, xi))
-        for v in self.indel.values():
-            v.sort()
-        for v in self.snv.values():
-            v.sort()
-        self.indel_starts = {c: [x[0] for x in v] for c, v in self.indel.items()}
-        self.snv_pos = {c: [x[0] for x in v] for c, v in self.snv.items()}
-        self.max_span = {c: max((x[1] - x[0] for x in v), default=0) for c, v in self.indel.items()}
-        self.chroms = {c for c, _ in self.exact}
-        self.sorted_loci: dict[str, list[tuple[int, str, int]]] = {}
-        for (c, p), lst in self.exact.items():
-            self.sorted_loci.setdefault(c, []).extend((p, g, li) for g, li in lst)
-        for v in self.sorted_loci.values():
-            v.sort()
-        self.sorted_pos = {c: [x[0] for x in v] for c, v in self.sorted_loci.items()}
-
-    def covered(self, chrom: str, start: int, end: int) -> list[tuple[str, int]]:
-        """Loci whose position lies in [start, end] (gVCF reference blocks)."""
-        sp = self.sorted_pos.get(chrom)
-        if not sp:
-            return []
-        lo, hi = bisect.bisect_left(sp, start), bisect.bisect_right(sp, end)
-        return [(g, li) for _, g, li in self.sorted_loci[chrom][lo:hi]]
-
-    def near(self, chrom: str, pos: int, end: int) -> list[tuple[str, int]]:
-        """Loci a record spanning [pos, end] may describe without being at the locus position."""
-        out = []
-        starts = self.indel_starts.get(chrom)
-        if starts:
-            lo = bisect.bisect_left(starts, pos - self.max_span[chrom])
-            hi = bisect.bisect_right(starts, end)
-            out += [(g, li) for s, e, g, li in self.indel[chrom][lo:hi] if s <= end and e >= pos]
-        sp = self.snv_pos.get(chrom)
-        if sp and end > pos:
-            lo, hi = bisect.bisect_left(sp, pos), bisect.bisect_right(sp, end)
-            out += [(g, li) for _, g, li in self.snv[chrom][lo:hi]]
-        return out
 
 
 class _GeneArrays:
@@ -205,7 +85,7 @@ class VcfReader:
         self.kb = kb
         self.genes = genes
         self.options = options
-        self.index = _LocusIndex(kb, genes)
+        self.index = LocusIndex(kb, genes)
         self.position_warnings: dict[str, list[str]] = {}
         self.sample_warnings: dict[tuple[int, str], list[str]] = {}
         self.notices: list[str] = []
@@ -229,10 +109,10 @@ class VcfReader:
 
     # ---- main -----------------------------------------------------------------------------
     def read(self) -> GenotypeSet:
-        _precheck(self.path)
+        precheck(self.path)
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
-        with _captured_stderr() as htslib:
+        with captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
@@ -249,19 +129,19 @@ class VcfReader:
                     vcf.close()
         errors = [m for m in htslib if m.startswith("[E::")]
         if record_error is not None:
-            detail = _clean_htslib(errors[0]) if errors else record_error.detail
+            detail = clean_htslib(errors[0]) if errors else record_error.detail
             raise UserError(f"{self.path}: {record_error.where}: malformed record ({detail})")
         if vcf is None:
-            detail = _clean_htslib(errors[0] if errors else err)
+            detail = clean_htslib(errors[0] if errors else err)
             dup = re.search(r"Duplicated sample name '([^']*)'", detail)
             if dup:
                 raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
             raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
         if errors:
-            raise UserError(f"{self.path}: {_clean_htslib(errors[0])}")
+            raise UserError(f"{self.path}: {clean_htslib(errors[0])}")
         for m in htslib:
             if m.startswith("[W::") and "is not defined in the header" not in m:
-                self.notices.append(f"htslib: {_clean_htslib(m)}")
+                self.notices.append(f"htslib: {clean_htslib(m)}")
         return result
 
     def _records(self, vcf: VCF):
@@ -311,7 +191,7 @@ class VcfReader:
                  max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
         records = self._records(vcf)
         # line numbers exist for text VCFs read from the start; BCF and region reads name the record
-        text_lines = self.regions is None and not _is_bcf(self.path)
+        text_lines = self.regions is None and not is_bcf(self.path)
         rec_no = 0
         while True:
             try:
@@ -708,17 +588,6 @@ def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
     return hap
 
 
-def _is_bcf(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-        if head == b"\x1f\x8b":
-            import gzip
-
-            with gzip.open(path, "rb") as gz:
-                return gz.read(3) == b"BCF"
-        return head + fh.read(1) == b"BCF"
-
-
 def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
     """A gVCF reference block asserts the reference over [pos, end]: its REF means the locus REF."""
     return AlleleMapping((locus.ref, *alts), True, False), f"gVCF reference block {chrom}:{pos}-{end}"
@@ -760,10 +629,6 @@ def _phase_sets(psf: np.ndarray, n: int) -> np.ndarray:
 def _gt_text(g, phased) -> str:
     parts = ["." if x == MISSING_ALLELE else str(int(x)) for x in g if x != NO_ALLELE]
     return ("|" if phased else "/").join(parts)
-
-
-def _clean_htslib(msg: str) -> str:
-    return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
 
 
 def read_genotypes(path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),

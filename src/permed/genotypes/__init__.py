@@ -1,0 +1,1 @@
+"""Stage 1: VCF/BCF -> genotype arrays (samples x definition positions)."""

@@ -1,0 +1,82 @@
+"""File-level checks and plumbing for VCF/BCF input: what htslib would report obscurely or not at all."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import tempfile
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+from permed.errors import UserError
+
+
+@contextmanager
+def captured_stderr():
+    """Collect htslib's messages (it writes to fd 2) so they become our own one-line errors."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        box: list[str] = []
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def precheck(path: Path) -> None:
+    """Problems htslib would report obscurely or not at all."""
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a VCF/BCF file")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path}: file is empty")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as gz:
+                text = gz.read(1 << 16)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+    elif head[:3] == b"BCF":
+        return
+    else:
+        text = head
+    if text[:3] == b"BCF":
+        return
+    if not text.startswith(b"##fileformat=VCF") and not text.startswith(b"#CHROM"):
+        first = text.split(b"\n", 1)[0][:60].decode(errors="replace")
+        raise UserError(f"{path}: line 1: not a VCF file (expected '##fileformat=VCF...', found {first!r})")
+    if b"\r\n" in text:
+        line = text[: text.index(b"\r\n")].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
+
+
+def is_bcf(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        if head == b"\x1f\x8b":
+            with gzip.open(path, "rb") as gz:
+                return gz.read(3) == b"BCF"
+        return head + fh.read(1) == b"BCF"
+
+
+def clean_htslib(msg: str) -> str:
+    return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
