@@ -47,16 +47,6 @@ class GeneGenotypes:
     def n_samples(self) -> int:
         return self.gt.shape[0]
 
-    def undocumented(self) -> np.ndarray:
-        """bool (samples, loci): the call carries an allele the definitions do not list."""
-        out = np.zeros(self.status.shape, dtype=bool)
-        for li, loc in enumerate(self.definition.loci):
-            n_known = 1 + len(loc.alts)
-            if len(self.alleles[li]) > n_known:
-                g = self.gt[:, li, :]
-                out[:, li] = (g >= n_known).any(axis=1) & (self.status[:, li] == CALLED)
-        return out
-
 
 @dataclass
 class GenotypeSet:

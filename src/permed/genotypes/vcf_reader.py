@@ -23,6 +23,7 @@ from permed.genotypes.locus_index import LocusIndex
 from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.kb.model import KnowledgeBase, Locus
+from permed.matcher.policy import undocumented_as_reference
 
 HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
@@ -370,8 +371,6 @@ class VcfReader:
     def _sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str,
                       mapping: AlleleMapping, gts, rec):
         """Per-sample calls at one locus from one record: (usable mask, codes, phased, phase sets)."""
-        from permed.matcher.gene_caller import undocumented_as_reference
-
         g, phased = gts
         n = g.shape[0]
         gene = arr.gdef.gene

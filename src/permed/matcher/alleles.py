@@ -28,7 +28,6 @@ class SampleAllele:
     phase_set: int | None
     gt: str
     undocumented: bool = False
-    undocumented_as_reference: bool = False
 
     @property
     def position(self) -> int:

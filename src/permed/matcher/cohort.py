@@ -13,9 +13,10 @@ import numpy as np
 
 from permed.genotypes.model import ABSENT, CALLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
 from permed.matcher.alleles import SampleAllele
-from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions, undocumented_as_reference
+from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
 from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
 from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
+from permed.matcher.policy import undocumented_as_reference
 
 REFERENCE_NAME = "Reference"
 REMOTE_FILL = Message(
@@ -143,7 +144,7 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
         out[loc.position] = SampleAllele(
             locus=loc, allele1=a1, allele2=a2, called1=computed(c1, a1), called2=computed(c2, a2),
             phased=phased, effectively_phased=eff, phase_set=ps, gt=gt,
-            undocumented=undocumented, undocumented_as_reference=as_ref and undocumented,
+            undocumented=undocumented,
         )
         key.append((li, st, a1, a2, c1 < 0 and c1, c2 < 0 and c2, phased, ps))
     key.extend(x["calls"][si] for x in gg.extra)

@@ -7,24 +7,14 @@ as partials named by genomic HGVS ("[*17 + g.94781859G>A]").
 
 from __future__ import annotations
 
-from permed.kb.model import IUPAC
-from permed.matcher.alleles import WOBBLES, Haplotype
+from permed.matcher.alleles import Haplotype, allele_matches
 from permed.matcher.match_data import HaplotypeMatch, MatchData
 from permed.matcher.names import COMBINATION_JOINER, match_name_key, name_key
 
 
 def _carries(hap: Haplotype, data: MatchData, seq: tuple) -> bool:
-    for pos in hap.core:
-        observed = seq[data.index_of[pos]]
-        expected = hap.alleles[data.index_of[pos]]
-        if observed is None:
-            return False
-        if expected in WOBBLES:
-            if observed not in IUPAC[expected]:
-                return False
-        elif expected != observed:
-            return False
-    return True
+    """Whether a strand carries every allele this named allele itself defines."""
+    return all(allele_matches(hap.alleles[data.index_of[p]], seq[data.index_of[p]] or None) for p in hap.core)
 
 
 def _viable_combinations(covered: list[Haplotype]) -> list[list[Haplotype]]:

@@ -18,11 +18,7 @@ from permed.matcher.combinations import combination_matches, component_names
 from permed.matcher.diplotypes import DiplotypeMatch, pair_haplotypes, top_scoring
 from permed.matcher.hapb3 import HAPB3_NAMES, REFERENCE, HapB3Caller
 from permed.matcher.match_data import HaplotypeMatch, MatchData, build_match_data
-
-LOWEST_FUNCTION_GENES = frozenset({"DPYD", "RYR1"})
-# Genes whose undocumented ALT alleles are read as reference so that the documented, actionable
-# variants still yield a call (PharmCAT: toxicity genes).
-UNDOCUMENTED_AS_REFERENCE = frozenset({"CACNA1S", "DPYD", "G6PD", "NUDT15", "RYR1", "TPMT"})
+from permed.matcher.policy import LOWEST_FUNCTION_GENES
 
 Status = Literal["called", "no_data", "uncallable"]
 
@@ -42,13 +38,6 @@ class GeneResult:
     diplotypes: list[DiplotypeMatch] = field(default_factory=list)
     haplotypes: list[HaplotypeMatch] = field(default_factory=list)
     warnings: dict[str, str] = field(default_factory=dict)
-
-
-def undocumented_as_reference(gene: str, find_combinations: bool) -> bool:
-    if gene not in UNDOCUMENTED_AS_REFERENCE:
-        return False
-    # research mode keeps the exact change visible, except for lowest-function genes
-    return gene in LOWEST_FUNCTION_GENES or not find_combinations
 
 
 class GeneCaller:

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from permed.kb.model import IUPAC, GeneDefinition, Locus
+from permed.kb.model import GeneDefinition, Locus
 from permed.matcher.alleles import WOBBLES, Haplotype, SampleAllele, allele_matches
 from permed.matcher.names import match_name_key, name_key
 
@@ -104,19 +104,15 @@ class MatchData:
         """Haplotypes matching at least one strand sequence, in name order."""
         perms = sorted(self.permutations, key=self.sequence_text)
         hs = self.hapset
-        if hs is None or len(hs.haplotypes) != len(self.haplotypes):
-            hits_by_hap = [[s for s in perms if all(allele_matches(e, o) for e, o in zip(h.alleles, s))]
-                           for h in self.haplotypes]
-        else:
-            hits_by_hap = [[] for _ in self.haplotypes]
-            m = hs.matrix
-            for s in perms:
-                seq = np.array(["\x00" if a is None else a for a in s], dtype=m.dtype if m.size else "<U1")
-                ok = (m == "") | (m == seq)
-                for r, c, code in hs.wobble_cells:
-                    ok[r, c] = s[c] is not None and s[c] in IUPAC[code]
-                for r in np.flatnonzero(ok.all(axis=1)):
-                    hits_by_hap[r].append(s)
+        hits_by_hap: list[list] = [[] for _ in self.haplotypes]
+        m = hs.matrix
+        for s in perms:
+            seq = np.array(["\x00" if a is None else a for a in s], dtype=m.dtype if m.size else "<U1")
+            ok = (m == "") | (m == seq)
+            for r, c, code in hs.wobble_cells:
+                ok[r, c] = allele_matches(code, s[c])
+            for r in np.flatnonzero(ok.all(axis=1)):
+                hits_by_hap[r].append(s)
         matches = [HaplotypeMatch(h, frozenset(hits)) for h, hits in zip(self.haplotypes, hits_by_hap) if hits]
         matches.sort(key=lambda m: match_name_key(m.name))
         return matches
