@@ -95,6 +95,7 @@ def test_missing_positions_reported_not_guessed(tmp_path):
     assert report2["genes"]["CYP2C19"]["missing_positions"] == []
     ev = {e["position"]: e for e in report2["genes"]["CYP2C19"]["evidence"]}
     assert ev[94761900]["status"] == "reference_filled"
+    assert "reference-filled" in read_calls(out2)[("EXAMPLE-PATIENT", "CYP2C19")]["Warnings"]
 
 
 def test_cyp2d6_from_vcf_carries_warning(tmp_path):

@@ -160,6 +160,15 @@ def _haplotype_call(m, shown) -> HaplotypeCall:
     return HaplotypeCall(name=shown(hap.name))
 
 
+def _fill_warnings(gg: GeneGenotypes, evidence: list[PositionEvidence]) -> list[Message]:
+    filled = sum(e.status == "reference_filled" for e in evidence)
+    if not filled:
+        return []
+    out = [Message(name="reference-filled", text=f"{filled} position(s) absent from the input were read as "
+                                                 "homozygous reference (--missing-to-ref).")]
+    return out + ([REMOTE_FILL] if gg.remote_fill else [])
+
+
 def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
     gdef = gg.definition
     data = res.data
@@ -218,8 +227,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         effectively_phased=bool(data.alleles) and data.effectively_phased,
         missing_positions=[loc.position for li, loc in enumerate(gdef.loci) if gg.status[si, li] == ABSENT],
         undocumented_positions=undocumented,
-        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + (
-            [REMOTE_FILL] if gg.remote_fill and res.status != "no_data" else []),
+        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, evidence),
         evidence=evidence,
         variants_of_interest=[
             {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra
