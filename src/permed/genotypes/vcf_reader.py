@@ -22,13 +22,13 @@ from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, i
 from permed.genotypes.locus_index import LocusIndex
 from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
 from permed.genotypes.normalize import AlleleMapping, map_record
+from permed.genotypes.store import Extract, RecordStore, StoredRecord
 from permed.kb.model import KnowledgeBase, Locus
 from permed.matcher.policy import undocumented_as_reference
 
 HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
 _VALID_BASES = re.compile(r"^[ACGTacgt]+$")
-_INT_MISSING = np.iinfo(np.int32).min
 PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
 
 
@@ -110,20 +110,38 @@ class VcfReader:
 
     # ---- main -----------------------------------------------------------------------------
     def read(self) -> GenotypeSet:
+        """All samples at once."""
+        return next(self.chunks(None))
+
+    def chunks(self, chunk_size: int | None):
+        """GenotypeSets for consecutive sample chunks, from a single pass over the file.
+
+        The pass keeps only records at (or representing) definition positions; with many samples
+        their genotypes are spilled to disk, so memory is bounded by the chunk size.
+        """
+        ext = self.extract()
+        n = len(ext.samples)
+        step = n if not chunk_size else max(1, chunk_size)
+        try:
+            for start in range(0, max(n, 1), max(step, 1)):
+                yield self.process(ext, slice(start, min(n, start + step)))
+        finally:
+            ext.close()
+
+    def extract(self) -> Extract:
         precheck(self.path)
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
+        ext = None
         with captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
                 err = str(exc)
-            if vcf is None:
-                pass
-            else:
+            if vcf is not None:
                 try:
-                    result = self._read_open(vcf, sha)
+                    ext = self._extract(vcf, sha)
                 except _RecordError as exc:
                     record_error = exc
                 finally:
@@ -139,11 +157,12 @@ class VcfReader:
                 raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
             raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
         if errors:
+            ext.close()
             raise UserError(f"{self.path}: {clean_htslib(errors[0])}")
         for m in htslib:
             if m.startswith("[W::") and "is not defined in the header" not in m:
-                self.notices.append(f"htslib: {clean_htslib(m)}")
-        return result
+                ext.notices.append(f"htslib: {clean_htslib(m)}")
+        return ext
 
     def _records(self, vcf: VCF):
         """All records, or only those in the requested chromosomes (indexed files)."""
@@ -158,7 +177,7 @@ class VcfReader:
                     yield from vcf(name)
                     break
 
-    def _read_open(self, vcf: VCF, sha: str) -> GenotypeSet:
+    def _extract(self, vcf: VCF, sha: str) -> Extract:
         samples = tuple(vcf.samples)
         if not samples:
             raise UserError(f"{self.path}: no sample columns after FORMAT; permed needs genotypes")
@@ -178,7 +197,7 @@ class VcfReader:
             if m and m.group(1) != ".":
                 self._warn("VCF", f"FORMAT header for AD has Number={m.group(1)}, expected R; AD is ignored")
         n = len(samples)
-        arrays = {g: _GeneArrays(self.kb.genes[g], n) for g in self.genes}
+        store = RecordStore(n)
         last: tuple[str, int] | None = None
         chrom_order: list[str] = []
         unsorted_noted = False
@@ -251,10 +270,28 @@ class VcfReader:
                 if exact:
                     self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
                 continue
-            self._record(rec, line, chrom, pos, ref, alts, exact, near, block_end, arrays, extra)
+            gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+            store.add(
+                StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
+                             list(extra)),
+                gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
+            )
 
+        return Extract(self.path, sha, samples, store, chroms_seen, near_genes, self.notices)
+
+    def process(self, ext: Extract, chunk: slice) -> GenotypeSet:
+        """Second pass: turn the kept records into genotype arrays for one chunk of samples."""
+        samples = ext.samples[chunk]
+        self.discarded = set()
+        self.pending = []
+        self.sample_warnings = {}
+        self.ref_checks = self.ref_mismatches = 0
+        arrays = {g: _GeneArrays(self.kb.genes[g], len(samples)) for g in self.genes}
+        for rec, gts, ps, ad in ext.store.records(chunk):
+            self._record(rec, gts, ps, ad, arrays)
         self._apply_pending()
         check_build_mismatches(self.path, self.ref_checks, self.ref_mismatches)
+        chroms_seen, near_genes, sha = ext.chroms_seen, ext.near_genes, ext.sha256
         genes = {}
         for g, arr in arrays.items():
             # fill only genes on chromosomes this file has records for: a chr10-only file says nothing of chr19
@@ -267,12 +304,13 @@ class VcfReader:
                 phased=arr.phased, phase_set=arr.phase_set, origin=arr.origin,
                 extra=[arr.extra[k] for k in sorted(arr.extra)], remote_fill=arr.remote_fill,
             )
+        notices = list(self.notices)
         if self.options.missing_to_ref:
-            self.notices.append("--missing-to-ref: positions absent from the file were read as homozygous reference")
+            notices.append("--missing-to-ref: positions absent from the file were read as homozygous reference")
         return GenotypeSet(
             path=str(self.path), sha256=sha, samples=samples, genes=genes,
-            position_warnings=self.position_warnings, sample_warnings=self.sample_warnings,
-            notices=self.notices, missing_to_ref=self.options.missing_to_ref,
+            position_warnings=dict(self.position_warnings), sample_warnings=self.sample_warnings,
+            notices=notices, missing_to_ref=self.options.missing_to_ref,
         )
 
     # ---- one record ------------------------------------------------------------------------
@@ -295,12 +333,13 @@ class VcfReader:
             )
         return alleles, arr[:, -1].astype(bool)
 
-    def _record(self, rec, line, chrom, pos, ref, alts, exact, near, block_end, arrays, extra) -> None:
-        gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+    def _record(self, rec: StoredRecord, gts, ps, ad, arrays) -> None:
+        chrom, pos, ref, alts, block_end = rec.chrom, rec.pos, rec.ref, rec.alts, rec.block_end
+        exact, near, extra = rec.exact, rec.near, rec.extra
         for g, xi in extra:
             self._record_extra(arrays[g], xi, gts, ref, alts)
         is_block = block_end is not None and block_end > pos
-        filters = set(str(rec.FILTER).split(";")) if rec.FILTER else set()
+        filters = set(str(rec.filter).split(";")) if rec.filter else set()
         for g, li in exact:
             arr = arrays[g]
             locus = arr.gdef.loci[li]
@@ -338,9 +377,9 @@ class VcfReader:
                 self._warn(key, "Ignoring: no genotype")
                 self.discarded.add(key)
                 continue
-            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, rec)
+            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
-                self._commit(arr, li, key, calls, origin, tuple(alts), rec)
+                self._commit(arr, li, key, calls, origin, tuple(alts), rec.filter)
         for g, li in near:
             arr = arrays[g]
             locus = arr.gdef.loci[li]
@@ -356,7 +395,7 @@ class VcfReader:
             if gts is None:
                 continue
             key = f"{chrom}:{locus.position}"
-            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, rec)
+            calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
                 self.pending.append((arr, li, key, calls, origin))
 
@@ -369,7 +408,7 @@ class VcfReader:
                         f"expected reference ({locus.ref})")
 
     def _sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str,
-                      mapping: AlleleMapping, gts, rec):
+                      mapping: AlleleMapping, gts, psf, ad):
         """Per-sample calls at one locus from one record: (usable mask, codes, phased, phase sets)."""
         g, phased = gts
         n = g.shape[0]
@@ -449,11 +488,9 @@ class VcfReader:
                 self._warn_samples(und, key, und_msg)
 
         # GT says heterozygous but AD shows reads for one allele only (reference-overlap style VCFs)
-        if self.ad_defined or self.ad_undeclared:
-            ad = _format(rec, "AD")
-            if ad is not None and self.ad_undeclared:
+        if ad is not None:
+            if self.ad_undeclared:
                 self._warn("VCF", "AD format is not defined.  Assuming AD field is valid.")
-                ad = _ad_ints(ad, n)
             if ad is not None and ad.ndim == 2:
                 distinct = np.where(nonmissing[:, 0] & nonmissing[:, 1] & (g[:, 0] != g[:, 1]), 2, 1)
                 hom_ad = ok & (distinct > 1) & ((ad > 0).sum(axis=1) == 1)
@@ -464,11 +501,7 @@ class VcfReader:
                         f"({','.join(str(int(x)) for x in ad[si] if x >= 0)})"))
                     ok &= ~hom_ad
 
-        ps = np.zeros(n, dtype=np.int64)
-        psf = _format(rec, "PS")
-        if psf is not None:
-            ps = _phase_sets(psf, n)
-        ps = np.where(phased, ps, 0)
+        ps = np.where(phased, psf, 0) if psf is not None else np.zeros(n, dtype=np.int64)
 
         codes_gt = np.where(nonmissing, sel, g).astype(np.int16)
         if haploid_chrom:
@@ -480,12 +513,12 @@ class VcfReader:
             ], axis=1).astype(np.int16)
         return ok, codes_gt, phased, ps
 
-    def _commit(self, arr: _GeneArrays, li: int, key: str, calls, origin: str, alts: tuple, rec) -> None:
+    def _commit(self, arr: _GeneArrays, li: int, key: str, calls, origin: str, alts: tuple, filt) -> None:
         ok, codes_gt, phased, ps = calls
         prev = arr.status[:, li] == CALLED
         dup = ok & prev
         if dup.any():
-            filters = set(str(rec.FILTER).split(";")) if rec.FILTER else set()
+            filters = set(str(filt).split(";")) if filt else set()
             quiet = bool(filters & PREPROCESSOR_FILTERS)
             if arr.first_alts.get(li) == alts:
                 if not quiet:
@@ -602,27 +635,6 @@ def _format(rec, field: str):
         return rec.format(field)
     except KeyError:
         return None
-
-
-def _ad_ints(ad: np.ndarray, n: int) -> np.ndarray | None:
-    """AD undeclared in the header arrives as strings ("12,3"); parse to ints (missing -> -1)."""
-    if ad.dtype.kind in "iu":
-        return ad
-    rows = []
-    for x in np.asarray(ad).reshape(n, -1)[:, 0]:
-        vals = [int(v) if v.isdigit() else -1 for v in str(x).split(",")]
-        rows.append(vals)
-    width = max((len(r) for r in rows), default=0)
-    return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(n, width)
-
-
-def _phase_sets(psf: np.ndarray, n: int) -> np.ndarray:
-    """PS values as int64 (0 = none); PS undeclared in the header arrives as strings."""
-    if psf.dtype.kind in "iu":
-        v = psf.reshape(n, -1)[:, 0].astype(np.int64)
-        return np.where(v > _INT_MISSING + 1, v, 0)
-    flat = [str(x) for x in np.asarray(psf).reshape(-1)][:n]
-    return np.array([int(x) if x.lstrip("-").isdigit() else 0 for x in flat], dtype=np.int64)
 
 
 def _gt_text(g, phased) -> str:

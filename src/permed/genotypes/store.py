@@ -1,0 +1,109 @@
+"""Records kept from the single pass over a VCF: only those at (or representing) definition positions.
+
+Genotype blocks are held in memory for small cohorts and spilled to a temporary directory for large
+ones, so that the calling pass can work on one chunk of samples at a time with bounded memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPILL_SAMPLES = 20_000  # above this many samples, genotype blocks live on disk
+_INT_MISSING = np.iinfo(np.int32).min
+
+
+@dataclass
+class StoredRecord:
+    line: int | None
+    chrom: str
+    pos: int
+    ref: str
+    alts: list[str]
+    filter: str | None
+    block_end: int | None
+    exact: list
+    near: list
+    extra: list
+
+
+def phase_sets(psf: np.ndarray, n: int) -> np.ndarray:
+    """PS values as int64 (0 = none); PS undeclared in the header arrives as strings."""
+    if psf.dtype.kind in "iu":
+        v = psf.reshape(n, -1)[:, 0].astype(np.int64)
+        return np.where(v > _INT_MISSING + 1, v, 0)
+    flat = [str(x) for x in np.asarray(psf).reshape(-1)][:n]
+    return np.array([int(x) if x.lstrip("-").isdigit() else 0 for x in flat], dtype=np.int64)
+
+
+def allelic_depths(ad: np.ndarray, n: int) -> np.ndarray:
+    """AD as ints (missing < 0); AD undeclared in the header arrives as strings ("12,3")."""
+    if ad.dtype.kind in "iu":
+        return ad.reshape(n, -1)
+    rows = [[int(v) if v.isdigit() else -1 for v in str(x).split(",")] for x in np.asarray(ad).reshape(n, -1)[:, 0]]
+    width = max((len(r) for r in rows), default=0)
+    return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(n, width)
+
+
+class RecordStore:
+    def __init__(self, n_samples: int):
+        self.n = n_samples
+        self.items: list[tuple[StoredRecord, dict]] = []
+        self._dir: Path | None = None
+
+    def add(self, rec: StoredRecord, gts, ps_raw, ad_raw) -> None:
+        arrays = {}
+        if gts is not None:
+            arrays["gt"], arrays["phased"] = gts
+        if ps_raw is not None:
+            arrays["ps"] = phase_sets(ps_raw, self.n)
+        if ad_raw is not None:
+            arrays["ad"] = allelic_depths(ad_raw, self.n)
+        if self.n > SPILL_SAMPLES and arrays:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="permed-records-"))
+            stored = {}
+            for k, a in arrays.items():
+                path = self._dir / f"{len(self.items)}-{k}.npy"
+                np.save(path, a)
+                stored[k] = path
+            arrays = stored
+        self.items.append((rec, arrays))
+
+    def records(self, chunk: slice):
+        """(record, (gt, phased) or None, phase sets or None, allelic depths or None) for a sample chunk."""
+        for rec, arrays in self.items:
+            part = {k: _slice(v, chunk) for k, v in arrays.items()}
+            gts = (part["gt"], part["phased"]) if "gt" in part else None
+            yield rec, gts, part.get("ps"), part.get("ad")
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def _slice(v, chunk: slice) -> np.ndarray:
+    if isinstance(v, Path):
+        return np.array(np.load(v, mmap_mode="r")[chunk])
+    return v[chunk]
+
+
+@dataclass
+class Extract:
+    """Everything the calling pass needs from a file, independent of which samples it processes."""
+
+    path: Path
+    sha256: str
+    samples: tuple[str, ...]
+    store: RecordStore
+    chroms_seen: set[str]
+    near_genes: set[str]
+    notices: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.store.close()
