@@ -91,11 +91,11 @@ def _summary(callset, out: Path, n_files: int, elapsed: float) -> None:
     n = len(callset.samples)
     console.print(f"permed: {n} sample(s), {len(callset.genes)} gene(s) in {elapsed:.2f} s -> {out}/ ({n_files} files)")
     if n == 1:
-        s = callset.samples[0]
         table = Table(show_header=True, header_style="bold")
         for col in ("Gene", "Diplotype(s)", "Status", "Missing"):
             table.add_column(col)
-        for gene, c in callset.calls[s].items():
+        for gene in callset.genes:
+            c = callset.call(0, gene)
             table.add_row(gene, " OR ".join(c.source_diplotypes), c.status, str(len(c.missing_positions)))
         console.print(table)
 

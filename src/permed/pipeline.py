@@ -17,7 +17,7 @@ import numpy as np
 from permed.errors import UserError
 from permed.genotypes.files import file_sha256
 from permed.genotypes.model import CALLED
-from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
+from permed.genotypes.vcf_reader import ReadOptions, VcfReader
 from permed.kb.model import KnowledgeBase
 from permed.matcher.cohort import CohortCaller
 from permed.matcher.gene_caller import MatchOptions
@@ -70,21 +70,53 @@ class InputInfo:
     sha256: str
     samples: tuple[str, ...]
     notices: list[str] = field(default_factory=list)
+    position_warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class CallSet:
-    """Per-sample gene calls.  Samples sharing a genotype pattern share the same GeneCall object."""
+    """Gene calls for every sample, stored as arrays: `choice[gene][i]` indexes `table` for sample i.
+
+    Samples sharing a genotype pattern share one GeneCall object; a patient is a cohort of one.
+    """
 
     kb: KnowledgeBase
     options: CallOptions
     inputs: list[InputInfo]
     samples: list[str]
     genes: list[str]
-    calls: dict[str, dict[str, GeneCall]]  # sample -> gene -> call
-    sample_input: dict[str, list[int]]  # sample -> indexes into inputs
-    gene_source: dict[tuple[str, str], str]  # (sample, gene) -> input file the call was made from
-    vcf_warnings: dict[str, dict[str, list[str]]]  # sample -> "chr:pos" -> messages
+    table: list[GeneCall]
+    choice: dict[str, np.ndarray]  # gene -> int32 per sample: index into table
+    source: dict[str, np.ndarray]  # gene -> int16 per sample: index into inputs (-1: none)
+    sample_files: list[list[int]]  # per sample: inputs it appears in
+    sample_warnings: dict[int, dict[str, list[str]]]  # sample index -> "chr:pos" -> messages
+
+    def call(self, si: int, gene: str) -> GeneCall:
+        return self.table[self.choice[gene][si]]
+
+    def gene_source(self, si: int, gene: str) -> str | None:
+        fi = int(self.source[gene][si])
+        return self.inputs[fi].file if fi >= 0 else None
+
+    def sample_vcf_warnings(self, si: int) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for fi in self.sample_files[si]:
+            for key, msgs in self.inputs[fi].position_warnings.items():
+                lst = out.setdefault(key, [])
+                lst.extend(m for m in msgs if m not in lst)
+        for key, msgs in self.sample_warnings.get(si, {}).items():
+            lst = out.setdefault(key, [])
+            lst.extend(m for m in msgs if m not in lst)
+        return out
+
+    @property
+    def calls(self) -> dict[str, dict[str, GeneCall]]:
+        """sample -> gene -> call (a convenience view; index arrays are the storage)."""
+        return {s: {g: self.table[self.choice[g][i]] for g in self.genes} for i, s in enumerate(self.samples)}
+
+    @property
+    def vcf_warnings(self) -> dict[str, dict[str, list[str]]]:
+        return {s: self.sample_vcf_warnings(i) for i, s in enumerate(self.samples)}
 
 
 def selected_genes(kb: KnowledgeBase, options: CallOptions) -> list[str]:
@@ -102,25 +134,33 @@ def _has_index(path: Path) -> bool:
 
 
 @dataclass
-class _Unit:
+class Unit:
     file_index: int
     path: Path
     genes: list[str]
     regions: list[str] | None
+    chunk_size: int | None = None
 
 
 @dataclass
-class _UnitResult:
+class ChunkResult:
+    offset: int  # index of the chunk's first sample in its file
+    n: int
+    genes: dict[str, tuple[list[GeneCall], np.ndarray, np.ndarray]]  # gene -> (distinct calls, inverse, rank)
+    sample_warnings: dict[tuple[int, str], list[str]]
+
+
+@dataclass
+class UnitResult:
     file_index: int
     samples: tuple[str, ...]
-    genes: dict[str, tuple[list[GeneCall], np.ndarray]]
-    rank: dict[str, np.ndarray]  # gene -> per sample: 3 data read, 2 reference-filled, 1 filled far from data
-    position_warnings: dict
-    sample_warnings: dict
+    chunks: list[ChunkResult]
+    position_warnings: dict[str, list[str]]
     notices: list[str]
 
 
-def _plan(paths: list[Path], kb: KnowledgeBase, genes: list[str], workers: int) -> list[_Unit]:
+def plan_units(paths: list[Path], kb: KnowledgeBase, genes: list[str], workers: int,
+               chunk_size: int | None = None) -> list[Unit]:
     units = []
     for fi, p in enumerate(paths):
         if workers > 1 and _has_index(p):
@@ -128,126 +168,176 @@ def _plan(paths: list[Path], kb: KnowledgeBase, genes: list[str], workers: int) 
             for g in genes:
                 by_chrom.setdefault(kb.genes[g].chromosome, []).append(g)
             for chrom, gs in sorted(by_chrom.items()):
-                units.append(_Unit(fi, p, gs, [chrom]))
+                units.append(Unit(fi, p, gs, [chrom], chunk_size))
         else:
-            units.append(_Unit(fi, p, genes, None))
+            units.append(Unit(fi, p, genes, None, chunk_size))
     return units
 
 
-def _run_unit(unit: _Unit, kb: KnowledgeBase, options: CallOptions) -> _UnitResult:
-    gs = read_genotypes(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions,
-                        with_sha256=False)
-    caller = CohortCaller(options.match_options())
-    # genes with no position in this file are "no data" for every sample: leave them to _assemble
-    out = {g: caller.call(gg) for g, gg in gs.genes.items() if gg.status.any() or gg.extra}
-    rank = {}
-    for g in out:
-        gg = gs.genes[g]
-        filled = 1 if gg.remote_fill else 2
-        rank[g] = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
-    return _UnitResult(unit.file_index, gs.samples, out, rank, gs.position_warnings, gs.sample_warnings,
-                       gs.notices)
+def run_unit(unit: Unit, kb: KnowledgeBase, options: CallOptions, evidence: bool = True) -> UnitResult:
+    reader = VcfReader(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions, with_sha256=False)
+    caller = CohortCaller(options.match_options(), evidence=evidence)
+    chunks = []
+    samples: tuple[str, ...] = ()
+    offset = 0
+    gs = None
+    for gs in reader.chunks(unit.chunk_size):
+        samples = samples + gs.samples
+        out = {}
+        for g, gg in gs.genes.items():
+            if not (gg.status.any() or gg.extra):
+                continue  # no position of this gene in this file: "no data", settled at assembly
+            calls, inverse = caller.call(gg)
+            filled = 1 if gg.remote_fill else 2
+            # data actually read beats reference filling near data, which beats filling far from it
+            rank = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
+            out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
+        chunks.append(ChunkResult(offset, len(gs.samples), out, gs.sample_warnings))
+        offset += len(gs.samples)
+    return UnitResult(unit.file_index, samples, chunks, gs.position_warnings if gs else {}, gs.notices if gs else [])
+
+
+class Assembly:
+    """Choose, for every sample and gene, the call from the best source; vectorised over samples."""
+
+    def __init__(self, paths: list[Path], kb: KnowledgeBase, options: CallOptions, genes: list[str],
+                 vcf_genes: list[str], file_samples: list[tuple[str, ...]]):
+        self.kb, self.options, self.genes, self.vcf_genes = kb, options, genes, vcf_genes
+        self.paths = paths
+        self.samples: list[str] = []
+        index: dict[str, int] = {}
+        self.sample_files: list[list[int]] = []
+        self.file_index: list[np.ndarray] = []  # file -> global index of each of its samples
+        for fi, names in enumerate(file_samples):
+            idx = []
+            for s in names:
+                if s not in index:
+                    index[s] = len(self.samples)
+                    self.samples.append(s)
+                    self.sample_files.append([])
+                self.sample_files[index[s]].append(fi)
+                idx.append(index[s])
+            self.file_index.append(np.array(idx, dtype=np.int64))
+        n = len(self.samples)
+        self.table: list[GeneCall] = []
+        self.choice = {g: np.full(n, -1, dtype=np.int32) for g in genes}
+        self.rank = {g: np.full(n, -1, dtype=np.int8) for g in genes}
+        self.source = {g: np.full(n, -1, dtype=np.int16) for g in genes}
+        self.sample_warnings: dict[int, dict[str, list[str]]] = {}
+        self.notices: dict[int, list[str]] = {}
+        self.position_warnings: dict[int, dict[str, list[str]]] = {}
+
+    def add(self, r: UnitResult) -> None:
+        fi = r.file_index
+        notices = self.notices.setdefault(fi, [])
+        notices.extend(x for x in r.notices if x not in notices)
+        pw = self.position_warnings.setdefault(fi, {})
+        for key, msgs in r.position_warnings.items():
+            lst = pw.setdefault(key, [])
+            lst.extend(m for m in msgs if m not in lst)
+        for ch in r.chunks:
+            gidx = self.file_index[fi][ch.offset:ch.offset + ch.n]
+            for (si, key), msgs in ch.sample_warnings.items():
+                lst = self.sample_warnings.setdefault(int(gidx[si]), {}).setdefault(key, [])
+                lst.extend(m for m in msgs if m not in lst)
+            for gene, (calls, inverse, rank) in ch.genes.items():
+                best = self.rank[gene][gidx]
+                clash = (rank == 3) & (best == 3)
+                if clash.any():
+                    s = self.samples[int(gidx[np.flatnonzero(clash)[0]])]
+                    other = self.paths[int(self.source[gene][gidx[np.flatnonzero(clash)[0]]])].name
+                    raise UserError(f"sample {s}: {gene} positions are present in both {other} and "
+                                    f"{self.paths[fi].name}; give each sample's data for a gene in one file")
+                better = rank > best
+                if better.any():
+                    base = len(self.table)
+                    self.table.extend(calls)
+                    target = gidx[better]
+                    self.choice[gene][target] = base + inverse[better]
+                    self.rank[gene][target] = rank[better]
+                    self.source[gene][target] = fi
+
+    def finish(self) -> CallSet:
+        inputs = [InputInfo(file=p.name, sha256=file_sha256(p), samples=tuple(self.samples[i] for i in idx),
+                            notices=self.notices.get(fi, []), position_warnings=self.position_warnings.get(fi, {}))
+                  for fi, (p, idx) in enumerate(zip(self.paths, self.file_index))]
+        for g in self.genes:
+            missing = self.choice[g] < 0
+            if g == CYP2D6 and not self.options.cyp2d6_from_vcf:
+                missing[:] = True
+                default = GeneCall(gene=CYP2D6, status="not_called", source_diplotypes=["Unknown/Unknown"],
+                                   warnings=[CYP2D6_NOT_CALLED])
+            else:
+                default = GeneCall(gene=g, status="no_data", source_diplotypes=["Unknown/Unknown"],
+                                   missing_positions=[loc.position for loc in self.kb.genes[g].loci])
+            if missing.any():
+                self.table.append(default)
+                self.choice[g][missing] = len(self.table) - 1
+                self.source[g][missing] = -1
+            if g == CYP2D6 and self.options.cyp2d6_from_vcf:
+                # every CYP2D6 call made from a VCF says what it cannot see
+                flagged: dict[int, int] = {}
+                for k in np.unique(self.choice[g]):
+                    c = self.table[k]
+                    self.table.append(c.model_copy(update={"warnings": [*c.warnings, CYP2D6_VCF_WARNING]}))
+                    flagged[int(k)] = len(self.table) - 1
+                self.choice[g] = np.vectorize(flagged.get, otypes=[np.int32])(self.choice[g])
+        return CallSet(kb=self.kb, options=self.options, inputs=inputs, samples=self.samples, genes=self.genes,
+                       table=self.table, choice=self.choice, source=self.source, sample_files=self.sample_files,
+                       sample_warnings=self.sample_warnings)
 
 
 _WORKER_STATE: dict = {}
 
 
-def _init_worker(kb: KnowledgeBase, options: CallOptions) -> None:
-    _WORKER_STATE["kb"] = kb
-    _WORKER_STATE["options"] = options
+def _init_worker(kb: KnowledgeBase, options: CallOptions, evidence: bool) -> None:
+    _WORKER_STATE.update(kb=kb, options=options, evidence=evidence)
 
 
-def _run_in_worker(unit: _Unit) -> _UnitResult:
-    return _run_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"])
+def _run_in_worker(unit: Unit) -> UnitResult:
+    return run_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"], _WORKER_STATE["evidence"])
 
 
-def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions) -> CallSet:
+def check_inputs(paths: list[Path]) -> list[Path]:
     paths = [Path(p) for p in paths]
     if not paths:
         raise UserError("no input files given")
-    seen_paths = set()
+    seen = set()
     for p in paths:
         key = os.path.realpath(p)
-        if key in seen_paths:
+        if key in seen:
             raise UserError(f"{p}: given more than once")
-        seen_paths.add(key)
-    genes = selected_genes(kb, options)
-    vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
-    units = _plan(paths, kb, vcf_genes, max(1, options.workers))
+        seen.add(key)
+    return paths
+
+
+def execute(units: list[Unit], kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
+            progress=None):
+    """Run units on local worker processes; yield results in unit order (deterministic output)."""
     if options.workers > 1 and len(units) > 1:
         with ProcessPoolExecutor(max_workers=options.workers, initializer=_init_worker,
-                                 initargs=(kb, options)) as pool:
-            results = list(pool.map(_run_in_worker, units))
+                                 initargs=(kb, options, evidence)) as pool:
+            for r in pool.map(_run_in_worker, units):
+                if progress:
+                    progress()
+                yield r
     else:
-        results = [_run_unit(u, kb, options) for u in units]
-    return _assemble(paths, kb, options, genes, vcf_genes, results)
+        for u in units:
+            r = run_unit(u, kb, options, evidence)
+            if progress:
+                progress()
+            yield r
 
 
-def _assemble(paths, kb, options, genes, vcf_genes, results: list[_UnitResult]) -> CallSet:
-    inputs: list[InputInfo] = []
-    for fi, p in enumerate(paths):
-        mine = [r for r in results if r.file_index == fi]
-        notices: list[str] = []
-        for r in mine:
-            notices.extend(n for n in r.notices if n not in notices)
-        inputs.append(InputInfo(file=p.name, sha256=file_sha256(p), samples=mine[0].samples, notices=notices))
-
-    samples: list[str] = []
-    sample_input: dict[str, list[int]] = {}
-    for fi, info in enumerate(inputs):
-        for s in info.samples:
-            if s not in sample_input:
-                samples.append(s)
-                sample_input[s] = []
-            sample_input[s].append(fi)
-
-    calls: dict[str, dict[str, GeneCall]] = {s: {} for s in samples}
-    source: dict[tuple[str, str], str] = {}
-    best: dict[tuple[str, str], int] = {}
-    vcf_warnings: dict[str, dict[str, list[str]]] = {s: {} for s in samples}
-    for r in results:
-        file = inputs[r.file_index].file
-        for gene, (gcalls, inverse) in r.genes.items():
-            ranks = r.rank[gene]
-            for si, s in enumerate(r.samples):
-                # data actually read beats reference filling near data, which beats filling far from it
-                rank = int(ranks[si])
-                prev_rank = best.get((s, gene), -1)
-                if rank == 3 and prev_rank == 3:
-                    raise UserError(
-                        f"sample {s}: {gene} positions are present in both {source[(s, gene)]} and {file}; "
-                        "give each sample's data for a gene in one file"
-                    )
-                if rank > prev_rank:
-                    calls[s][gene] = gcalls[inverse[si]]
-                    source[(s, gene)] = file
-                    best[(s, gene)] = rank
-        for s in r.samples:
-            for key, msgs in r.position_warnings.items():
-                lst = vcf_warnings[s].setdefault(key, [])
-                lst.extend(m for m in msgs if m not in lst)
-        for (si, key), msgs in r.sample_warnings.items():
-            s = r.samples[si]
-            lst = vcf_warnings[s].setdefault(key, [])
-            lst.extend(m for m in msgs if m not in lst)
-
-    not_called = GeneCall(gene=CYP2D6, status="not_called", source_diplotypes=["Unknown/Unknown"],
-                          warnings=[CYP2D6_NOT_CALLED])
-    no_data = {
-        g: GeneCall(gene=g, status="no_data", source_diplotypes=["Unknown/Unknown"],
-                    missing_positions=[loc.position for loc in kb.genes[g].loci])
-        for g in vcf_genes
-    }
-    flagged: dict[int, GeneCall] = {}  # keep calls shared between samples after adding the warning
-    for s in samples:
-        if CYP2D6 in genes:
-            if not options.cyp2d6_from_vcf:
-                calls[s][CYP2D6] = not_called
-            elif CYP2D6 in calls[s]:
-                c = calls[s][CYP2D6]
-                if id(c) not in flagged:
-                    flagged[id(c)] = c.model_copy(update={"warnings": [*c.warnings, CYP2D6_VCF_WARNING]})
-                calls[s][CYP2D6] = flagged[id(c)]
-        calls[s] = {g: calls[s][g] if g in calls[s] else no_data[g] for g in genes}
-    return CallSet(kb=kb, options=options, inputs=inputs, samples=samples, genes=genes, calls=calls,
-                   sample_input=sample_input, gene_source=source, vcf_warnings=vcf_warnings)
+def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
+               chunk_size: int | None = None, runner=None, progress=None) -> CallSet:
+    """Call every gene for every sample of the input files."""
+    paths = check_inputs(paths)
+    genes = selected_genes(kb, options)
+    vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
+    units = plan_units(paths, kb, vcf_genes, max(1, options.workers), chunk_size)
+    file_samples = [VcfReader(p, kb, vcf_genes, options.read_options()).sample_names() for p in paths]
+    assembly = Assembly(paths, kb, options, genes, vcf_genes, file_samples)
+    for r in (runner or execute)(units, kb, options, evidence, progress):
+        assembly.add(r)
+    return assembly.finish()

@@ -128,6 +128,25 @@ class VcfReader:
         finally:
             ext.close()
 
+    def sample_names(self) -> tuple[str, ...]:
+        """Sample names from the header (with the same checks and errors as a full read)."""
+        precheck(self.path)
+        with captured_stderr() as htslib:
+            try:
+                vcf = VCF(str(self.path), gts012=False, lazy=True)
+                names = tuple(vcf.samples)
+                vcf.close()
+            except Exception as exc:
+                vcf, err = None, str(exc)
+        if vcf is None:
+            errors = [m for m in htslib if m.startswith("[E::")]
+            detail = clean_htslib(errors[0] if errors else err)
+            dup = re.search(r"Duplicated sample name '([^']*)'", detail)
+            if dup:
+                raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
+            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
+        return names
+
     def extract(self) -> Extract:
         precheck(self.path)
         sha = file_sha256(self.path) if self.with_sha256 else ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from permed.genotypes.model import ABSENT, CALLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
+from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
 from permed.matcher.alleles import SampleAllele
 from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
 from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
@@ -83,8 +83,9 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
 class CohortCaller:
     """Calls genes over GenotypeSets, caching results by genotype pattern."""
 
-    def __init__(self, options: MatchOptions):
+    def __init__(self, options: MatchOptions, evidence: bool = True):
         self.options = options
+        self.evidence = evidence  # per-position evidence is for reports; cohort tables do without
         self._callers: dict[str, GeneCaller] = {}
         self._cache: dict[tuple, GeneCall] = {}
 
@@ -106,7 +107,7 @@ class CohortCaller:
         if cached is not None:
             return cached
         result = self.caller(gg).call(sample)
-        call = to_gene_call(gg, si, result)
+        call = to_gene_call(gg, si, result, self.evidence)
         self._cache[key] = call
         return call
 
@@ -160,8 +161,8 @@ def _haplotype_call(m, shown) -> HaplotypeCall:
     return HaplotypeCall(name=shown(hap.name))
 
 
-def _fill_warnings(gg: GeneGenotypes, evidence: list[PositionEvidence]) -> list[Message]:
-    filled = sum(e.status == "reference_filled" for e in evidence)
+def _fill_warnings(gg: GeneGenotypes, si: int) -> list[Message]:
+    filled = int((gg.status[si] == FILLED).sum())
     if not filled:
         return []
     out = [Message(name="reference-filled", text=f"{filled} position(s) absent from the input were read as "
@@ -169,7 +170,7 @@ def _fill_warnings(gg: GeneGenotypes, evidence: list[PositionEvidence]) -> list[
     return out + ([REMOTE_FILL] if gg.remote_fill else [])
 
 
-def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
+def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: bool = True) -> GeneCall:
     gdef = gg.definition
     data = res.data
     sub = gdef.suballeles
@@ -196,26 +197,21 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         for d in res.diplotypes
     ]
     evidence = []
-    undocumented = []
-    sample = {a.position: a for a in data.alleles} if data.alleles else {}
-    for li, loc in enumerate(gdef.loci):
-        st = int(gg.status[si, li])
-        a = sample.get(loc.position)
-        if st == ABSENT:
-            evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
-            continue
-        if a is None:  # present in the file but not used (e.g. HapB3 handled separately)
-            continue
-        if a.undocumented:
-            undocumented.append(loc.position)
-        evidence.append(
-            PositionEvidence(
-                position=loc.position, rsid=loc.rsid, call=a.vcf_call,
-                status="called" if st == CALLED else "reference_filled",
-                phase_set=a.phase_set, undocumented=a.undocumented,
-                origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
-            )
-        )
+    undocumented = [a.position for a in data.alleles if a.undocumented]
+    if with_evidence:
+        sample = {a.position: a for a in data.alleles}
+        for li, loc in enumerate(gdef.loci):
+            st = int(gg.status[si, li])
+            a = sample.get(loc.position)
+            if st == ABSENT:
+                evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
+            elif a is not None:
+                evidence.append(PositionEvidence(
+                    position=loc.position, rsid=loc.rsid, call=a.vcf_call,
+                    status="called" if st == CALLED else "reference_filled",
+                    phase_set=a.phase_set, undocumented=a.undocumented,
+                    origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
+                ))
     return GeneCall(
         gene=gdef.gene,
         status=res.status,
@@ -227,7 +223,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult) -> GeneCall:
         effectively_phased=bool(data.alleles) and data.effectively_phased,
         missing_positions=[loc.position for li, loc in enumerate(gdef.loci) if gg.status[si, li] == ABSENT],
         undocumented_positions=undocumented,
-        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, evidence),
+        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, si),
         evidence=evidence,
         variants_of_interest=[
             {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra

@@ -22,9 +22,10 @@ def write_calls_tsv(callset: CallSet, fh: TextIO) -> None:
     kb_version = callset.kb.kb_version
     fh.write("\t".join(COLUMNS) + "\n")
     row_cache: dict[int, str] = {}
-    for sample in callset.samples:
-        for gene, call in callset.calls[sample].items():
-            files = callset.gene_source.get((sample, gene), "")
+    for si, sample in enumerate(callset.samples):
+        for gene in callset.genes:
+            call = callset.call(si, gene)
+            files = callset.gene_source(si, gene) or ""
             tail = row_cache.get(id(call))
             if tail is None:
                 hap1 = hap2 = ""

@@ -26,12 +26,12 @@ def write_outputs(callset: CallSet, out_dir: Path, sample_reports: bool = True) 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
-    names = {}
-    for s in callset.samples:
+    names: dict[str, int] = {}
+    for si, s in enumerate(callset.samples):
         fn = sample_filename(s) + ".report.json"
         if fn in names:
-            raise UserError(f"samples {names[fn]!r} and {s!r} would write the same file {fn}")
-        names[fn] = s
+            raise UserError(f"samples {callset.samples[names[fn]]!r} and {s!r} would write the same file {fn}")
+        names[fn] = si
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".permed-", dir=out_dir))
@@ -44,9 +44,9 @@ def write_outputs(callset: CallSet, out_dir: Path, sample_reports: bool = True) 
         written.append("calls.tsv")
         if sample_reports:
             writer = SampleReportWriter(callset)
-            for fn, s in names.items():
+            for fn, si in names.items():
                 with open(tmp / fn, "w") as fh:
-                    fh.write(writer.render(s))
+                    fh.write(writer.render(si))
                 written.append(fn)
         final = []
         for fn in written:

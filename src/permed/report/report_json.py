@@ -43,16 +43,16 @@ class SampleReportWriter:
             self._fragments[id(call)] = frag
         return frag
 
-    def render(self, sample: str) -> str:
+    def render(self, si: int) -> str:
         cs = self.callset
         head = dict(self._head)
-        head["sample"] = sample
+        head["sample"] = cs.samples[si]
         head["inputs"] = [
             {"file": cs.inputs[i].file, "sha256": cs.inputs[i].sha256, "notices": cs.inputs[i].notices}
-            for i in cs.sample_input[sample]
+            for i in cs.sample_files[si]
         ]
-        head["gene_sources"] = {g: cs.gene_source[(sample, g)] for g in cs.genes if (sample, g) in cs.gene_source}
-        head["vcf_warnings"] = cs.vcf_warnings.get(sample, {})
+        head["gene_sources"] = {g: src for g in cs.genes if (src := cs.gene_source(si, g))}
+        head["vcf_warnings"] = cs.sample_vcf_warnings(si)
         body = json.dumps(head, separators=(",", ":"))[:-1]
-        genes = ",".join(f'"{g}":{self._fragment(c)}' for g, c in cs.calls[sample].items())
+        genes = ",".join(f'"{g}":{self._fragment(cs.call(si, g))}' for g in cs.genes)
         return body + ',"genes":{' + genes + "}}\n"
