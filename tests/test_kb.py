@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 from conformance import SHARED
@@ -12,6 +13,8 @@ from helpers import run_cli
 from permed.kb.load import load_kb, load_kb_file
 
 RELEASE = SHARED / "reference" / "pharmcat"
+PHENO_2024 = SHARED / "reference" / "pharmcat-2024-05" / "phenotype" / "cpic"
+PYPGX = SHARED / "reference" / "pypgx"
 needs_release = pytest.mark.skipif(not RELEASE.exists(), reason="../shared/reference/pharmcat not available")
 
 
@@ -29,10 +32,52 @@ def test_packaged_kb_loads_with_provenance():
 def test_kb_build_is_reproducible(tmp_path):
     packaged = load_kb()
     out = tmp_path / "kb.json.gz"
+    # the same flags as scripts/build_kb.sh, which rebuilt the packaged KB
     res = run_cli("kb", "build", "--source", RELEASE, "--release", "3.1.1", "--built", packaged.built,
-                  "--output", out)
+                  "--phenotypes", PHENO_2024, "--pypgx", PYPGX, "--output", out)
     assert res.returncode == 0, res.stderr
     assert load_kb_file(out).sha256 == packaged.sha256
+    script = (Path(__file__).parents[1] / "scripts" / "build_kb.sh").read_text()
+    assert "pharmcat-2024-05/phenotype/cpic" in script and '--pypgx "$REF/pypgx"' in script
+
+
+@needs_release
+def test_kb_phenotype_tables_match_sources():
+    """Every diplotype row of every PharmCAT phenotype file is carried over unchanged."""
+    kb = load_kb()
+    files = {p.stem: p for p in sorted((RELEASE / "phenotype").glob("*.json"))}
+    files.setdefault("CYP2D6", PHENO_2024 / "CYP2D6.json")
+    for stem, path in files.items():
+        raw = json.loads(path.read_text())
+        gp = kb.phenotypes[raw["gene"]]
+        assert len(gp.rows) == len(raw["diplotypes"])
+        for d in raw["diplotypes"]:
+            key = tuple(sorted(n for n, c in d["diplotypekey"].items() for _ in range(c)))
+            row = gp.index[key]
+            assert (row.phenotype, row.activity_score, row.lookup_key) == (
+                d["phenotype"], d.get("activityScore"), d["lookupkey"]), (stem, key)
+        for a in raw["namedAlleles"]:
+            if a.get("functionValue"):
+                assert gp.functions[a["name"]] == a["functionValue"]
+
+
+@needs_release
+def test_kb_phenotype_spot_facts():
+    ph = load_kb().phenotypes
+    assert ph["CYP2C19"].index[("*17", "*2")].phenotype == "Intermediate Metabolizer"
+    assert ph["CYP2C19"].index[("*38", "*38")].phenotype == "Normal Metabolizer"
+    cyp2c9 = ph["CYP2C9"].index[("*1", "*2")]
+    assert (cyp2c9.phenotype, cyp2c9.activity_score) == ("Intermediate Metabolizer", "1.5")
+    assert ph["CYP2D6"].index[("*1", "*4")].activity_score == "1.0"
+    assert ph["DPYD"].activity["c.1905+1G>A (*2A)"] == "0.0"
+    # G6PD from PyPGx: hemizygous male rows are single-allele keys
+    assert ph["G6PD"].index[("B (reference)",)].phenotype == "Normal"
+    assert ph["RYR1"].rule == "malignant-hyperthermia"
+    # PyPGx lists the MH-associated RYR1 alleles; other defined alleles are of uncertain function
+    assert ph["RYR1"].functions["c.103T>C"] == "Malignant Hyperthermia Associated"
+    assert ph["RYR1"].functions["c.152C>A"] == "Uncertain function"
+    assert ph["RYR1"].functions["Reference"] == "Normal function"
+    assert {"PharmCAT", "PyPGx"} <= {s.release.split()[0] for s in load_kb().sources[1:]}
 
 
 @needs_release

@@ -106,12 +106,17 @@ def kb_build(
     release: Annotated[str, typer.Option("--release", help="PharmCAT release the files come from.")] = "3.1.1",
     output: Annotated[Path | None, typer.Option("--output", help="KB file to write (default: packaged KB).")] = None,
     built: Annotated[str | None, typer.Option("--built", help="Build date to record (YYYY-MM-DD).")] = None,
+    phenotypes: Annotated[list[Path] | None, typer.Option(
+        "--phenotypes", help="Extra directory of PharmCAT-format phenotype tables (e.g. CPIC tables incl. CYP2D6)."
+    )] = None,
+    pypgx: Annotated[Path | None, typer.Option(
+        "--pypgx", help="PyPGx data directory (allele functions / diplotype tables for G6PD, RYR1).")] = None,
 ) -> None:
-    """Convert PharmCAT allele definitions and exemptions into permed's KB format."""
+    """Convert PharmCAT allele definitions, exemptions and phenotype tables into permed's KB format."""
     from permed.kb.build import build_kb
     from permed.kb.load import PACKAGED_KB, dump_kb, load_kb_file
 
-    kb = build_kb(source, release=release, built=built)
+    kb = build_kb(source, release=release, built=built, extra_phenotypes=phenotypes, pypgx=pypgx)
     target = output or Path(str(resources.files("permed.kb") / "data" / PACKAGED_KB))
     dump_kb(kb, target)
     load_kb_file(target)  # refuse to leave a KB that does not load

@@ -148,8 +148,10 @@ def find_definition_dir(source: Path) -> Path:
     raise UserError(f"{source}: no *{DEFINITION_SUFFIX} allele definition files found")
 
 
-def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True) -> KnowledgeBase:
+def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True,
+             extra_phenotypes: list[Path] | None = None, pypgx: Path | None = None) -> KnowledgeBase:
     from permed.kb.load import seal
+    from permed.kb.phenotypes import build_phenotypes
 
     def_dir = find_definition_dir(source)
     exemptions = {}
@@ -160,6 +162,9 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
     for path in sorted(def_dir.glob(f"*{DEFINITION_SUFFIX}")):
         gdef = read_definition_file(path, exemptions)
         genes[gdef.gene] = gdef
+    release_dir = def_dir.parent if def_dir.name.startswith("definition") else def_dir
+    phenotypes = build_phenotypes(release_dir, list(extra_phenotypes or []), pypgx,
+                                  {g: [a.name for a in d.alleles] for g, d in genes.items()}, release)
     versions = sorted({g.data_version for g in genes.values() if g.data_version})
     data_version = versions[-1] if versions else "unknown"
     kb = KnowledgeBase(
@@ -174,9 +179,15 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
                 url="https://github.com/PharmGKB/PharmCAT",
                 licence="CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0",
             ),
+            *sorted({SourceInfo(name="Phenotype assignments", release=p.source, data_version=p.data_version,
+                                url="https://github.com/PharmGKB/PharmCAT" if "PharmCAT" in p.source
+                                else "https://github.com/sbslee/pypgx",
+                                licence="CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0" if "PharmCAT" in p.source
+                                else "MIT") for p in phenotypes.values()}, key=lambda s: s.release),
         ),
         licence=KB_LICENCE,
         attribution=KB_ATTRIBUTION,
         genes=genes,
+        phenotypes=phenotypes,
     )
     return seal(kb)

@@ -21,9 +21,13 @@ from permed.kb.model import KB_SCHEMA, KnowledgeBase
 PACKAGED_KB = "permed-kb.json.gz"
 
 
+def _canonical_data(data: dict) -> bytes:
+    body = {k: v for k, v in data.items() if k != "sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _canonical(kb: KnowledgeBase) -> bytes:
-    data = kb.model_dump(mode="json", by_alias=True, exclude={"sha256"})
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return _canonical_data(kb.model_dump(mode="json", by_alias=True))
 
 
 def seal(kb: KnowledgeBase) -> KnowledgeBase:
@@ -55,7 +59,9 @@ def parse_kb(payload: bytes, where: str) -> KnowledgeBase:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
         raise UserError(f"{where}: knowledge base failed validation at {loc}: {first['msg']}") from None
-    expected = hashlib.sha256(_canonical(kb)).hexdigest()
+    # The checksum covers the file's own content (identical to the model dump it was written from),
+    # which avoids re-serialising a large model on every start.
+    expected = hashlib.sha256(_canonical_data(data)).hexdigest()
     if kb.sha256 != expected:
         raise UserError(f"{where}: knowledge base checksum mismatch (file {kb.sha256}, content {expected})")
     return kb

@@ -153,6 +153,36 @@ class GeneDefinition(_Frozen):
         return {loc.position: i for i, loc in enumerate(self.loci)}
 
 
+class PhenotypeRow(_Frozen):
+    """One diplotype (1 allele for hemizygous/single-allele genes, 2 otherwise) and what it means."""
+
+    alleles: tuple[str, ...]  # sorted; a homozygote lists its allele twice
+    phenotype: str
+    activity_score: str | None = None
+    lookup_key: str
+
+
+class GenePhenotypes(_Frozen):
+    """Allele functions and diplotype -> phenotype assignments for one gene."""
+
+    gene: str
+    source: str  # where these facts come from (release / file)
+    data_version: str = "unknown"
+    functions: dict[str, str] = {}  # allele -> function text
+    activity: dict[str, str] = {}  # allele -> activity value (activity-score genes only)
+    rows: tuple[PhenotypeRow, ...] = ()
+    # rule-based genes instead of a table: "malignant-hyperthermia" (RYR1)
+    rule: str | None = None
+
+    @property
+    def is_activity_gene(self) -> bool:
+        return any(v and v.strip().lower() != "n/a" for v in self.activity.values())
+
+    @cached_property
+    def index(self) -> dict[tuple[str, ...], PhenotypeRow]:
+        return {r.alleles: r for r in self.rows}
+
+
 class SourceInfo(_Frozen):
     name: str
     release: str
@@ -169,6 +199,7 @@ class KnowledgeBase(_Frozen):
     licence: str
     attribution: str
     genes: dict[str, GeneDefinition]
+    phenotypes: dict[str, GenePhenotypes] = {}
     sha256: str | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
