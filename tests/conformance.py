@@ -8,7 +8,7 @@ from pathlib import Path
 
 from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
 from permed.kb.build import DEFINITION_SUFFIX, read_definition_file, read_exemptions
-from permed.kb.load import seal
+from permed.kb.load import load_kb, seal
 from permed.kb.model import KB_SCHEMA, KnowledgeBase
 from permed.matcher.cohort import CohortCaller, sample_alleles
 from permed.matcher.gene_caller import GeneCaller, MatchOptions
@@ -23,8 +23,11 @@ def have_shared() -> bool:
 
 
 @cache
-def case_kb(definition: str, exemptions: str | None) -> KnowledgeBase:
-    """A KB built (with permed's own converter) from the definition file(s) a case names."""
+def case_kb(definition: str, exemptions: str | None, with_phenotypes: bool = False) -> KnowledgeBase:
+    """A KB built (with permed's own converter) from the definition file(s) a case names.
+
+    Phenotype facts, when asked for, come from the packaged KB (same PharmCAT release as the cases).
+    """
     ex = read_exemptions(CONFORMANCE / exemptions) if exemptions else {}
     target = CONFORMANCE / definition
     paths = sorted(target.glob(f"*{DEFINITION_SUFFIX}")) if target.is_dir() else [target]
@@ -34,7 +37,7 @@ def case_kb(definition: str, exemptions: str | None) -> KnowledgeBase:
         genes[g.gene] = g
     kb = KnowledgeBase(
         schema=KB_SCHEMA, kb_version="conformance", built="test", sources=(), licence="test", attribution="test",
-        genes=genes,
+        genes=genes, phenotypes=load_kb().phenotypes if with_phenotypes else {},
     )
     return seal(kb)
 

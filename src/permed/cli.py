@@ -62,17 +62,25 @@ def call_cmd(
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     no_sample_reports: Annotated[bool, typer.Option(
         "--no-sample-reports", help="Write calls.tsv only (no per-sample JSON).")] = False,
+    outside_calls: Annotated[list[Path] | None, typer.Option(
+        "--outside-calls", help="TSV of calls made elsewhere (gene, diplotype, phenotype, activity score); "
+        "repeatable. They replace the VCF-based call of their gene for every sample.")] = None,
 ) -> None:
-    """Call star-allele diplotypes for every sample in the input files."""
+    """Call star-allele diplotypes for every sample in the input files and interpret them."""
     from permed.kb.load import load_kb
-    from permed.pipeline import CallOptions, call_files
+    from permed.phenotype.phenotype_set import interpret
+    from permed.pipeline import CallOptions, call_files, empty_callset
     from permed.report.output import write_outputs
 
     paths = list(inputs or [])
     if example:
         paths.insert(0, example_vcf())
-    if not paths:
-        raise UserError("no input files: give VCF/BCF paths or --example")
+    outside = list(outside_calls or [])
+    for p in outside:
+        if not p.is_file():
+            raise UserError(f"{p}: outside-calls file not found")
+    if not paths and not outside:
+        raise UserError("no input files: give VCF/BCF paths, --outside-calls or --example")
     t0 = time.perf_counter()
     kb = load_kb(kb_path)
     options = CallOptions(
@@ -80,23 +88,38 @@ def call_cmd(
         missing_to_ref=missing_to_ref, require_pass=require_pass, find_combinations=combinations,
         all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
     )
-    callset = call_files(paths, kb, options)
-    written = write_outputs(callset, out, sample_reports=not no_sample_reports)
+    if paths:
+        callset = call_files(paths, kb, options)
+    else:  # a patient known only from outside calls: a cohort of one named after the first file
+        callset = empty_callset(kb, outside[0].name.split(".")[0], options)
+    pset = interpret(callset, outside)
+    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports)
     elapsed = time.perf_counter() - t0
-    _summary(callset, out, len(written), elapsed)
+    for e in pset.outside_errors:
+        # one plain line per problem (no wrapping), so logs and scripts can grep it
+        print(f"permed: warning: {e.where}: {e.reason} ({e.gene} reported as not called)", file=sys.stderr)
+    _summary(callset, pset, out, len(written), elapsed)
 
 
-def _summary(callset, out: Path, n_files: int, elapsed: float) -> None:
+def _summary(callset, pset, out: Path, n_files: int, elapsed: float) -> None:
     console = Console(stderr=True)
     n = len(callset.samples)
     console.print(f"permed: {n} sample(s), {len(callset.genes)} gene(s) in {elapsed:.2f} s -> {out}/ ({n_files} files)")
     if n == 1:
         table = Table(show_header=True, header_style="bold")
-        for col in ("Gene", "Diplotype(s)", "Status", "Missing"):
+        for col in ("Gene", "Call", "Phenotype", "Status", "Missing"):
             table.add_column(col)
-        for gene in callset.genes:
-            c = callset.call(0, gene)
-            table.add_row(gene, " OR ".join(c.source_diplotypes), c.status, str(len(c.missing_positions)))
+        from permed.report.calls_tsv import activity_text, gene_status, phenotype_text
+
+        called = set(callset.genes)
+        for gene in pset.genes:
+            c = callset.call(0, gene) if gene in called else None
+            r = pset.report(0, gene)
+            pheno = phenotype_text(r) if r.reportable else ""
+            if activity_text(r):
+                pheno += f" (AS {activity_text(r)})"
+            missing = str(len(c.missing_positions)) if c is not None and not r.outside_call else ""
+            table.add_row(gene, " OR ".join(r.print_calls), pheno, gene_status(c, r), missing)
         console.print(table)
 
 

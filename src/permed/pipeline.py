@@ -341,3 +341,9 @@ def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evide
     for r in (runner or execute)(units, kb, options, evidence, progress):
         assembly.add(r)
     return assembly.finish()
+
+
+def empty_callset(kb: KnowledgeBase, sample: str, options: CallOptions | None = None) -> CallSet:
+    """A cohort of one without VCF data: every gene comes from outside calls (or is not reported)."""
+    return CallSet(kb=kb, options=options or CallOptions(), inputs=[], samples=[sample], genes=[], table=[],
+                   choice={}, source={}, sample_files=[[]], sample_warnings={})

@@ -16,7 +16,7 @@ from permed.matcher.alleles import SampleAllele
 from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
 from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
 from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
-from permed.matcher.policy import undocumented_as_reference
+from permed.matcher.policy import KEY_RSIDS, undocumented_as_reference
 
 REFERENCE_NAME = "Reference"
 REMOTE_FILL = Message(
@@ -182,7 +182,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         labels = []
         for d in res.diplotypes:
             lab = diplotype_label(gdef.gene, shown(d.hap1.name), shown(d.hap2.name) if d.hap2 else None,
-                                  REFERENCE_NAME)
+                                  gdef.reference_allele.name)
             if lab not in labels:
                 labels.append(lab)
     elif res.haplotypes:
@@ -198,9 +198,9 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
     ]
     evidence = []
     undocumented = [a.position for a in data.alleles if a.undocumented]
-    if with_evidence:
-        sample = {a.position: a for a in data.alleles}
-        for li, loc in enumerate(gdef.loci):
+    sample = {a.position: a for a in data.alleles}
+    for li, loc in enumerate(gdef.loci):
+        if with_evidence or loc.rsid in KEY_RSIDS:
             st = int(gg.status[si, li])
             a = sample.get(loc.position)
             if st == ABSENT:
@@ -217,7 +217,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         status=res.status,
         source_diplotypes=labels,
         diplotypes=dips,
-        haplotype_matches=[m.name for m in res.haplotypes],
+        haplotype_matches=[shown(m.name) for m in res.haplotypes],
         match_score=res.diplotypes[0].score if res.diplotypes else None,
         phased=bool(data.alleles) and data.is_phased,
         effectively_phased=bool(data.alleles) and data.effectively_phased,

@@ -9,14 +9,16 @@ CPIC_STYLE_GENES = frozenset({"CACNA1S", "CFTR", "RYR1", "DPYD"})
 HETEROZYGOUS = " (heterozygous)"
 HOMOZYGOUS = " (homozygous)"
 UNKNOWN = "Unknown/Unknown"
+REFERENCE = "Reference"
 
 
 def diplotype_label(gene: str, hap1: str, hap2: str | None, reference: str | None) -> str:
+    """`reference` is the gene's reference allele name; CPIC-style genes print it as "Reference"."""
     if gene in CPIC_STYLE_GENES:
         r1 = hap1 == reference
         r2 = hap2 is not None and hap2 == reference
         if r1 and (r2 or hap2 is None):
-            return f"{reference}/{reference}" if hap2 is not None else reference
+            return f"{REFERENCE}/{REFERENCE}" if hap2 is not None else REFERENCE
         if r1 or r2:
             return (hap2 if r1 else hap1) + HETEROZYGOUS
     if hap2 is None:

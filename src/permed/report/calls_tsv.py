@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from permed.phenotype.model import NO_RESULT, GeneReport, unspecified
+from permed.phenotype.phenotype_set import PhenotypeSet
 from permed.pipeline import CallSet
 
 COLUMNS = [
     "Sample", "Gene", "Source Diplotype", "Phenotype", "Activity Score", "Match Score", "Missing Positions",
     "Phased", "Status", "Haplotype 1", "Haplotype 2", "Warnings", "Input File", "KB Version", "Data Licence",
+    "Outside Call", "Recommendation Diplotype", "Lookup Keys",
 ]
 DIPLOTYPE_JOINER = " OR "
 DATA_LICENCE = "CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0"
@@ -18,32 +21,73 @@ def _cell(value: str) -> str:
     return value.replace("\t", " ").replace("\n", " ")
 
 
-def write_calls_tsv(callset: CallSet, fh: TextIO) -> None:
+def gene_status(call, report: GeneReport) -> str:
+    if report.outside_call:
+        return "outside_call" if report.reportable else "outside_call_unusable"
+    return call.status if call is not None else "not_called"
+
+
+def phenotype_text(report: GeneReport) -> str:
+    return DIPLOTYPE_JOINER.join("; ".join(d.phenotypes) for d in report.recommendation_diplotypes
+                                 if d.phenotypes)
+
+
+def activity_text(report: GeneReport) -> str:
+    scores = [d.activity_score for d in report.recommendation_diplotypes
+              if not unspecified(d.activity_score) and d.activity_score != NO_RESULT]
+    return DIPLOTYPE_JOINER.join(scores)
+
+
+def _tail(call, report: GeneReport) -> str:
+    hap1 = hap2 = ""
+    if report.outside_call:
+        labels = [d.label for d in report.source_diplotypes]
+        recs = report.recommendation_diplotypes
+        if len(recs) == 1 and recs[0].alleles:
+            hap1 = recs[0].alleles[0]
+            hap2 = recs[0].alleles[1] if len(recs[0].alleles) > 1 else ""
+    else:
+        labels = call.source_diplotypes if call is not None else []
+        if call is not None and len(call.diplotypes) == 1:
+            haps = call.diplotypes[0].haplotypes
+            hap1 = haps[0].name
+            hap2 = haps[1].name if len(haps) > 1 else ""
+    matcher = call if call is not None and not report.outside_call else None
+    return "\t".join([
+        _cell(DIPLOTYPE_JOINER.join(labels)),
+        _cell(phenotype_text(report)),
+        _cell(activity_text(report)),
+        "" if matcher is None or matcher.match_score is None else str(matcher.match_score),
+        ";".join(str(p) for p in matcher.missing_positions) if matcher else "",
+        "yes" if matcher is not None and matcher.phased else "no",
+        gene_status(call, report),
+        _cell(hap1),
+        _cell(hap2),
+        _cell(";".join(m.name for m in report.messages)),
+    ])
+
+
+def _extra(report: GeneReport) -> str:
+    recs = report.recommendation_diplotypes if report.reportable else []
+    return "\t".join([
+        "yes" if report.outside_call else "no",
+        _cell(DIPLOTYPE_JOINER.join("/".join(d.alleles) for d in recs)),
+        _cell(DIPLOTYPE_JOINER.join(";".join(d.lookup_keys) for d in recs)),
+    ])
+
+
+def write_calls_tsv(callset: CallSet, pset: PhenotypeSet, fh: TextIO) -> None:
     kb_version = callset.kb.kb_version
     fh.write("\t".join(COLUMNS) + "\n")
-    row_cache: dict[int, str] = {}
+    cache: dict[tuple[int, int], tuple[str, str]] = {}
+    called_genes = set(callset.genes)
     for si, sample in enumerate(callset.samples):
-        for gene in callset.genes:
-            call = callset.call(si, gene)
-            files = callset.gene_source(si, gene) or ""
-            tail = row_cache.get(id(call))
-            if tail is None:
-                hap1 = hap2 = ""
-                if len(call.diplotypes) == 1:
-                    haps = call.diplotypes[0].haplotypes
-                    hap1 = haps[0].name
-                    hap2 = haps[1].name if len(haps) > 1 else ""
-                tail = "\t".join([
-                    _cell(DIPLOTYPE_JOINER.join(call.source_diplotypes)),
-                    "",  # Phenotype: filled by the interpretation stage
-                    "",  # Activity Score
-                    "" if call.match_score is None else str(call.match_score),
-                    ";".join(str(p) for p in call.missing_positions),
-                    "yes" if call.phased else "no",
-                    call.status,
-                    _cell(hap1),
-                    _cell(hap2),
-                    _cell(";".join(w.name for w in call.warnings)),
-                ])
-                row_cache[id(call)] = tail
-            fh.write(f"{_cell(sample)}\t{gene}\t{tail}\t{files}\t{kb_version}\t{DATA_LICENCE}\n")
+        for gene in pset.genes:
+            report = pset.report(si, gene)
+            call = callset.call(si, gene) if gene in called_genes else None
+            files = (callset.gene_source(si, gene) or "") if gene in called_genes else ""
+            key = (id(call), id(report))
+            parts = cache.get(key)
+            if parts is None:
+                parts = cache[key] = (_tail(call, report), _extra(report))
+            fh.write(f"{_cell(sample)}\t{gene}\t{parts[0]}\t{files}\t{kb_version}\t{DATA_LICENCE}\t{parts[1]}\n")

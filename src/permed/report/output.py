@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from permed.errors import UserError
+from permed.phenotype.phenotype_set import PhenotypeSet
 from permed.pipeline import CallSet
 from permed.report.calls_tsv import write_calls_tsv
 from permed.report.report_json import SampleReportWriter
@@ -22,7 +23,7 @@ def sample_filename(sample: str) -> str:
     return name if name not in ("", ".", "..") else f"sample_{name}"
 
 
-def write_outputs(callset: CallSet, out_dir: Path, sample_reports: bool = True) -> list[Path]:
+def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_reports: bool = True) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
@@ -40,10 +41,10 @@ def write_outputs(callset: CallSet, out_dir: Path, sample_reports: bool = True) 
     try:
         written = []
         with open(tmp / "calls.tsv", "w", newline="\n") as fh:
-            write_calls_tsv(callset, fh)
+            write_calls_tsv(callset, pset, fh)
         written.append("calls.tsv")
         if sample_reports:
-            writer = SampleReportWriter(callset)
+            writer = SampleReportWriter(callset, pset)
             for fn, si in names.items():
                 with open(tmp / fn, "w") as fh:
                     fh.write(writer.render(si))

@@ -1,0 +1,1 @@
+"""Interpretation stage: gene calls (and outside calls) -> phenotypes, activity scores, lookup keys."""

@@ -1,0 +1,74 @@
+"""Phenotypes for every sample of a call set, stored like the calls: shared reports plus index arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from permed.phenotype.model import GeneReport
+from permed.phenotype.outside_calls import OutsideCall, OutsideCallError, read_outside_calls
+from permed.phenotype.phenotyper import Phenotyper, outside_report
+
+OUTSIDE_ONLY_GENES = ("HLA-A", "HLA-B", "MT-RNR1")
+
+
+@dataclass
+class PhenotypeSet:
+    """`choice[gene][i]` indexes `reports` for sample i (the call set's pattern sharing carries over)."""
+
+    genes: list[str]
+    samples: list[str]
+    reports: list[GeneReport]
+    choice: dict[str, np.ndarray]
+    outside_files: list[str] = field(default_factory=list)
+    outside_errors: list[OutsideCallError] = field(default_factory=list)
+
+    def report(self, si: int, gene: str) -> GeneReport:
+        return self.reports[self.choice[gene][si]]
+
+
+def known_genes(kb) -> set[str]:
+    return set(kb.genes) | set(kb.phenotypes) | {"HLA-A", "HLA-B"}
+
+
+def read_all_outside_calls(paths: list[Path], ph: Phenotyper):
+    known = known_genes(ph.kb)
+    calls: list[OutsideCall] = []
+    errors: list[OutsideCallError] = []
+    for p in paths:
+        c, e = read_outside_calls(Path(p), known.__contains__, ph.annotator)
+        calls.extend(c)
+        errors.extend(e)
+    return calls, errors
+
+
+def interpret(callset, outside_calls: list[Path] | None = None, phenotyper: Phenotyper | None = None) -> PhenotypeSet:
+    """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
+    the VCF-based report of their gene for every sample of the call set."""
+    ph = phenotyper or Phenotyper(callset.kb)
+    reports = [ph.report(call) for call in callset.table]
+    choice = {g: callset.choice[g].copy() for g in callset.genes}
+    genes = list(callset.genes)
+    calls, errors = read_all_outside_calls(list(outside_calls or []), ph)
+    by_gene: dict[str, tuple[list, list]] = {}
+    for c in calls:
+        by_gene.setdefault(c.gene, ([], []))[0].append(c)
+    for e in errors:
+        by_gene.setdefault(e.gene, ([], []))[1].append(e)
+    n = len(callset.samples)
+    for gene, (gcalls, gerrors) in by_gene.items():
+        if gene in choice:
+            old = choice[gene]
+            new = np.empty_like(old)
+            for idx in np.unique(old):  # one outside report per distinct VCF-based report it replaces
+                reports.append(outside_report(ph, gene, gcalls, gerrors, reports[idx]))
+                new[old == idx] = len(reports) - 1
+            choice[gene] = new
+        else:
+            reports.append(outside_report(ph, gene, gcalls, gerrors, None))
+            choice[gene] = np.full(n, len(reports) - 1, dtype=np.int32)
+            genes.append(gene)
+    return PhenotypeSet(genes=genes, samples=list(callset.samples), reports=reports, choice=choice,
+                        outside_files=[str(p) for p in outside_calls or []], outside_errors=errors)
