@@ -64,11 +64,12 @@ def _is_het(e: PositionEvidence) -> bool:
 
 
 def rule_applies(rule: NoteRule, call: GeneCall, sources: list[Diplotype], recs: list[Diplotype],
-                 uncallable: set[str]) -> bool:
+                 uncallable) -> bool:
+    """`uncallable()` gives the alleles that could not be assessed (computed only when a rule asks)."""
     called = {a for d in recs for a in d.alleles}
     if any(h not in called for h in rule.haps_called):
         return False
-    if any(h not in uncallable for h in rule.haps_missing):
+    if rule.haps_missing and any(h not in uncallable() for h in rule.haps_missing):
         return False
     variant = None
     if rule.variant:
@@ -91,7 +92,7 @@ def rule_applies(rule: NoteRule, call: GeneCall, sources: list[Diplotype], recs:
 
 
 def gene_notes(call: GeneCall, sources: list[Diplotype], recs: list[Diplotype], reportable: bool,
-               uncallable: set[str]) -> list[Message]:
+               uncallable) -> list[Message]:
     """Notes for a gene report built from a matcher call."""
     if call.status == "no_data":
         return []

@@ -121,7 +121,7 @@ class Phenotyper:
         if not call.missing_positions:
             return set()
         gdef = self.kb.genes[call.gene]
-        missing = {gdef.loci.index(loc) for loc in gdef.loci if loc.position in set(call.missing_positions)}
+        missing = {gdef.position_index[p] for p in call.missing_positions if p in gdef.position_index}
         return {a.name for a in gdef.alleles if not a.reference and a.defined and set(a.defined) <= missing}
 
     def _messages(self, call: GeneCall, ann: GeneAnnotator, sources: list[Diplotype], recs: list[Diplotype],
@@ -139,7 +139,7 @@ class Phenotyper:
                 out.append(_reference_note(gene, bool(call.missing_positions)))
         if any(d.inferred_from and d.inferred_from[0].startswith(RS4149056) for d in recs):
             out.append(MSG_SLCO1B1_FALLBACK)
-        out.extend(gene_notes(call, sources, recs, reportable, self._uncallable(call)))
+        out.extend(gene_notes(call, sources, recs, reportable, lambda: self._uncallable(call)))
         return out
 
 
