@@ -81,3 +81,25 @@ def sample_result(case: dict):
     gg = gs.genes[case["gene"]]
     _, sample = sample_alleles(gg, si, options.find_combinations)
     return GeneCaller(gg.definition, options).call(sample)
+
+
+@cache
+def run_pipeline_case(case_id: str):
+    """(callset, phenotype set) for one whole-pipeline case, computed once per test session."""
+    from permed.phenotype.phenotype_set import interpret
+    from permed.pipeline import CallOptions, call_files, empty_callset
+
+    case = next(c for c in load_cases("pipeline") if c["id"] == case_id)
+    opts = case["options"]
+    kb = case_kb("definitions/", "definitions/exemptions.json", with_phenotypes=True)
+    options = CallOptions(
+        find_combinations=bool(opts.get("findCombinations")),
+        all_matches=not opts.get("topCandidateOnly", True),
+        cyp2d6_from_vcf=bool(opts.get("callCyp2d6")),
+    )
+    if case["input"].get("vcf"):
+        callset = call_files([CONFORMANCE / case["input"]["vcf"]], kb, options)
+    else:  # outside calls only
+        callset = empty_callset(kb, "outside-only", options)
+    pset = interpret(callset, [CONFORMANCE / oc["file"] for oc in case["input"].get("outside_calls", [])])
+    return callset, pset

@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conformance import CONFORMANCE, case_kb, have_shared, load_cases
+from conformance import case_kb, have_shared, load_cases, run_pipeline_case
 
 from permed.phenotype.annotate import function_summary, sort_diplotypes
 from permed.phenotype.model import GeneReport
 from permed.phenotype.notes import is_footnote
-from permed.phenotype.phenotype_set import interpret
-from permed.pipeline import CallOptions, call_files, empty_callset
 
 pytestmark = pytest.mark.skipif(not have_shared(), reason="../shared/conformance is not available")
 
@@ -92,18 +90,8 @@ def check_report(t: str, chk: dict, report: GeneReport) -> bool:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_pipeline_case_genes(case):
-    opts = case["options"]
     kb = case_kb("definitions/", "definitions/exemptions.json", with_phenotypes=True)
-    options = CallOptions(
-        find_combinations=bool(opts.get("findCombinations")),
-        all_matches=not opts.get("topCandidateOnly", True),
-        cyp2d6_from_vcf=bool(opts.get("callCyp2d6")),
-    )
-    if case["input"].get("vcf"):
-        callset = call_files([CONFORMANCE / case["input"]["vcf"]], kb, options)
-    else:  # outside calls only
-        callset = empty_callset(kb, "outside-only", options)
-    pset = interpret(callset, [CONFORMANCE / oc["file"] for oc in case["input"].get("outside_calls", [])])
+    callset, pset = run_pipeline_case(case["id"])
     sample = callset.samples[0]
     outside = {r["gene"] for oc in case["input"].get("outside_calls", []) for r in oc["rows"]}
     checked = 0

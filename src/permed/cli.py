@@ -134,12 +134,17 @@ def kb_build(
     )] = None,
     pypgx: Annotated[Path | None, typer.Option(
         "--pypgx", help="PyPGx data directory (allele functions / diplotype tables for G6PD, RYR1).")] = None,
+    dpwg_phenotypes: Annotated[Path | None, typer.Option(
+        "--dpwg-phenotypes", help="Directory of DPWG phenotype tables (PharmCAT format).")] = None,
+    guidelines: Annotated[Path | None, typer.Option(
+        "--guidelines", help="Directory of PharmCAT guideline files (CPIC_*.json, DPWG_*.json).")] = None,
 ) -> None:
     """Convert PharmCAT allele definitions, exemptions and phenotype tables into permed's KB format."""
     from permed.kb.build import build_kb
     from permed.kb.load import PACKAGED_KB, dump_kb, load_kb_file
 
-    kb = build_kb(source, release=release, built=built, extra_phenotypes=phenotypes, pypgx=pypgx)
+    kb = build_kb(source, release=release, built=built, extra_phenotypes=phenotypes, pypgx=pypgx,
+                  dpwg_phenotypes=dpwg_phenotypes, guidelines=guidelines)
     target = output or Path(str(resources.files("permed.kb") / "data" / PACKAGED_KB))
     dump_kb(kb, target)
     load_kb_file(target)  # refuse to leave a KB that does not load

@@ -149,9 +149,11 @@ def find_definition_dir(source: Path) -> Path:
 
 
 def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True,
-             extra_phenotypes: list[Path] | None = None, pypgx: Path | None = None) -> KnowledgeBase:
+             extra_phenotypes: list[Path] | None = None, pypgx: Path | None = None,
+             dpwg_phenotypes: Path | None = None, guidelines: Path | None = None) -> KnowledgeBase:
+    from permed.kb.guidelines import read_guidelines
     from permed.kb.load import seal
-    from permed.kb.phenotypes import build_phenotypes
+    from permed.kb.phenotypes import build_phenotypes, read_pharmcat_phenotypes
 
     def_dir = find_definition_dir(source)
     exemptions = {}
@@ -165,8 +167,30 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
     release_dir = def_dir.parent if def_dir.name.startswith("definition") else def_dir
     phenotypes = build_phenotypes(release_dir, list(extra_phenotypes or []), pypgx,
                                   {g: [a.name for a in d.alleles] for g, d in genes.items()}, release)
+    dpwg = {}
+    if dpwg_phenotypes is not None:
+        for path in sorted(Path(dpwg_phenotypes).glob("*.json")):
+            gp = read_pharmcat_phenotypes(path, "PharmCAT DPWG phenotype data (2024-05 bundle)")
+            dpwg[gp.gene] = gp
+    guideline_facts = read_guidelines(guidelines, pypgx) if guidelines is not None else ()
     versions = sorted({g.data_version for g in genes.values() if g.data_version})
     data_version = versions[-1] if versions else "unknown"
+    extra_sources = []
+    if dpwg:
+        extra_sources.append(SourceInfo(
+            name="DPWG phenotype assignments", release=next(iter(dpwg.values())).source,
+            data_version=sorted({p.data_version for p in dpwg.values()})[-1],
+            url="https://github.com/PharmGKB/PharmCAT", licence="ClinPGx/PharmGKB CC BY-SA 4.0"))
+    if guideline_facts:
+        extra_sources.append(SourceInfo(
+            name="Guideline recommendations (CPIC, DPWG; structured facts)",
+            release="PharmCAT guideline bundle 2024-05",
+            data_version=sorted({g.data_version for g in guideline_facts})[-1],
+            url="https://www.clinpgx.org", licence="ClinPGx/PharmGKB CC BY-SA 4.0; CPIC CC0 1.0"))
+        if pypgx is not None:
+            extra_sources.append(SourceInfo(name="Drug codes (RxNorm, ATC)", release="PyPGx CPIC table",
+                                            data_version="unversioned copy", url="https://github.com/sbslee/pypgx",
+                                            licence="MIT"))
     kb = KnowledgeBase(
         schema=KB_SCHEMA,
         kb_version=f"{data_version}+pharmcat-{release}",
@@ -184,10 +208,13 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
                                 else "https://github.com/sbslee/pypgx",
                                 licence="CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0" if "PharmCAT" in p.source
                                 else "MIT") for p in phenotypes.values()}, key=lambda s: s.release),
+            *extra_sources,
         ),
         licence=KB_LICENCE,
         attribution=KB_ATTRIBUTION,
         genes=genes,
         phenotypes=phenotypes,
+        phenotypes_dpwg=dpwg,
+        guidelines=guideline_facts,
     )
     return seal(kb)

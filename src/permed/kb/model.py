@@ -183,6 +183,46 @@ class GenePhenotypes(_Frozen):
         return {r.alleles: r for r in self.rows}
 
 
+class DrugInfo(_Frozen):
+    name: str  # lower case, as ClinPGx names it
+    pharmgkb_id: str | None = None
+    rxnorm: str | None = None
+    atc: tuple[str, ...] = ()
+
+
+class GuidelineRecommendation(_Frozen):
+    """One recommendation of a guideline, as structured facts (no guideline text is stored)."""
+
+    id: str
+    population: str | None = None
+    strength: str | None = None  # CPIC: Strong/Moderate/Optional/No recommendation; DPWG: as classified
+    lookup: dict[str, str | dict[str, int]]  # gene -> lookup key, or -> {allele: copies} (diplotype-keyed)
+    drugs: tuple[str, ...]
+    action: str  # avoid | alternative | dose_decrease | dose_increase | monitor | standard | no_recommendation
+    #              | see_guideline
+    also: tuple[str, ...] = ()  # secondary actions named by the same recommendation
+    dose_factor: tuple[float, float] | None = None  # fraction of the standard dose (low, high)
+    alternatives: tuple[str, ...] = ()  # other drugs the recommendation names
+    dosing_information: bool = False
+    alternate_drug_available: bool = False
+    other_guidance: bool = False
+    summary: str  # permed's own words, written from the facts above
+
+
+class Guideline(_Frozen):
+    id: str
+    source: str  # CPIC | DPWG
+    name: str
+    url: str | None = None
+    version: str = ""
+    data_version: str = ""
+    drugs: tuple[DrugInfo, ...]
+    genes: tuple[str, ...]
+    pmids: tuple[str, ...] = ()
+    has_recommendations: bool = True
+    recommendations: tuple[GuidelineRecommendation, ...] = ()
+
+
 class SourceInfo(_Frozen):
     name: str
     release: str
@@ -200,6 +240,8 @@ class KnowledgeBase(_Frozen):
     attribution: str
     genes: dict[str, GeneDefinition]
     phenotypes: dict[str, GenePhenotypes] = {}
+    phenotypes_dpwg: dict[str, GenePhenotypes] = {}  # DPWG's own assignments, where DPWG differs
+    guidelines: tuple[Guideline, ...] = ()
     sha256: str | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

@@ -71,6 +71,7 @@ class GeneReport(_Model):
     called: bool
     reportable: bool
     no_data: bool = False
+    missing_positions: list[int] = []  # definition positions absent from the input (VCF-based reports)
     homozygous_components: list[str] = []
     messages: list[Message] = []
 

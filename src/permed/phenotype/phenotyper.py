@@ -112,7 +112,7 @@ class Phenotyper:
         return GeneReport(
             gene=gene, call_source="matcher", source_diplotypes=sources, recommendation_diplotypes=recs,
             print_calls=prints, called=called, reportable=reportable, no_data=no_data,
-            homozygous_components=homozygous,
+            missing_positions=list(call.missing_positions), homozygous_components=homozygous,
             messages=self._messages(call, ann, sources, recs, reportable),
         )
 

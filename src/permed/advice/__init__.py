@@ -1,0 +1,1 @@
+"""Advice stage: gene reports (+ the patient's medications) -> matched guideline recommendations."""
