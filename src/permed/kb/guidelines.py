@@ -156,16 +156,20 @@ def summary(action: str, also: list[str], factor: tuple | None, drug: str, alter
         "see_guideline": "Genotype-specific advice; see the guideline.",
     }
     out = [parts[action]]
+    named = f" (e.g. {', '.join(alternatives[:3])})" if alternatives else ""
+    if action == "alternative" and named:
+        out[0] = f"Prefer an alternative drug{named}."
+        named = ""
     for a in also:
         if a == "alternative":
-            out.append("An alternative drug may be preferred" + (f" (e.g. {', '.join(alternatives[:3])})."
-                                                                  if alternatives else "."))
+            out.append(f"An alternative drug may be preferred{named}.")
+            named = ""
         elif a in ("dose_decrease", "dose_increase") and action in ("avoid", "alternative"):
             out.append("If used: " + parts[a][0].lower() + parts[a][1:])
         elif a == "monitor":
             out.append(parts["monitor"])
-    if action == "alternative" and alternatives:
-        out[0] = f"Prefer an alternative drug (e.g. {', '.join(alternatives[:3])})."
+    if named:
+        out.append(f"Alternatives named{named[:-1].replace(' (e.g.', ':')}.")
     return " ".join(out)
 
 
@@ -219,7 +223,8 @@ def read_guidelines(directory: Path, pypgx_dir: Path | None = None) -> tuple[Gui
                 strength = (r.get("classification") or {}).get("term")
                 rec_drugs = [c["name"].lower() for c in r.get("relatedChemicals") or []] or [d.name for d in drugs]
                 action, also, factor = classify(text, strength, rec_drugs)
-                alts = mentioned_drugs(text, rec_drugs, vocabulary) if "alternative" in (action, *also) else []
+                alts = (mentioned_drugs(text, rec_drugs, vocabulary)
+                        if {"alternative", "avoid"} & {action, *also} else [])
                 recs.append(GuidelineRecommendation(
                     id=r["id"], population=r.get("population"), strength=strength, lookup=_lookup(r.get("lookupKey")),
                     drugs=tuple(rec_drugs), action=action, also=tuple(also),
