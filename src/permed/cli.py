@@ -65,8 +65,14 @@ def call_cmd(
     outside_calls: Annotated[list[Path] | None, typer.Option(
         "--outside-calls", help="TSV of calls made elsewhere (gene, diplotype, phenotype, activity score); "
         "repeatable. They replace the VCF-based call of their gene for every sample.")] = None,
+    medications: Annotated[str | None, typer.Option(
+        "--medications", help="The patient's current drugs, comma-separated: names, RxNorm CUIs or ATC codes. "
+        "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""
+    from permed.advice.advice_set import AdviceSet
+    from permed.advice.engine import AdviceEngine
+    from permed.advice.medications import drug_index, parse_medications
     from permed.kb.load import load_kb
     from permed.phenotype.phenotype_set import interpret
     from permed.pipeline import CallOptions, call_files, empty_callset
@@ -93,7 +99,13 @@ def call_cmd(
     else:  # a patient known only from outside calls: a cohort of one named after the first file
         callset = empty_callset(kb, outside[0].name.split(".")[0], options)
     pset = interpret(callset, outside)
-    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports)
+    engine = AdviceEngine(kb)
+    meds = parse_medications(medications, drug_index(kb))
+    for m in meds.unrecognised:
+        print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP inhibitor",
+              file=sys.stderr)
+    advice = AdviceSet(engine, pset, meds)
+    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports, advice=advice)
     elapsed = time.perf_counter() - t0
     for e in pset.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it

@@ -87,7 +87,9 @@ class AdviceEngine:
                 self.by_drug.setdefault(d.name, []).append(g)
         self.drug_info = {d.name: d for g in kb.guidelines for d in g.drugs}
         self.genes = sorted({gene for g in kb.guidelines for gene in g.genes})
-        self._cache: dict[tuple, list[_Annotation]] = {}
+        self._cache: dict[tuple, tuple[list[_Annotation], tuple]] = {}
+        self._source_cache: dict[tuple, tuple[SourceAdvice, tuple]] = {}
+        self._drug_cache: dict[tuple, tuple[DrugAdvice, tuple]] = {}
         self._drug_rules = [r for r in note_rules() if r.drugs]
         self._annotators: dict[str, GeneAnnotator] = {}
 
@@ -132,10 +134,12 @@ class AdviceEngine:
 
     def annotations(self, g: Guideline, drug: str, reports: dict[str, GeneReport | None],
                     converted: frozenset[str] = frozenset()) -> list[_Annotation]:
-        key = (g.id, drug, converted, tuple(id(reports.get(gene)) for gene in g.genes))
+        # keyed by object identity; the entry keeps the reports alive so an id cannot be reused
+        refs = tuple(reports.get(gene) for gene in g.genes)
+        key = (g.id, drug, converted, tuple(map(id, refs)))
         hit = self._cache.get(key)
         if hit is not None:
-            return hit
+            return hit[0]
         recs = [r for r in g.recommendations if drug in r.drugs]
         found: dict[str, _Annotation] = {}
         for genotype in self.genotypes(g, reports, converted):
@@ -151,7 +155,7 @@ class AdviceEngine:
             out = [_Annotation(WARFARIN_ALGORITHM, self.genotypes(g, reports, converted))]
         if len(self._cache) > 200_000:
             self._cache.clear()
-        self._cache[key] = out
+        self._cache[key] = (out, refs)
         return out
 
     # -- drug advice ------------------------------------------------------------------------------
@@ -159,19 +163,35 @@ class AdviceEngine:
                converted: frozenset[str] = frozenset(), drugs: list[str] | None = None) -> list[DrugAdvice]:
         out = []
         for drug in drugs or self.drugs:
-            sources = []
-            for source in SOURCES:
-                gl = [g for g in self.by_drug[drug] if g.source == source]
-                if not gl:
-                    continue
-                sources.append(self._source_advice(drug, source, gl, reports, converted))
-            info = self.drug_info[drug]
-            out.append(DrugAdvice(drug=drug, rxnorm=info.rxnorm, atc=list(info.atc), sources=sources,
-                                  on_medication_list=drug in medications))
+            sources = tuple(self._source_advice(drug, source, gl, reports, converted) for source in SOURCES
+                            if (gl := [g for g in self.by_drug[drug] if g.source == source]))
+            key = (drug, drug in medications, tuple(map(id, sources)))
+            hit = self._drug_cache.get(key)
+            if hit is None:
+                info = self.drug_info[drug]
+                if len(self._drug_cache) > 200_000:
+                    self._drug_cache.clear()
+                hit = self._drug_cache[key] = (DrugAdvice(
+                    drug=drug, rxnorm=info.rxnorm, atc=list(info.atc), sources=list(sources),
+                    on_medication_list=drug in medications), sources)
+            out.append(hit[0])
         return out
 
     def _source_advice(self, drug: str, source: str, guidelines: list[Guideline],
                        reports: dict[str, GeneReport | None], converted: frozenset[str]) -> SourceAdvice:
+        genes_all = sorted({x for g in guidelines for x in g.genes})
+        refs = tuple(reports.get(x) for x in genes_all)
+        key = (drug, source, converted, tuple(map(id, refs)))
+        hit = self._source_cache.get(key)
+        if hit is None:
+            if len(self._source_cache) > 200_000:
+                self._source_cache.clear()
+            hit = self._source_cache[key] = (
+                self._compute_source_advice(drug, source, guidelines, reports, converted), refs)
+        return hit[0]
+
+    def _compute_source_advice(self, drug: str, source: str, guidelines: list[Guideline],
+                               reports: dict[str, GeneReport | None], converted: frozenset[str]) -> SourceAdvice:
         matched: list[MatchedRecommendation] = []
         messages: list[Message] = []
         genes: list[str] = []

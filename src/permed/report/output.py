@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from permed.advice.advice_set import AdviceSet
 from permed.errors import UserError
 from permed.phenotype.phenotype_set import PhenotypeSet
 from permed.pipeline import CallSet
@@ -23,7 +24,8 @@ def sample_filename(sample: str) -> str:
     return name if name not in ("", ".", "..") else f"sample_{name}"
 
 
-def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_reports: bool = True) -> list[Path]:
+def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_reports: bool = True,
+                  advice: AdviceSet | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
@@ -44,7 +46,7 @@ def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_re
             write_calls_tsv(callset, pset, fh)
         written.append("calls.tsv")
         if sample_reports:
-            writer = SampleReportWriter(callset, pset)
+            writer = SampleReportWriter(callset, pset, advice=advice)
             for fn, si in names.items():
                 with open(tmp / fn, "w") as fh:
                     fh.write(writer.render(si))

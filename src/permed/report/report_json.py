@@ -7,6 +7,8 @@ import json
 import os
 
 from permed import __version__
+from permed.advice.advice_set import AdviceSet
+from permed.advice.model import DrugAdvice
 from permed.phenotype.annotate import function_summary
 from permed.phenotype.model import Diplotype, GeneReport, unspecified
 from permed.phenotype.phenotype_set import PhenotypeSet
@@ -19,9 +21,12 @@ SCHEMA = "permed.report/1"
 class SampleReportWriter:
     """Builds report JSON; each distinct gene call is serialised once and shared by every sample."""
 
-    def __init__(self, callset: CallSet, pset: PhenotypeSet, created: str | None = None):
+    def __init__(self, callset: CallSet, pset: PhenotypeSet, created: str | None = None,
+                 advice: AdviceSet | None = None):
         self.callset = callset
         self.pset = pset
+        self.advice = advice
+        self._drug_fragments: dict[int, tuple[str, DrugAdvice]] = {}  # holds the object: ids stay unique
         self._fragments: dict[int, str] = {}
         if created is None:
             # SOURCE_DATE_EPOCH (reproducible-builds convention) pins the timestamp for byte-identical reruns
@@ -61,13 +66,40 @@ class SampleReportWriter:
             "files": self.pset.outside_files,
             "errors": [{"gene": e.gene, "where": e.where, "reason": e.reason} for e in self.pset.outside_errors],
         }
-        body = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1]
+        drugs_part = ""
+        if self.advice is not None:
+            sa = self.advice.sample(si)
+            head["medications"] = sa.medications.as_dict()
+            head["phenoconversion"] = [c.model_dump(mode="json") for c in sa.phenoconversions]
+            head["actionable_drugs"] = [d.drug for d in sa.actionable]
+            drugs_part = ',"drugs":{' + ",".join(f'"{d.drug}":{self._drug_fragment(d)}' for d in sa.drugs) + "}"
+        body = json.dumps(head, separators=(",", ":"), ensure_ascii=False)[:-1] + drugs_part
         called = set(cs.genes)
         genes = ",".join(
             f'"{g}":{self._fragment(cs.call(si, g) if g in called else None, self.pset.report(si, g))}'
             for g in self.pset.genes
         )
         return body + ',"genes":{' + genes + "}}\n"
+
+
+    def _drug_fragment(self, d: DrugAdvice) -> str:
+        hit = self._drug_fragments.get(id(d))
+        if hit is None:
+            hit = self._drug_fragments[id(d)] = (
+                json.dumps(drug_json(d), separators=(",", ":"), ensure_ascii=False), d)
+        return hit[0]
+
+
+def drug_json(d: DrugAdvice) -> dict:
+    return {
+        "rxnorm": d.rxnorm, "atc": d.atc, "on_medication_list": d.on_medication_list,
+        "matched": d.matched, "actionable": d.actionable,
+        "sources": {s.source: {
+            "matched": s.matched, "guidelines": s.guidelines, "missing_genes": s.missing_genes,
+            "messages": [m.model_dump() for m in s.messages],
+            "recommendations": [r.model_dump(mode="json") for r in s.recommendations],
+        } for s in d.sources},
+    }
 
 
 def diplotype_json(d: Diplotype) -> dict:
