@@ -104,3 +104,19 @@ def test_cli_medications_and_report_fields(tmp_path):
     assert rec["action"] == "dose_decrease" and rec["dose_factor"] == [0.5, 0.5]
     assert rec["url"].startswith("https://") and rec["pmids"]
     assert set(cape) == {"CPIC", "DPWG"}
+
+
+def test_inhibitor_own_advice_uses_genotype(kb, tmp_path):
+    sa = _patient(kb, tmp_path, "CYP2C19\t*1/*1\n", meds="omeprazole, clopidogrel")
+    assert sa.phenoconversions[0].inhibitor == "omeprazole"
+    ome = _recs(sa, "omeprazole")
+    assert ome and all(g.phenotype == "Normal Metabolizer" and not g.phenoconverted for r in ome for g in r.genotype)
+    clop = _recs(sa, "clopidogrel")
+    assert clop and all(g.phenotype == "Intermediate Metabolizer" and g.phenoconverted
+                        for r in clop for g in r.genotype)
+
+
+def test_alternatives_exclude_drugs_named_as_unsuitable(kb):
+    dpwg_cape = [r for g in kb.guidelines if g.source == "DPWG" for r in g.recommendations
+                 if "capecitabine" in r.drugs]
+    assert dpwg_cape and all("tegafur" not in r.alternatives for r in dpwg_cape)

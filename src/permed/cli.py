@@ -68,6 +68,9 @@ def call_cmd(
     medications: Annotated[str | None, typer.Option(
         "--medications", help="The patient's current drugs, comma-separated: names, RxNorm CUIs or ATC codes. "
         "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
+    report_format: Annotated[str, typer.Option(
+        "--format", help="Clinician's report per sample: html, pdf, or html,pdf.")] = "html",
+    lang: Annotated[str, typer.Option("--lang", help="Report language: en, zh (any language with a catalog).")] = "en",
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""
     from permed.advice.advice_set import AdviceSet
@@ -78,6 +81,13 @@ def call_cmd(
     from permed.pipeline import CallOptions, call_files, empty_callset
     from permed.report.output import write_outputs
 
+    formats = tuple(f.strip().lower() for f in report_format.split(",") if f.strip())
+    bad = [f for f in formats if f not in ("html", "pdf")]
+    if bad or not formats:
+        raise UserError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf (comma-separated)")
+    from permed.report.i18n import translations
+
+    translations(lang)  # refuse an unknown language before any work
     paths = list(inputs or [])
     if example:
         paths.insert(0, example_vcf())
@@ -105,7 +115,8 @@ def call_cmd(
         print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP inhibitor",
               file=sys.stderr)
     advice = AdviceSet(engine, pset, meds)
-    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports, advice=advice)
+    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports, advice=advice,
+                            formats=formats, lang=lang)
     elapsed = time.perf_counter() - t0
     for e in pset.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it

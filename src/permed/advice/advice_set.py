@@ -21,9 +21,14 @@ class SampleAdvice:
 
     @property
     def actionable(self) -> list[DrugAdvice]:
-        """Drugs with advice other than standard dosing; the patient's current drugs first."""
+        """Drugs to avoid, replace or dose differently; the patient's current drugs first."""
         found = [d for d in self.drugs if d.actionable]
         return sorted(found, key=lambda d: (not d.on_medication_list, d.drug))
+
+    @property
+    def current(self) -> list[DrugAdvice]:
+        """The patient's current drugs that have guidelines, whatever the advice."""
+        return [d for d in self.drugs if d.on_medication_list]
 
 
 def sample_advice(engine: AdviceEngine, pset: PhenotypeSet, si: int, meds: MedicationList) -> SampleAdvice:
@@ -38,7 +43,16 @@ def sample_advice(engine: AdviceEngine, pset: PhenotypeSet, si: int, meds: Medic
             reports[gene] = new
             conversions.append(conv)
     converted = frozenset(c.gene for c in conversions)
-    return SampleAdvice(meds, conversions, engine.advise(reports, meds.drugs, converted))
+    if not conversions:
+        return SampleAdvice(meds, conversions, engine.advise(reports, meds.drugs))
+    # an inhibitor's own advice already reflects its effect on its own metabolism: use the genotype
+    inhibitors = {m.drug for m in meds.items if m.drug and m.inhibits}
+    original = {g: pset.report(si, g) for g in pset.genes}
+    by_drug = {d.drug: d for d in engine.advise(reports, meds.drugs, converted,
+                                                [x for x in engine.drugs if x not in inhibitors])}
+    by_drug.update({d.drug: d for d in engine.advise(original, meds.drugs, frozenset(),
+                                                     [x for x in engine.drugs if x in inhibitors])})
+    return SampleAdvice(meds, conversions, [by_drug[d] for d in engine.drugs])
 
 
 def _annotator(engine: AdviceEngine, gene: str) -> GeneAnnotator:

@@ -6,6 +6,8 @@ from pydantic import BaseModel, ConfigDict
 
 from permed.matcher.model import Message
 
+ACTIONABLE = frozenset({"avoid", "alternative", "dose_decrease", "dose_increase"})
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -49,7 +51,8 @@ class MatchedRecommendation(_Model):
 
     @property
     def actionable(self) -> bool:
-        return self.action not in ("standard", "no_recommendation")
+        """Avoid the drug, use another, or change its dose."""
+        return self.action in ACTIONABLE
 
 
 class SourceAdvice(_Model):

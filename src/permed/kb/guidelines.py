@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from permed.advice.wording import summary
 from permed.errors import UserError
 from permed.kb.model import DrugInfo, Guideline, GuidelineRecommendation
 
@@ -60,7 +61,7 @@ def dose_factor(text: str) -> tuple[float, float] | None:
     m = re.search(_NUM + r"\s*(?:-|to)\s*" + _NUM + r"\s*times", t)
     if m:
         return float(m.group(1)), float(m.group(2))
-    m = re.search(_NUM + r"\s*times (?:the )?(?:standard|normal|recommended)", t)
+    m = re.search(_NUM + r"\s*(?:times|x) (?:the )?(?:standard|normal|recommended|higher)", t)
     if m:
         return float(m.group(1)), float(m.group(1))
     if re.search(r"\bdouble the (?:standard |normal |starting )?dose", t):
@@ -83,21 +84,39 @@ _STANDARD = re.compile(r"recommended starting dose|standard dose|label[- ]recomm
                        r"standard of care|per standard dosing")
 
 
-def _features(t: str, factor) -> dict[str, bool]:
-    return {
-        "avoid": bool(_AVOID.search(t)),
-        "alternative": bool(_ALTERNATIVE.search(t)),
-        "dose_decrease": factor is not None and factor[1] < 1 or bool(_DECREASE.search(t)),
-        "dose_increase": factor is not None and factor[0] > 1 or bool(_INCREASE.search(t)),
-        "monitor": bool(_MONITOR.search(t)),
-        "standard": bool(_STANDARD.search(t)),
+_NEGATED = re.compile(r"no (?:need|reason) to (?:avoid|change|adjust|alter)|not necessary to avoid|"
+                      r"no indication to (?:avoid|change)")
+
+
+def _positions(t: str, factor) -> dict[str, int | None]:
+    """Where each kind of action is first named in `t` (None: not named)."""
+    def first(rx) -> int | None:
+        m = rx.search(t)
+        return m.start() if m else None
+
+    negated = _NEGATED.search(t)
+    pos = {
+        "avoid": None if negated else first(_AVOID),
+        "alternative": first(_ALTERNATIVE),
+        "dose_decrease": first(_DECREASE),
+        "dose_increase": first(_INCREASE),
+        "monitor": first(_MONITOR),
+        "standard": negated.start() if negated else first(_STANDARD),
     }
+    if factor is not None:  # a stated factor decides the direction even without the usual verbs
+        m = re.search(r"\d", t)
+        at = m.start() if m else 0
+        key = "dose_decrease" if factor[1] < 1 else "dose_increase" if factor[0] > 1 else None
+        if key and pos[key] is None:
+            pos[key] = at
+    return pos
 
 
 def classify(text: str, strength: str | None, drug_names: list[str]) -> tuple[str, list[str], tuple | None]:
     """(primary action, secondary actions, dose factor) from the recommendation text.
 
-    The first sentence says what to do; later sentences add fall-backs ("if X is warranted, ...")."""
+    The first sentence says what to do (the action it names first wins: "start with 50% of the dose or
+    avoid X" is a dose change); later sentences add fall-backs ("if X is warranted, ...")."""
     t = main_text(text).lower().strip()
     if strength and strength.lower() == "no recommendation" or re.search(
             r"^no recommendation|does not provide a recommendation|not possible to offer|no (?:dosing )?"
@@ -106,71 +125,43 @@ def classify(text: str, strength: str | None, drug_names: list[str]) -> tuple[st
     sentences = [x for x in _SENTENCE.split(t) if x.strip()]
     first = sentences[0] if sentences else ""
     factor = dose_factor(t)
-    head = _features(first, dose_factor(first))
-    whole = _features(t, factor)
-    order = ("avoid", "alternative", "dose_decrease", "dose_increase", "standard", "monitor")
-    primary = next((a for a in order if head[a]), None)
-    if primary is None:
-        primary = next((a for a in order if whole[a] and a != "avoid"), "see_guideline")
-        if whole["avoid"] and any(x.startswith(("avoid", "do not")) for x in sentences):
-            primary = "avoid"
-    if primary == "dose_decrease" and head["dose_increase"] and factor and factor[0] > 1:
-        primary = "dose_increase"
-    also = [a for a in ("alternative", "dose_decrease", "dose_increase", "monitor") if whole[a] and a != primary]
+    head = _positions(first, dose_factor(first))
+    whole = _positions(t, factor)
+    named = sorted((p, a) for a, p in head.items() if p is not None)
+    if named:
+        primary = named[0][1]
+    else:
+        later = sorted((p, a) for a, p in whole.items() if p is not None)
+        primary = later[0][1] if later else "see_guideline"
+    also = [a for a in ("alternative", "dose_decrease", "dose_increase", "monitor")
+            if whole[a] is not None and a != primary]
     if primary == "dose_increase" and "dose_decrease" in also and not (factor and factor[1] < 1):
         also.remove("dose_decrease")
     if primary == "dose_decrease" and "dose_increase" in also and not (factor and factor[0] > 1):
         also.remove("dose_increase")
+    if primary == "standard" and _NEGATED.search(t):
+        also = [a for a in also if a == "monitor"]
     return primary, also, factor
 
 
+_SUGGESTS = re.compile(r"alternative|consider|such as|e\.g\.|i\.e\.|instead|select|prefer|\buse\b|choose")
+
+
 def mentioned_drugs(text: str, own: list[str], vocabulary: list[str]) -> list[str]:
-    """Other drugs a recommendation names (candidate alternatives), from a vocabulary of drug names."""
-    t = main_text(text).lower()
-    out = []
-    for name in vocabulary:
-        if name in own or name in out:
+    """Drugs a recommendation suggests instead (named in a sentence that proposes, not one that warns)."""
+    out: list[str] = []
+    for sentence in _SENTENCE.split(main_text(text).lower()):
+        sentence = sentence.strip()
+        # skip warnings, conditional fall-backs for the same drug family and explicit non-alternatives
+        if not _SUGGESTS.search(sentence) or _AVOID.search(sentence) or sentence.startswith("if ") or \
+                re.search(r"not (?:an? |a suitable )?alternative|also metaboli", sentence):
             continue
-        if re.search(r"(?<![a-z])" + re.escape(name) + r"(?![a-z])", t):
-            out.append(name)
+        for name in vocabulary:
+            if name in own or name in out:
+                continue
+            if re.search(r"(?<![a-z])" + re.escape(name) + r"(?![a-z])", sentence):
+                out.append(name)
     return out
-
-
-def summary(action: str, also: list[str], factor: tuple | None, drug: str, alternatives: list[str]) -> str:
-    """permed's own one-line summary of a recommendation, written from its structured facts."""
-    def pct(x: float) -> str:
-        return f"{round(x * 100):d}%"
-
-    factor_text = ""
-    if factor:
-        lo, hi = factor
-        factor_text = pct(lo) if lo == hi else f"{pct(lo)}–{pct(hi)}"
-    parts = {
-        "avoid": f"Avoid {drug}.",
-        "alternative": "Prefer an alternative drug.",
-        "dose_decrease": f"Use a lower dose ({factor_text} of standard)." if factor_text else "Use a lower dose.",
-        "dose_increase": f"Use a higher dose ({factor_text} of standard)." if factor_text else "Use a higher dose.",
-        "monitor": "Monitor response, adverse effects or drug levels.",
-        "standard": "Standard dosing." if not factor_text else f"Dose {factor_text} of standard.",
-        "no_recommendation": "No genotype-based recommendation.",
-        "see_guideline": "Genotype-specific advice; see the guideline.",
-    }
-    out = [parts[action]]
-    named = f" (e.g. {', '.join(alternatives[:3])})" if alternatives else ""
-    if action == "alternative" and named:
-        out[0] = f"Prefer an alternative drug{named}."
-        named = ""
-    for a in also:
-        if a == "alternative":
-            out.append(f"An alternative drug may be preferred{named}.")
-            named = ""
-        elif a in ("dose_decrease", "dose_increase") and action in ("avoid", "alternative"):
-            out.append("If used: " + parts[a][0].lower() + parts[a][1:])
-        elif a == "monitor":
-            out.append(parts["monitor"])
-    if named:
-        out.append(f"Alternatives named{named[:-1].replace(' (e.g.', ':')}.")
-    return " ".join(out)
 
 
 def read_drug_codes(pypgx_dir: Path | None) -> dict[str, tuple[str | None, tuple[str, ...]]]:

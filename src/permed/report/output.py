@@ -13,6 +13,7 @@ from permed.errors import UserError
 from permed.phenotype.phenotype_set import PhenotypeSet
 from permed.pipeline import CallSet
 from permed.report.calls_tsv import write_calls_tsv
+from permed.report.html_report import render_html, report_context, write_pdf
 from permed.report.report_json import SampleReportWriter
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -25,7 +26,9 @@ def sample_filename(sample: str) -> str:
 
 
 def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_reports: bool = True,
-                  advice: AdviceSet | None = None) -> list[Path]:
+                  advice: AdviceSet | None = None, formats: tuple[str, ...] = ("html",),
+                  lang: str = "en") -> list[Path]:
+    """calls.tsv, and per sample: report JSON plus the clinician's report (`formats`: html and/or pdf)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
@@ -51,6 +54,17 @@ def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_re
                 with open(tmp / fn, "w") as fh:
                     fh.write(writer.render(si))
                 written.append(fn)
+                if formats:
+                    stem = fn.removesuffix(".json")
+                    ctx = report_context(callset, pset, si, advice.sample(si) if advice else None, lang,
+                                         writer.created)
+                    html = render_html(ctx)
+                    if "html" in formats:
+                        (tmp / f"{stem}.html").write_text(html, encoding="utf-8")
+                        written.append(f"{stem}.html")
+                    if "pdf" in formats:
+                        write_pdf(html, tmp / f"{stem}.pdf")
+                        written.append(f"{stem}.pdf")
         final = []
         for fn in written:
             os.replace(tmp / fn, out_dir / fn)

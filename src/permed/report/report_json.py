@@ -34,6 +34,7 @@ class SampleReportWriter:
             now = (_dt.datetime.fromtimestamp(int(epoch), _dt.UTC) if epoch and epoch.isdigit()
                    else _dt.datetime.now(_dt.UTC))
             created = now.replace(microsecond=0).isoformat()
+        self.created = created
         self._head = {
             "schema": SCHEMA,
             "generator": {"name": "permed", "version": __version__},

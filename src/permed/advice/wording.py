@@ -1,0 +1,69 @@
+"""permed's own wording of a recommendation, generated from its structured facts (any language).
+
+`gettext` translates each phrase; the default keeps English. The same function writes the English
+summary stored in the KB and the translated summaries of the HTML report.
+"""
+
+from __future__ import annotations
+
+ACTION_LABELS = {
+    "avoid": "Avoid",
+    "alternative": "Use an alternative",
+    "dose_decrease": "Lower dose",
+    "dose_increase": "Higher dose",
+    "monitor": "Monitor",
+    "standard": "Standard dosing",
+    "no_recommendation": "No recommendation",
+    "see_guideline": "See guideline",
+}
+
+
+def _identity(s: str) -> str:
+    return s
+
+
+def action_label(action: str, gettext=_identity) -> str:
+    return gettext(ACTION_LABELS.get(action, action))
+
+
+def summary(action: str, also, factor, drug: str, alternatives, gettext=_identity) -> str:
+    _ = gettext
+
+    def pct(x: float) -> str:
+        return f"{round(x * 100):d}%"
+
+    factor_text = ""
+    if factor:
+        lo, hi = factor
+        factor_text = pct(lo) if lo == hi else f"{pct(lo)}–{pct(hi)}"
+    names = ", ".join(_(a) for a in list(alternatives)[:3])
+    parts = {
+        "avoid": _("Avoid %(drug)s.") % {"drug": drug},
+        "alternative": _("Prefer an alternative drug."),
+        "dose_decrease": (_("Use a lower dose (%(factor)s of standard).") % {"factor": factor_text}
+                          if factor_text else _("Use a lower dose.")),
+        "dose_increase": (_("Use a higher dose (%(factor)s of standard).") % {"factor": factor_text}
+                          if factor_text else _("Use a higher dose.")),
+        "monitor": _("Monitor response, adverse effects or drug levels."),
+        "standard": (_("Standard dosing.") if not factor_text
+                     else _("Dose %(factor)s of standard.") % {"factor": factor_text}),
+        "no_recommendation": _("No genotype-based recommendation."),
+        "see_guideline": _("Genotype-specific advice; see the guideline."),
+    }
+    out = [parts[action]]
+    pending = bool(names)
+    if action == "alternative" and names:
+        out[0] = _("Prefer an alternative drug (e.g. %(names)s).") % {"names": names}
+        pending = False
+    for a in also:
+        if a == "alternative":
+            out.append(_("An alternative drug may be preferred (e.g. %(names)s).") % {"names": names}
+                       if pending else _("An alternative drug may be preferred."))
+            pending = False
+        elif a in ("dose_decrease", "dose_increase") and action in ("avoid", "alternative"):
+            out.append(_("If used: %(advice)s") % {"advice": parts[a]})
+        elif a == "monitor":
+            out.append(parts["monitor"])
+    if pending:
+        out.append(_("Alternatives named: %(names)s.") % {"names": names})
+    return " ".join(out)

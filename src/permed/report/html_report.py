@@ -1,0 +1,174 @@
+"""OUT/<sample>.report.html (and .pdf): the clinician's report, one self-contained printable file.
+
+Order: actionable findings first (current medications on top), then the genotype summary, the
+evidence behind each call, every drug with a guideline, and sources and limitations.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from permed import __version__
+from permed.advice.advice_set import SampleAdvice
+from permed.advice.model import ACTIONABLE
+from permed.advice.wording import action_label, summary
+from permed.errors import UserError
+from permed.phenotype.model import NO_RESULT, GeneReport
+from permed.report.i18n import translations
+
+LIMITATIONS = [
+    "Not a diagnostic device: act on these results only within a validated clinical workflow.",
+    "Calls cover the variants in the allele definitions only; rare or novel variants are not assessed.",
+    "CYP2D6 gene deletions, duplications and hybrids are invisible in VCF data; use a copy-number-aware test.",
+    "Positions missing from the input are not assumed to be reference; a missing position can hide an allele.",
+    "Advice summaries are permed's short wording of the guideline's recommendation; read the linked guideline "
+    "before changing therapy.",
+    "Guideline data: PharmCAT's 2024-05 bundle of CPIC and DPWG recommendations; FDA labelling is not included.",
+]
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("permed.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    return env
+
+
+def _status(report: GeneReport, call, _) -> tuple[str, str]:
+    if report.outside_call:
+        return (_("outside call"), "s-outside") if report.reportable else (_("outside call not usable"), "s-not")
+    if report.no_data:
+        return _("no data"), "s-not"
+    if call is not None and call.status == "not_called":
+        return _("not called"), "s-not"
+    if not report.reportable:
+        return _("not callable"), "s-not"
+    return _("called"), "s-called"
+
+
+def _gene_phrase(u, _) -> str:
+    bits = [u.gene]
+    if u.diplotype:
+        bits.append(u.diplotype)
+    if u.phenotype and u.phenotype != NO_RESULT:
+        bits.append(f"({_(u.phenotype)})")
+    elif u.lookup_key == NO_RESULT:
+        bits.append(_("not tested"))
+    if u.phenoconverted:
+        bits.append("⚠ " + _("adjusted for a drug interaction"))
+    return " ".join(bits)
+
+
+def _rows(source_advice, drug_label: str, _) -> list[dict]:
+    rows = []
+    for r in source_advice.recommendations:
+        rows.append({
+            "source": r.source, "action": r.action, "action_label": action_label(r.action, _),
+            "summary": summary(r.action, r.also, r.dose_factor, drug_label, r.alternatives, _),
+            "strength": r.strength if r.strength not in (None, "N/A") else None,
+            "population": r.population if r.population not in (None, "general") else None,
+            "genes": [_gene_phrase(u, _) for u in r.genotype], "url": r.url,
+        })
+    return rows
+
+
+def report_context(callset, pset, si: int, advice: SampleAdvice | None, lang: str, created: str) -> dict:
+    _ = translations(lang).gettext
+    kb = callset.kb
+    called = set(callset.genes)
+    genes, evidence, untested = [], [], []
+    for gene in pset.genes:
+        rep = pset.report(si, gene)
+        call = callset.call(si, gene) if gene in called else None
+        status, cls = _status(rep, call, _)
+        call_text = " / ".join(rep.print_calls) if rep.reportable else status
+        phenos = [_(p) for p in rep.phenotypes if p != NO_RESULT] if rep.reportable else []
+        scores = [s for s in rep.activity_scores if s != NO_RESULT]
+        genes.append({"gene": gene, "call": " OR ".join(rep.print_calls), "phenotype": "; ".join(phenos),
+                      "activity": " OR ".join(scores), "status": status, "status_class": cls})
+        if not rep.reportable:
+            untested.append(gene)
+        ev = {"gene": gene, "call": call_text, "outside": rep.outside_call, "messages": rep.messages,
+              "candidates": [d.label for d in rep.recommendation_diplotypes] if rep.reportable else []}
+        if call is not None and not rep.outside_call:
+            gdef = kb.genes[gene]
+            filled = sum(1 for e in call.evidence if e.status == "reference_filled")
+            ev.update(total=len(gdef.loci), read=len(gdef.loci) - len(call.missing_positions) - filled,
+                      filled=filled, phased=call.phased, missing=call.missing_positions,
+                      source_file=callset.gene_source(si, gene))
+            if call.status == "uncallable":
+                ev["why_not"] = _("The genotypes found fit no combination of two defined alleles (e.g. an "
+                                  "unexpected variant or an incomplete phase), so no call is made.")
+            elif call.status == "no_data":
+                ev["why_not"] = _("The input has no data at this gene's positions.")
+        evidence.append(ev)
+
+    actionable, current, drugs = [], [], []
+    if advice is not None:
+        for d in advice.current:  # the patient's own drugs first, whatever the advice
+            label = _(d.drug)
+            rows = [r for s in d.sources for r in _rows(s, label, _)]
+            current.append({"drug": d.drug, "label": label, "on_list": True, "rows": rows or [{
+                "source": "", "action": "no_recommendation", "action_label": action_label("no_recommendation", _),
+                "summary": _("No recommendation for this genotype."), "strength": None, "population": None,
+                "genes": [], "url": None}]})
+        for d in advice.actionable:
+            if d.on_medication_list:
+                continue
+            label = _(d.drug)
+            rows = [r for s in d.sources for r in _rows(s, label, _) if r["action"] in ACTIONABLE]
+            actionable.append({"drug": d.drug, "label": label, "on_list": False, "rows": rows})
+        for d in sorted(advice.drugs, key=lambda x: (not x.on_medication_list, x.drug)):
+            label = _(d.drug)
+            by = {s.source: s for s in d.sources}
+            cells = []
+            for source in ("CPIC", "DPWG"):
+                s = by.get(source)
+                if s is None:
+                    cells.append(None)
+                    continue
+                note = (_("gene not tested: %(genes)s") % {"genes": ", ".join(s.missing_genes)} if s.missing_genes
+                        else _("no recommendation for this genotype"))
+                cells.append({"rows": _rows(s, label, _), "note": note})
+            drugs.append({"drug": d.drug, "slug": re.sub(r"[^a-z0-9]+", "-", d.drug), "label": label,
+                          "on_list": d.on_medication_list, "sources": cells})
+    conversions = []
+    for c in advice.phenoconversions if advice else []:
+        conversions.append({"gene": c.gene, "inhibitor": c.inhibitor, "strength": c.strength,
+                            "from_text": ", ".join(_(p) for p in c.from_phenotypes),
+                            "to_text": ", ".join(_(p) for p in c.to_phenotypes)})
+    meds = advice.medications.as_dict() if advice else {"given": [], "unrecognised": []}
+    return {
+        "lang": lang, "version": __version__, "sample": callset.samples[si], "created": created,
+        "kb_version": kb.kb_version, "kb_sha": (kb.sha256 or "")[:16], "attribution": kb.attribution,
+        "licence": kb.licence,
+        "sources": [f"{s.name} ({s.release}, {s.data_version}; {s.licence})" for s in kb.sources],
+        "inputs": [Path(callset.inputs[i].file).name for i in callset.sample_files[si]],
+        "medications": meds, "phenoconversions": conversions, "actionable": actionable, "current": current,
+        "untested": untested,
+        "genes": genes, "evidence": evidence, "drugs": drugs, "limitations": [_(x) for x in LIMITATIONS],
+    }
+
+
+def render_html(context: dict) -> str:
+    env = _environment()
+    tr = translations(context["lang"])
+    env.install_gettext_translations(tr, newstyle=False)
+    return env.get_template("report.html.j2").render(**context)
+
+
+def write_pdf(html: str, path: Path) -> None:
+    try:
+        from weasyprint import HTML
+    except (ImportError, OSError) as exc:  # OSError: the pango/cairo system libraries are missing
+        raise UserError(f"--format pdf needs WeasyPrint and its system libraries (pango): {exc}") from None
+    HTML(string=html).write_pdf(str(path))
+
