@@ -6,15 +6,21 @@ summary stored in the KB and the translated summaries of the HTML report.
 
 from __future__ import annotations
 
+
+def N_(s: str) -> str:
+    """Marks a string for translation without translating it (gettext convention)."""
+    return s
+
+
 ACTION_LABELS = {
-    "avoid": "Avoid",
-    "alternative": "Use an alternative",
-    "dose_decrease": "Lower dose",
-    "dose_increase": "Higher dose",
-    "monitor": "Monitor",
-    "standard": "Standard dosing",
-    "no_recommendation": "No recommendation",
-    "see_guideline": "See guideline",
+    "avoid": N_("Avoid"),
+    "alternative": N_("Use an alternative"),
+    "dose_decrease": N_("Lower dose"),
+    "dose_increase": N_("Higher dose"),
+    "monitor": N_("Monitor"),
+    "standard": N_("Standard dosing"),
+    "no_recommendation": N_("No recommendation"),
+    "see_guideline": N_("See guideline"),
 }
 
 

@@ -15,19 +15,19 @@ import jinja2
 from permed import __version__
 from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
-from permed.advice.wording import action_label, summary
+from permed.advice.wording import N_, action_label, summary
 from permed.errors import UserError
 from permed.phenotype.model import NO_RESULT, GeneReport
 from permed.report.i18n import translations
 
 LIMITATIONS = [
-    "Not a diagnostic device: act on these results only within a validated clinical workflow.",
-    "Calls cover the variants in the allele definitions only; rare or novel variants are not assessed.",
-    "CYP2D6 gene deletions, duplications and hybrids are invisible in VCF data; use a copy-number-aware test.",
-    "Positions missing from the input are not assumed to be reference; a missing position can hide an allele.",
-    "Advice summaries are permed's short wording of the guideline's recommendation; read the linked guideline "
-    "before changing therapy.",
-    "Guideline data: PharmCAT's 2024-05 bundle of CPIC and DPWG recommendations; FDA labelling is not included.",
+    N_("Not a diagnostic device: act on these results only within a validated clinical workflow."),
+    N_("Calls cover the variants in the allele definitions only; rare or novel variants are not assessed."),
+    N_("CYP2D6 gene deletions, duplications and hybrids are invisible in VCF data; use a copy-number-aware test."),
+    N_("Positions missing from the input are not assumed to be reference; a missing position can hide an allele."),
+    N_("Advice summaries are permed's short wording of the guideline's recommendation; read the linked "
+       "guideline before changing therapy."),
+    N_("Guideline data: PharmCAT's 2024-05 bundle of CPIC and DPWG recommendations; FDA labelling is not included."),
 ]
 
 

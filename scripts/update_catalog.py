@@ -1,0 +1,63 @@
+"""Regenerate the report message template (messages.pot) and merge it into every language catalog.
+
+    python scripts/update_catalog.py
+
+Strings come from the report template, the Python code that words the report, and data terms shown
+in reports (drug names, phenotypes, strength classes). Translators then edit
+src/permed/report/locale/<lang>/LC_MESSAGES/messages.po; a new language is a new .po file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_file
+from babel.messages.pofile import read_po, write_po
+from jinja2.ext import babel_extract
+
+from permed.kb.load import load_kb
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCALE = ROOT / "src" / "permed" / "report" / "locale"
+KEYWORDS = {"_": None, "gettext": None, "N_": None}
+
+
+def template_catalog() -> Catalog:
+    cat = Catalog(project="permed", charset="utf-8")
+    tpl = ROOT / "src" / "permed" / "report" / "templates" / "report.html.j2"
+    for lineno, msg, _comments, _ctx in extract_from_file(
+            babel_extract, tpl, keywords=KEYWORDS, options={"extensions": "jinja2.ext.i18n", "trim_blocks": "1",
+                                                            "lstrip_blocks": "1"}):
+        cat.add(msg, locations=[(tpl.relative_to(ROOT).as_posix(), lineno)])
+    for py in ("src/permed/advice/wording.py", "src/permed/report/html_report.py"):
+        for lineno, msg, _comments, _ctx in extract_from_file("python", ROOT / py, keywords=KEYWORDS):
+            cat.add(msg, locations=[(py, lineno)])
+    kb = load_kb()
+    terms = {d.name for g in kb.guidelines for d in g.drugs}
+    terms |= {a for g in kb.guidelines for r in g.recommendations for a in r.alternatives}
+    terms |= {r.phenotype for gp in kb.phenotypes.values() for r in gp.rows}
+    terms |= {"Malignant Hyperthermia Susceptibility", "Uncertain Susceptibility", "Indeterminate", "n/a"}
+    terms |= {r.strength for g in kb.guidelines for r in g.recommendations if r.strength}
+    terms |= {"strong", "moderate"}
+    for t in sorted(terms):
+        cat.add(t, auto_comments=["data term"])
+    return cat
+
+
+def main() -> None:
+    pot = template_catalog()
+    with open(LOCALE / "messages.pot", "wb") as fh:
+        write_po(fh, pot, omit_header=False, sort_output=True)
+    for po_path in sorted(LOCALE.glob("*/LC_MESSAGES/messages.po")):
+        with open(po_path, "rb") as fh:
+            cat = read_po(fh)
+        cat.update(pot)
+        with open(po_path, "wb") as fh:
+            write_po(fh, cat, sort_output=True, ignore_obsolete=True)
+        missing = [m.id for m in cat if m.id and not m.string]
+        print(f"{po_path.relative_to(ROOT)}: {len(missing)} untranslated")
+
+
+if __name__ == "__main__":
+    main()

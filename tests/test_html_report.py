@@ -1,0 +1,122 @@
+"""The clinician's report: rendered in headless Chromium (smoke test), languages, PDF, self-containment."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from permed.report import i18n
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise AssertionError("Chromium is needed for the report smoke test: run `bash scripts/test.sh` (installs it)")
+
+
+@pytest.fixture(scope="module")
+def report_en(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rep") / "out"
+    res = run_cli("call", "--example", "--medications", "clopidogrel,paroxetine", "-o", out)
+    assert res.returncode == 0, res.stderr
+    return out / "EXAMPLE-PATIENT.report.html"
+
+
+def test_report_in_headless_chromium(report_en, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    errors, external = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        page.goto(report_en.as_uri())
+        shot = tmp_path / "first-screen.png"
+        page.screenshot(path=str(shot))
+        section = page.locator("#actionable")
+        assert section.is_visible()
+        # the first screen shows the patient's current drug and what to do about it
+        box = section.bounding_box()
+        assert box is not None and box["y"] < 900
+        current = page.locator("#current-medications + .box").inner_text()
+        assert "clopidogrel" in current and "CYP2C19" in current
+        assert page.locator("#genotypes tr#gene-CYP2C19").inner_text().count("*2/*17") == 1
+        assert page.locator("#evidence-DPYD").is_visible() is True
+        browser.close()
+    assert not errors, errors
+    assert not external, external  # self-contained: nothing fetched from the network
+    assert shot.stat().st_size > 20_000
+
+
+def test_report_content_order_and_self_containment(report_en):
+    html = report_en.read_text()
+    order = [html.index(f'id="{s}"') for s in ("actionable", "genotypes", "evidence", "drugs", "limitations")]
+    assert order == sorted(order)
+    assert "<script" not in html and 'rel="stylesheet"' not in html
+    assert not re.search(r'src="https?://', html)
+    assert "paroxetine" in html and "CYP2C19" in html
+
+
+def test_chinese_report(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("call", "--example", "--medications", "clopidogrel", "--lang", "zh", "-o", out)
+    assert res.returncode == 0, res.stderr
+    html = (out / "EXAMPLE-PATIENT.report.html").read_text()
+    assert 'lang="zh"' in html
+    for zh in ("药物基因组学报告", "需采取行动的发现", "氯吡格雷", "中间代谢型", "卡培他滨"):
+        assert zh in html
+    assert "Actionable findings" not in html and "Intermediate Metabolizer" not in html
+
+
+def test_every_catalog_is_complete():
+    from babel.messages.pofile import read_po
+
+    pot = read_po((Path(i18n.__file__).parent / "locale" / "messages.pot").open("rb"))
+    ids = {m.id for m in pot if m.id}
+    for lang in i18n.available_languages()[1:]:
+        po = read_po((Path(i18n.__file__).parent / "locale" / lang / "LC_MESSAGES" / "messages.po").open("rb"))
+        done = {m.id for m in po if m.id and m.string}
+        assert ids <= done, (lang, sorted(ids - done)[:5])
+
+
+def test_new_language_needs_only_a_catalog(tmp_path, monkeypatch):
+    src = Path(i18n.__file__).parent / "locale"
+    shutil.copytree(src, tmp_path / "locale")
+    fr = tmp_path / "locale" / "fr" / "LC_MESSAGES"
+    fr.mkdir(parents=True)
+    fr.joinpath("messages.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Pharmacogenomic report"\nmsgstr "Rapport pharmacogénomique"\n', encoding="utf-8")
+    monkeypatch.setattr(i18n, "_locale_dir", lambda: tmp_path / "locale")
+    i18n.translations.cache_clear()
+    try:
+        assert "fr" in i18n.available_languages()
+        assert i18n.translations("fr").gettext("Pharmacogenomic report") == "Rapport pharmacogénomique"
+    finally:
+        i18n.translations.cache_clear()
+
+
+def test_pdf_reports(tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("call", "--example", "--format", "html,pdf", "--lang", "zh", "-o", out)
+    assert res.returncode == 0, res.stderr
+    pdf = out / "EXAMPLE-PATIENT.report.pdf"
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-" and len(data) > 20_000
+    assert (out / "EXAMPLE-PATIENT.report.html").exists()
+
+
+def test_unknown_language_and_format(tmp_path):
+    res = run_cli("call", "--example", "--lang", "xx", "-o", tmp_path / "o1")
+    assert res.returncode == 2 and "--lang xx" in res.stderr and "zh" in res.stderr
+    res = run_cli("call", "--example", "--format", "docx", "-o", tmp_path / "o2")
+    assert res.returncode == 2 and "--format" in res.stderr
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
