@@ -1,4 +1,4 @@
-"""Command line: `permed call`, `permed kb build`, `permed kb info`."""
+"""Command line: `permed call`, `permed cohort`, `permed query`, `permed kb build`, `permed kb info`."""
 
 from __future__ import annotations
 
@@ -144,6 +144,140 @@ def _summary(callset, pset, out: Path, n_files: int, elapsed: float) -> None:
             missing = str(len(c.missing_positions)) if c is not None and not r.outside_call else ""
             table.add_row(gene, " OR ".join(r.print_calls), pheno, gene_status(c, r), missing)
         console.print(table)
+
+
+@app.command("cohort")
+def cohort_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Multi-sample VCF/BCF files: one, or one per chromosome/region.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")] = Path("cohort"),
+    populations: Annotated[Path | None, typer.Option(
+        "--populations", help="TSV mapping samples to groups: columns sample, population[, superpopulation].")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
+    chunk_size: Annotated[int, typer.Option(
+        "--chunk-size", min=1, help="Samples held in memory at once per unit (bounds memory).")] = 10_000,
+    split_samples: Annotated[int | None, typer.Option(
+        "--split-samples", min=1, help="Also partition each file into units of this many samples "
+        "(more parallel units; each re-reads its file's records).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Dask distributed scheduler address (tcp://host:8786): run units on that cluster.")] = None,
+    genes: Annotated[str | None, typer.Option("--genes", help="Comma-separated genes to call (default: all).")] = None,
+    missing_to_ref: Annotated[bool, typer.Option(
+        "--missing-to-ref", help="Read definition positions absent from the file as homozygous reference.")] = False,
+    require_pass: Annotated[bool, typer.Option(
+        "--require-pass", help="Ignore records whose FILTER is not PASS (PharmCAT uses all records).")] = False,
+    all_matches: Annotated[bool, typer.Option(
+        "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
+    cyp2d6_from_vcf: Annotated[bool, typer.Option(
+        "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
+    kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Call a whole cohort: calls.parquet, frequencies.parquet and summary.html (same calls as `permed call`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from permed.cohort.output import write_cohort
+    from permed.cohort.populations import read_populations
+    from permed.kb.load import load_kb
+    from permed.phenotype.phenotype_set import interpret
+    from permed.pipeline import CallOptions, call_files
+
+    t0 = time.perf_counter()
+    pops = read_populations(populations) if populations else None
+    kb = load_kb(kb_path)
+    options = CallOptions(
+        genes=tuple(g.strip() for g in genes.split(",") if g.strip()) if genes else None,
+        missing_to_ref=missing_to_ref, require_pass=require_pass, all_matches=all_matches,
+        cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
+    )
+    runner = None
+    if scheduler:
+        from permed.cohort.dask_runner import dask_runner
+
+        runner = dask_runner(scheduler)
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("units"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=err, disable=quiet, transient=False)
+    with progress:
+        task = progress.add_task("calling", total=None)
+
+        def tick(total: int | None = None) -> None:
+            if total is not None:
+                progress.update(task, total=total)
+            else:
+                progress.advance(task)
+
+        callset = call_files(list(inputs), kb, options, evidence=False, chunk_size=chunk_size, runner=runner,
+                             progress=tick, split_samples=split_samples, parallel_regions=scheduler is not None)
+        progress.update(task, description="writing")
+        pset = interpret(callset)
+        written = write_cohort(callset, pset, out, pops)
+        progress.update(task, description="done")
+    if not quiet:
+        n = len(callset.samples)
+        elapsed = time.perf_counter() - t0
+        err.print(f"permed: {n} samples x {len(pset.genes)} genes in {elapsed:.1f} s "
+                  f"({n / max(elapsed, 1e-9):.0f} samples/s) -> {out}/ ({', '.join(p.name for p in written)})")
+        if pops and pops.unassigned(callset.samples):
+            err.print(f"permed: warning: {pops.unassigned(callset.samples)} sample(s) not in {populations} "
+                      "are grouped as (unassigned)", markup=False)
+
+
+@app.command("query")
+def query_cmd(
+    cohort_dir: Annotated[Path, typer.Argument(help="Output directory of `permed cohort`.")],
+    expression: Annotated[str | None, typer.Argument(
+        help="Filter, e.g. \"CYP2C19 phenotype == 'Poor Metabolizer'\" (and/or/not, parentheses).")] = None,
+    sql: Annotated[str | None, typer.Option(
+        "--sql", help="Plain SQL (DuckDB) over the views calls, frequencies and samples.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, tsv, csv or json.")] = "table",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write results to this file.")] = None,
+) -> None:
+    """Query a cohort's Parquet outputs: samples matching a filter, or any SQL."""
+    import csv
+    import io
+    import json
+
+    from permed.cohort.query import Cohort
+
+    if fmt not in ("table", "tsv", "csv", "json"):
+        raise UserError(f"--format: {fmt!r} is not one of table, tsv, csv, json")
+    if (expression is None) == (sql is None):
+        raise UserError("give either a filter expression or --sql QUERY (not both)")
+    cohort = Cohort(cohort_dir)
+    if sql is not None:
+        cols, rows = cohort.sql(sql)
+        note = f"{len(rows)} row(s)"
+    else:
+        cols, rows, total = cohort.filter(expression)
+        note = f"{len(rows)} of {total} samples match"
+    if fmt == "table" and output is None:
+        table = Table(show_header=True, header_style="bold")
+        for c in cols:
+            table.add_column(str(c))
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console().print(table)
+    else:
+        buf = io.StringIO()
+        if fmt == "json":
+            json.dump([dict(zip(cols, r)) for r in rows], buf, indent=1, default=str)
+            buf.write("\n")
+        else:
+            w = csv.writer(buf, delimiter="\t" if fmt in ("tsv", "table") else ",", lineterminator="\n")
+            w.writerow(cols)
+            w.writerows(["" if v is None else v for v in r] for r in rows)
+        if output is not None:
+            tmp = output.with_name(f".{output.name}.tmp")
+            try:
+                tmp.write_text(buf.getvalue(), encoding="utf-8")
+                os.replace(tmp, output)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise UserError(f"{output}: cannot write ({exc.strerror})") from None
+        else:
+            sys.stdout.write(buf.getvalue())
+    err.print(f"permed: {note}", markup=False, highlight=False)
 
 
 @kb_app.command("build")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from permed.errors import UserError
-from permed.genotypes.files import file_sha256
+from permed.genotypes.files import file_sha256, has_index
 from permed.genotypes.model import CALLED
 from permed.genotypes.vcf_reader import ReadOptions, VcfReader
 from permed.kb.model import KnowledgeBase
@@ -46,13 +46,14 @@ class CallOptions:
     all_matches: bool = False
     cyp2d6_from_vcf: bool = False
     workers: int = 1
+    use_index: bool = True  # indexed files: read only windows around definition positions
 
     def match_options(self) -> MatchOptions:
         return MatchOptions(find_combinations=self.find_combinations, top_candidate_only=not self.all_matches)
 
     def read_options(self) -> ReadOptions:
         return ReadOptions(missing_to_ref=self.missing_to_ref, require_pass=self.require_pass,
-                           find_combinations=self.find_combinations)
+                           find_combinations=self.find_combinations, use_index=self.use_index)
 
     def as_dict(self) -> dict:
         return {
@@ -129,10 +130,6 @@ def selected_genes(kb: KnowledgeBase, options: CallOptions) -> list[str]:
     return genes
 
 
-def _has_index(path: Path) -> bool:
-    return any(Path(str(path) + ext).exists() for ext in (".tbi", ".csi")) and path.suffix in (".gz", ".bgz", ".bcf")
-
-
 @dataclass
 class Unit:
     file_index: int
@@ -140,6 +137,7 @@ class Unit:
     genes: list[str]
     regions: list[str] | None
     chunk_size: int | None = None
+    samples: tuple[int, int] | None = None  # [start, stop) of the file's samples; None: all
 
 
 @dataclass
@@ -160,26 +158,35 @@ class UnitResult:
 
 
 def plan_units(paths: list[Path], kb: KnowledgeBase, genes: list[str], workers: int,
-               chunk_size: int | None = None) -> list[Unit]:
+               chunk_size: int | None = None, split_samples: int | None = None,
+               file_samples: list[tuple[str, ...]] | None = None) -> list[Unit]:
+    """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice
+    (`split_samples` samples each, when given)."""
     units = []
     for fi, p in enumerate(paths):
-        if workers > 1 and _has_index(p):
-            by_chrom: dict[str, list[str]] = {}
-            for g in genes:
-                by_chrom.setdefault(kb.genes[g].chromosome, []).append(g)
-            for chrom, gs in sorted(by_chrom.items()):
-                units.append(Unit(fi, p, gs, [chrom], chunk_size))
-        else:
-            units.append(Unit(fi, p, genes, None, chunk_size))
+        regions: list[list[str] | None] = [None]
+        if workers > 1 and has_index(p):
+            # one unit per chromosome that has records; a file without any keeps a single unit
+            present = VcfReader(p, kb, genes).chromosomes_with_records() or []
+            regions = [[c] for c in present] or [None]
+        n = len(file_samples[fi]) if file_samples is not None else 0
+        slices: list[tuple[int, int] | None] = [None]
+        if split_samples and n > split_samples:
+            slices = [(a, min(n, a + split_samples)) for a in range(0, n, split_samples)]
+        for region in regions:
+            gs = genes if region is None else [g for g in genes if kb.genes[g].chromosome == region[0]]
+            for sl in slices:
+                units.append(Unit(fi, p, gs, region, chunk_size, sl))
     return units
 
 
 def run_unit(unit: Unit, kb: KnowledgeBase, options: CallOptions, evidence: bool = True) -> UnitResult:
-    reader = VcfReader(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions, with_sha256=False)
+    reader = VcfReader(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions, with_sha256=False,
+                       sample_range=unit.samples)
     caller = CohortCaller(options.match_options(), evidence=evidence)
     chunks = []
     samples: tuple[str, ...] = ()
-    offset = 0
+    offset = unit.samples[0] if unit.samples else 0
     gs = None
     for gs in reader.chunks(unit.chunk_size):
         samples = samples + gs.samples
@@ -311,16 +318,30 @@ def check_inputs(paths: list[Path]) -> list[Path]:
     return paths
 
 
+def unit_cost(unit: Unit) -> float:
+    """Rough work estimate for scheduling: bytes of input times the share of samples read."""
+    try:
+        size = unit.path.stat().st_size
+    except OSError:
+        size = 0
+    return size * (unit.samples[1] - unit.samples[0] if unit.samples else 1.0)
+
+
 def execute(units: list[Unit], kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
             progress=None):
-    """Run units on local worker processes; yield results in unit order (deterministic output)."""
+    """Run units on local worker processes; yield results in unit order (deterministic output).
+
+    The largest units are started first so that one big file does not finish last on its own."""
     if options.workers > 1 and len(units) > 1:
         with ProcessPoolExecutor(max_workers=options.workers, initializer=_init_worker,
                                  initargs=(kb, options, evidence)) as pool:
-            for r in pool.map(_run_in_worker, units):
+            futures = {}
+            for i in sorted(range(len(units)), key=lambda i: -unit_cost(units[i])):
+                futures[i] = pool.submit(_run_in_worker, units[i])
                 if progress:
-                    progress()
-                yield r
+                    futures[i].add_done_callback(lambda _f: progress())
+            for i in range(len(units)):
+                yield futures[i].result()
     else:
         for u in units:
             r = run_unit(u, kb, options, evidence)
@@ -330,13 +351,20 @@ def execute(units: list[Unit], kb: KnowledgeBase, options: CallOptions, evidence
 
 
 def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
-               chunk_size: int | None = None, runner=None, progress=None) -> CallSet:
-    """Call every gene for every sample of the input files."""
+               chunk_size: int | None = None, runner=None, progress=None, split_samples: int | None = None,
+               parallel_regions: bool = False) -> CallSet:
+    """Call every gene for every sample of the input files.
+
+    `progress(total=n)` is called once with the number of units, then `progress()` after each.
+    `parallel_regions` splits indexed files by chromosome even on one worker (a cluster runner)."""
     paths = check_inputs(paths)
     genes = selected_genes(kb, options)
     vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
-    units = plan_units(paths, kb, vcf_genes, max(1, options.workers), chunk_size)
     file_samples = [VcfReader(p, kb, vcf_genes, options.read_options()).sample_names() for p in paths]
+    units = plan_units(paths, kb, vcf_genes, 2 if parallel_regions else max(1, options.workers), chunk_size,
+                       split_samples, file_samples)
+    if progress:
+        progress(total=len(units))
     assembly = Assembly(paths, kb, options, genes, vcf_genes, file_samples)
     for r in (runner or execute)(units, kb, options, evidence, progress):
         assembly.add(r)

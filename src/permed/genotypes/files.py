@@ -80,3 +80,11 @@ def is_bcf(path: Path) -> bool:
 
 def clean_htslib(msg: str) -> str:
     return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
+
+
+def has_index(path: Path) -> bool:
+    """A tabix/CSI index beside a bgzipped VCF or a BCF (region queries possible)."""
+    name = str(path)
+    if not name.endswith((".gz", ".bgz", ".bcf")):
+        return False
+    return any(Path(name + ext).is_file() for ext in (".tbi", ".csi"))

@@ -7,12 +7,26 @@ import bisect
 from permed.kb.model import KnowledgeBase
 
 NEAR = 100  # how far from an indel locus a differently-represented record may start
+WINDOW_GAP = 500  # merge windows closer than this: one index query beats two
+
+
+def locus_index(kb: KnowledgeBase, genes: list[str]) -> "LocusIndex":
+    """The index for these genes, built once per KB and gene list (each file and unit reuses it)."""
+    key = (id(kb), tuple(genes))
+    idx = _CACHE.get(key)
+    if idx is None or idx.kb is not kb:
+        idx = _CACHE[key] = LocusIndex(kb, genes)
+    return idx
+
+
+_CACHE: dict[tuple, "LocusIndex"] = {}
 
 
 class LocusIndex:
     """Where the selected genes' definition positions are, for fast record filtering."""
 
     def __init__(self, kb: KnowledgeBase, genes: list[str]):
+        self.kb = kb
         self.exact: dict[tuple[str, int], list[tuple[str, int]]] = {}
         self.indel: dict[str, list[tuple[int, int, str, int]]] = {}
         self.snv: dict[str, list[tuple[int, str, int]]] = {}
@@ -43,6 +57,25 @@ class LocusIndex:
         for v in self.sorted_loci.values():
             v.sort()
         self.sorted_pos = {c: [x[0] for x in v] for c, v in self.sorted_loci.items()}
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for gene in genes:
+            gdef = kb.genes[gene]
+            # an SNV is seen by records overlapping it; an indel also by shifted representations nearby
+            for loc in gdef.loci:
+                margin = 0 if loc.is_snv else NEAR
+                spans.setdefault(gdef.chromosome, []).append(
+                    (max(1, loc.position - margin), loc.position + len(loc.ref) - 1 + margin))
+            for x in gdef.exemptions.extra_loci:
+                spans.setdefault(gdef.chromosome, []).append((x.position, x.position))
+        self.windows: dict[str, list[tuple[int, int]]] = {}
+        for c, v in spans.items():
+            merged: list[list[int]] = []
+            for lo, hi in sorted(v):
+                if merged and lo <= merged[-1][1] + WINDOW_GAP:
+                    merged[-1][1] = max(merged[-1][1], hi)
+                else:
+                    merged.append([lo, hi])
+            self.windows[c] = [(lo, hi) for lo, hi in merged]
 
     def covered(self, chrom: str, start: int, end: int) -> list[tuple[str, int]]:
         """Loci whose position lies in [start, end] (gVCF reference blocks)."""

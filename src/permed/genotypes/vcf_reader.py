@@ -18,8 +18,8 @@ from cyvcf2 import VCF
 
 from permed.errors import UserError
 from permed.genotypes.build import check_build_header, check_build_mismatches
-from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, is_bcf, precheck
-from permed.genotypes.locus_index import LocusIndex
+from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, has_index, is_bcf, precheck
+from permed.genotypes.locus_index import locus_index
 from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.genotypes.store import Extract, RecordStore, StoredRecord
@@ -37,6 +37,7 @@ class ReadOptions:
     missing_to_ref: bool = False
     require_pass: bool = False  # PharmCAT ignores FILTER; opt in to drop non-PASS records
     find_combinations: bool = False  # affects undocumented-as-reference messages only
+    use_index: bool = True  # read indexed files through definition-position windows
 
 
 def normalise_chrom(name: str) -> str:
@@ -79,14 +80,16 @@ class _GeneArrays:
 
 class VcfReader:
     def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
-                 regions: list[str] | None = None, with_sha256: bool = True):
+                 regions: list[str] | None = None, with_sha256: bool = True,
+                 sample_range: tuple[int, int] | None = None):
         self.regions = regions
+        self.sample_range = sample_range  # read only these samples ([start, stop) in header order)
         self.with_sha256 = with_sha256
         self.path = Path(path)
         self.kb = kb
         self.genes = genes
         self.options = options
-        self.index = LocusIndex(kb, genes)
+        self.index = locus_index(kb, genes)
         self.position_warnings: dict[str, list[str]] = {}
         self.sample_warnings: dict[tuple[int, str], list[str]] = {}
         self.notices: list[str] = []
@@ -94,6 +97,9 @@ class VcfReader:
         self.ref_mismatches = 0
         self.discarded: set[str] = set()
         self.pending: list = []
+        # an indexed file is read through windows around the definition positions only
+        self.windowed = options.use_index and has_index(self.path)
+        self._contigs: set[str] | None = None
 
     # ---- warnings -----------------------------------------------------------------------
     def _warn(self, key: str, msg: str) -> None:
@@ -155,6 +161,11 @@ class VcfReader:
         with captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
+                if self.sample_range is not None:
+                    names = list(vcf.samples)[slice(*self.sample_range)]
+                    vcf.close()
+                    # htslib then decodes only these samples' fields
+                    vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names)
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
                 err = str(exc)
@@ -183,18 +194,64 @@ class VcfReader:
                 ext.notices.append(f"htslib: {clean_htslib(m)}")
         return ext
 
-    def _records(self, vcf: VCF):
-        """All records, or only those in the requested chromosomes (indexed files)."""
+    def _contig(self, vcf: VCF, chrom: str) -> str | None:
+        """The file's own name for a chromosome (chr10 or 10), or None when the file lacks it."""
+        if self._contigs is None:
+            self._contigs = set(vcf.seqnames)
+        bare = chrom.removeprefix("chr")
+        for name in (chrom, bare, "MT" if bare == "M" else None):
+            if name and name in self._contigs:
+                return name
+        return None
+
+    def _chromosomes(self) -> list[str]:
+        wanted = sorted(self.index.chroms)
         if self.regions is None:
+            return wanted
+        asked = {normalise_chrom(r) for r in self.regions}
+        return [c for c in wanted if c in asked]
+
+    def _records(self, vcf: VCF):
+        """All records; with an index, only those overlapping windows around definition positions.
+
+        A record overlapping two windows comes back from both queries; it is kept the first time
+        (in the second window it starts at or before the previous window's end).
+        """
+        if not self.windowed:
             yield from vcf
             return
-        names = set(vcf.seqnames)
-        for region in self.regions:
-            bare = region.removeprefix("chr")
-            for name in (region, bare, "MT" if bare == "M" else None):
-                if name and name in names:
-                    yield from vcf(name)
-                    break
+        for chrom in self._chromosomes():
+            name = self._contig(vcf, chrom)
+            if name is None:
+                continue
+            prev_end = 0
+            for lo, hi in self.index.windows[chrom]:
+                for rec in vcf(f"{name}:{lo}-{hi}"):
+                    if rec.POS > prev_end:
+                        yield rec
+                prev_end = hi
+
+    def chromosomes_with_records(self) -> list[str] | None:
+        """Definition chromosomes holding at least one record (index queries); None without an index."""
+        if not self.windowed:
+            return None
+        with captured_stderr():
+            try:
+                vcf = VCF(str(self.path), gts012=False, lazy=True)
+            except Exception:
+                return None  # the full read reports the problem
+            try:
+                return [c for c in self._chromosomes() if self._probe(vcf, c)]
+            finally:
+                vcf.close()
+
+    def _probe(self, vcf: VCF, chrom: str, lo: int | None = None, hi: int | None = None) -> bool:
+        """Does the file hold any record in this chromosome (or interval)? One index query."""
+        name = self._contig(vcf, chrom)
+        if name is None:
+            return False
+        region = name if lo is None else f"{name}:{max(1, lo)}-{hi}"
+        return next(iter(vcf(region)), None) is not None
 
     def _extract(self, vcf: VCF, sha: str) -> Extract:
         samples = tuple(vcf.samples)
@@ -230,7 +287,7 @@ class VcfReader:
                  max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
         records = self._records(vcf)
         # line numbers exist for text VCFs read from the start; BCF and region reads name the record
-        text_lines = self.regions is None and not is_bcf(self.path)
+        text_lines = not self.windowed and not is_bcf(self.path)
         rec_no = 0
         while True:
             try:
@@ -296,6 +353,12 @@ class VcfReader:
                 gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
             )
 
+        if self.windowed:
+            # what a full pass would have seen: records on the chromosome, records near each gene
+            chroms_seen |= {c for c in self._chromosomes() if c not in chroms_seen and self._probe(vcf, c)}
+            for chrom, lst in spans.items():
+                if chrom in chroms_seen:
+                    near_genes |= {g for g, lo, hi in lst if g not in near_genes and self._probe(vcf, chrom, lo, hi)}
         return Extract(self.path, sha, samples, store, chroms_seen, near_genes, self.notices)
 
     def process(self, ext: Extract, chunk: slice) -> GenotypeSet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TextIO
 
 from permed.phenotype.model import NO_RESULT, GeneReport, unspecified
@@ -38,7 +39,30 @@ def activity_text(report: GeneReport) -> str:
     return DIPLOTYPE_JOINER.join(scores)
 
 
-def _tail(call, report: GeneReport) -> str:
+@dataclass(frozen=True)
+class CallRow:
+    """What one sample x gene row says, typed; calls.tsv and the cohort's calls.parquet both print it."""
+
+    source_diplotypes: tuple[str, ...]
+    phenotype: str
+    activity_score: str
+    match_score: int | None
+    missing_positions: tuple[int, ...]
+    phased: bool
+    status: str
+    haplotype_1: str
+    haplotype_2: str
+    flags: tuple[str, ...]
+    outside_call: bool
+    recommendation_diplotype: str
+    lookup_keys: str
+
+    @property
+    def diplotype(self) -> str:
+        return DIPLOTYPE_JOINER.join(self.source_diplotypes)
+
+
+def call_row(call, report: GeneReport) -> CallRow:
     hap1 = hap2 = ""
     if report.outside_call:
         labels = [d.label for d in report.source_diplotypes]
@@ -53,26 +77,44 @@ def _tail(call, report: GeneReport) -> str:
             hap1 = haps[0].name
             hap2 = haps[1].name if len(haps) > 1 else ""
     matcher = call if call is not None and not report.outside_call else None
+    recs = report.recommendation_diplotypes if report.reportable else []
+    return CallRow(
+        source_diplotypes=tuple(labels),
+        phenotype=phenotype_text(report),
+        activity_score=activity_text(report),
+        match_score=matcher.match_score if matcher is not None else None,
+        missing_positions=tuple(matcher.missing_positions) if matcher else (),
+        phased=matcher is not None and matcher.phased,
+        status=gene_status(call, report),
+        haplotype_1=hap1,
+        haplotype_2=hap2,
+        flags=tuple(m.name for m in report.messages),
+        outside_call=report.outside_call,
+        recommendation_diplotype=DIPLOTYPE_JOINER.join("/".join(d.alleles) for d in recs),
+        lookup_keys=DIPLOTYPE_JOINER.join(";".join(d.lookup_keys) for d in recs),
+    )
+
+
+def _tail(row: CallRow) -> str:
     return "\t".join([
-        _cell(DIPLOTYPE_JOINER.join(labels)),
-        _cell(phenotype_text(report)),
-        _cell(activity_text(report)),
-        "" if matcher is None or matcher.match_score is None else str(matcher.match_score),
-        ";".join(str(p) for p in matcher.missing_positions) if matcher else "",
-        "yes" if matcher is not None and matcher.phased else "no",
-        gene_status(call, report),
-        _cell(hap1),
-        _cell(hap2),
-        _cell(";".join(m.name for m in report.messages)),
+        _cell(row.diplotype),
+        _cell(row.phenotype),
+        _cell(row.activity_score),
+        "" if row.match_score is None else str(row.match_score),
+        ";".join(str(p) for p in row.missing_positions),
+        "yes" if row.phased else "no",
+        row.status,
+        _cell(row.haplotype_1),
+        _cell(row.haplotype_2),
+        _cell(";".join(row.flags)),
     ])
 
 
-def _extra(report: GeneReport) -> str:
-    recs = report.recommendation_diplotypes if report.reportable else []
+def _extra(row: CallRow) -> str:
     return "\t".join([
-        "yes" if report.outside_call else "no",
-        _cell(DIPLOTYPE_JOINER.join("/".join(d.alleles) for d in recs)),
-        _cell(DIPLOTYPE_JOINER.join(";".join(d.lookup_keys) for d in recs)),
+        "yes" if row.outside_call else "no",
+        _cell(row.recommendation_diplotype),
+        _cell(row.lookup_keys),
     ])
 
 
@@ -89,5 +131,6 @@ def write_calls_tsv(callset: CallSet, pset: PhenotypeSet, fh: TextIO) -> None:
             key = (id(call), id(report))
             parts = cache.get(key)
             if parts is None:
-                parts = cache[key] = (_tail(call, report), _extra(report))
+                row = call_row(call, report)
+                parts = cache[key] = (_tail(row), _extra(row))
             fh.write(f"{_cell(sample)}\t{gene}\t{parts[0]}\t{files}\t{kb_version}\t{DATA_LICENCE}\t{parts[1]}\n")

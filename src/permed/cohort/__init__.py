@@ -1,0 +1,1 @@
+"""Biobank scale: cohort tables (Parquet), population frequencies, summary page, queries."""

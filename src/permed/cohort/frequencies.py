@@ -1,0 +1,120 @@
+"""frequencies.parquet: allele, diplotype and phenotype counts per gene, overall and per group.
+
+Counting is one `np.bincount` per gene, kind and grouping over integer codes; Python only touches
+distinct values. Samples whose value is not determined (no data, ambiguous, uncallable...) are
+counted under a bracketed value such as "(ambiguous)" and left out of `frequency`'s denominator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from permed.cohort.populations import Grouping
+from permed.cohort.tables import DistinctRows
+from permed.report.calls_tsv import DIPLOTYPE_JOINER
+
+DETERMINED_STATUS = ("called", "outside_call")
+NOT_DETERMINED = "(not determined)"
+AMBIGUOUS = "(ambiguous)"
+
+FREQUENCY_SCHEMA = pa.schema([
+    ("gene", pa.string()),
+    ("kind", pa.string()),  # allele, diplotype, phenotype
+    ("value", pa.string()),
+    ("level", pa.string()),  # all, superpopulation, population
+    ("group", pa.string()),
+    ("count", pa.int64()),
+    ("n_samples", pa.int64()),  # samples in the group
+    ("n_determined", pa.int64()),  # samples (alleles for kind=allele) with a determined value
+    ("frequency", pa.float64()),  # count / n_determined; null for bracketed values
+    ("share", pa.float64()),  # count / n_samples (kind diplotype and phenotype)
+])
+
+
+def _bracketed(value: str) -> bool:
+    return value.startswith("(")
+
+
+def row_values(status: str, diplotypes: list[str], phenotype: str, hap1: str, hap2: str):
+    """(diplotype value, phenotype value, alleles) of one distinct calls-table row."""
+    if status in DETERMINED_STATUS and len(diplotypes) == 1:
+        diplotype = diplotypes[0]
+        alleles = [h for h in (hap1, hap2) if h]
+    elif status in DETERMINED_STATUS and len(diplotypes) > 1:
+        diplotype, alleles = AMBIGUOUS, []
+    else:
+        diplotype, alleles = f"({status})", []
+    phenos = {p for p in phenotype.split(DIPLOTYPE_JOINER) if p} if status in DETERMINED_STATUS else set()
+    pheno = phenos.pop() if len(phenos) == 1 else NOT_DETERMINED
+    return diplotype, pheno, alleles
+
+
+def _codes(values: list[str]) -> tuple[list[str], np.ndarray]:
+    labels = sorted(set(values))
+    index = {v: i for i, v in enumerate(labels)}
+    return labels, np.array([index[v] for v in values], dtype=np.int64)
+
+
+def frequency_table(genes: list[str], rows: DistinctRows, groupings: list[Grouping]) -> pa.Table:
+    t = rows.table
+    status = t.column("status").to_pylist()
+    dips = t.column("source_diplotypes").to_pylist()
+    phen = t.column("phenotype").to_pylist()
+    h1 = t.column("haplotype_1").to_pylist()
+    h2 = t.column("haplotype_2").to_pylist()
+    values = [row_values(*x) for x in zip(status, dips, phen, h1, h2)]
+    out: dict[str, list] = {name: [] for name in FREQUENCY_SCHEMA.names}
+
+    def emit(gene, kind, labels, counts, group_sizes, determined, grouping):
+        for gi, group in enumerate(grouping.labels):
+            for vi in np.flatnonzero(counts[gi]):
+                value = labels[vi]
+                c = int(counts[gi, vi])
+                out["gene"].append(gene)
+                out["kind"].append(kind)
+                out["value"].append(value)
+                out["level"].append(grouping.level)
+                out["group"].append(group)
+                out["count"].append(c)
+                out["n_samples"].append(int(group_sizes[gi]))
+                out["n_determined"].append(int(determined[gi]))
+                out["frequency"].append(None if _bracketed(value) or not determined[gi] else c / determined[gi])
+                out["share"].append(None if kind == "allele" else c / group_sizes[gi])
+
+    for gene in genes:
+        key = rows.keys[gene]
+        present = np.unique(key)
+        dip_labels, dip_code = _codes([values[k][0] for k in present])
+        phe_labels, phe_code = _codes([values[k][1] for k in present])
+        allele_names = sorted({a for k in present for a in values[k][2]})
+        aidx = {a: i for i, a in enumerate(allele_names)}
+        # per distinct row: codes; spread to samples through the row keys
+        pos = np.searchsorted(present, key)
+        a1 = np.array([aidx[values[k][2][0]] if len(values[k][2]) > 0 else -1 for k in present], dtype=np.int64)
+        a2 = np.array([aidx[values[k][2][1]] if len(values[k][2]) > 1 else -1 for k in present], dtype=np.int64)
+        s_dip, s_phe, s_a1, s_a2 = dip_code[pos], phe_code[pos], a1[pos], a2[pos]
+        dip_det = np.array([not _bracketed(x) for x in dip_labels])
+        phe_det = np.array([not _bracketed(x) for x in phe_labels])
+        for grouping in groupings:
+            G = len(grouping.labels)
+            gc = grouping.codes
+            sizes = np.bincount(gc, minlength=G)
+            for kind, labels, code, det in (("diplotype", dip_labels, s_dip, dip_det),
+                                            ("phenotype", phe_labels, s_phe, phe_det)):
+                V = len(labels)
+                counts = np.bincount(gc * V + code, minlength=G * V).reshape(G, V)
+                emit(gene, kind, labels, counts, sizes, counts[:, det].sum(axis=1), grouping)
+            V = len(allele_names)
+            if V:
+                counts = np.zeros((G, V), dtype=np.int64)
+                for a in (s_a1, s_a2):
+                    ok = a >= 0
+                    counts += np.bincount(gc[ok] * V + a[ok], minlength=G * V).reshape(G, V)
+                emit(gene, "allele", allele_names, counts, sizes, counts.sum(axis=1), grouping)
+    table = pa.table(out, schema=FREQUENCY_SCHEMA)
+    order = pc.sort_indices(table, sort_keys=[
+        ("gene", "ascending"), ("kind", "ascending"), ("level", "ascending"), ("group", "ascending"),
+        ("count", "descending"), ("value", "ascending")])
+    return table.take(order)
