@@ -16,7 +16,7 @@ def dask_runner(address: str, timeout: float = 30):
         from distributed import Client, as_completed
 
         try:
-            client = Client(address, timeout=timeout, set_as_default=False)
+            client = Client(address, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             raise UserError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
         try:

@@ -184,7 +184,7 @@ class Cohort:
     def compile(self, expr: str) -> Compiled:
         fields = set(SAMPLE_FIELDS) if "samples" in self.tables else set()
         if fields:
-            have = {r[0] for r in self.con.execute("SELECT name FROM (DESCRIBE samples)").fetchall()}
+            have = {d[0] for d in self.con.execute("SELECT * FROM samples LIMIT 0").description}
             fields &= have
         p = _Parser(expr, self.genes(), fields)
         where = p.parse()

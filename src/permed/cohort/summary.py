@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from importlib import resources
 
 import jinja2
@@ -55,7 +56,8 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
         plt.close(fig)
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog: the SVG is inlined in HTML
+    svg = svg[svg.index("<svg"):]  # drop the XML prolog: the SVG is inlined in HTML
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF boilerplate
 
 
 def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict) -> dict:

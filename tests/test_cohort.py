@@ -1,0 +1,253 @@
+"""`permed cohort` and `permed query` on real 1000 Genomes data: same calls as `permed call`,
+independent of workers / chunking / Dask, population frequencies, queries."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conformance import SHARED
+from helpers import rec, run_cli, write_vcf
+
+DATA = SHARED / "data" / "1kgp-grch38"
+POPS = SHARED / "data" / "1kgp_populations.tsv"
+FILES = [DATA / f"{g}.vcf.gz" for g in ("CYP2C19", "CYP2C9", "TPMT", "G6PD", "RYR1")]
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="../shared/data/1kgp-grch38 not available")
+
+
+def _cohort(out: Path, *extra: str, files=FILES) -> Path:
+    r = run_cli("cohort", *files, "-o", out, "--populations", POPS, "--quiet", *extra)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return _cohort(tmp_path_factory.mktemp("cohort") / "one")
+
+
+def _tables(out: Path) -> dict:
+    return {name: pq.read_table(out / f"{name}.parquet") for name in ("calls", "frequencies", "samples")}
+
+
+def test_outputs_and_metadata(base):
+    t = _tables(base)
+    calls = t["calls"]
+    assert calls.num_rows == 3202 * 20  # every gene row, like calls.tsv (CYP2D6 reported as not called)
+    meta = pq.read_schema(base / "calls.parquet").metadata
+    assert meta[b"permed.schema"] == b"permed.cohort/1"
+    assert b"CC BY-SA 4.0" in meta[b"permed.data_licence"]
+    assert b"CYP2C19.vcf.gz sha256:" in meta[b"permed.inputs"]
+    samples = t["samples"].to_pylist()
+    assert samples[0] == {"sample": "HG00096", "superpopulation": "EUR", "population": "GBR"}
+    html = (base / "summary.html").read_text()
+    assert html.count("<svg") >= 5  # one chart per gene with phenotypes
+    assert "CYP2C19 phenotype by superpopulation" in html
+    # self-contained: no external resources
+    for ref in ('src="http', "src='http", 'href="http', "url(http", "@import"):
+        assert ref not in html
+
+
+def test_same_calls_as_permed_call(base, tmp_path):
+    r = run_cli("call", *FILES, "-o", tmp_path / "call", "--no-sample-reports", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "call" / "calls.tsv") as fh:
+        tsv = list(csv.DictReader(fh, delimiter="\t"))
+    rows = pq.read_table(base / "calls.parquet").to_pylist()
+    assert len(rows) == len(tsv)
+    for a, b in zip(rows, tsv):
+        assert (a["sample"], a["gene"]) == (b["Sample"], b["Gene"])
+        assert a["diplotype"] == b["Source Diplotype"] == " OR ".join(a["source_diplotypes"])
+        assert a["phenotype"] == b["Phenotype"]
+        assert a["activity_score"] == b["Activity Score"]
+        assert ("" if a["match_score"] is None else str(a["match_score"])) == b["Match Score"]
+        assert ";".join(map(str, a["missing_positions"])) == b["Missing Positions"]
+        assert ("yes" if a["phased"] else "no") == b["Phased"]
+        assert a["status"] == b["Status"]
+        assert (a["haplotype_1"], a["haplotype_2"]) == (b["Haplotype 1"], b["Haplotype 2"])
+        assert ";".join(a["flags"]) == b["Warnings"]
+        assert a["input_file"] == b["Input File"]
+        assert a["recommendation_diplotype"] == b["Recommendation Diplotype"]
+        assert a["lookup_keys"] == b["Lookup Keys"]
+
+
+@pytest.mark.parametrize("extra", [
+    ("--workers", "2"),
+    ("--workers", "2", "--chunk-size", "700", "--split-samples", "1500"),
+    ("--chunk-size", "333"),
+])
+def test_identical_whatever_workers_and_chunks(base, tmp_path, extra):
+    other = _cohort(tmp_path / "other", *extra)
+    a, b = _tables(base), _tables(other)
+    for name in a:
+        assert a[name].equals(b[name]), name
+    assert (base / "summary.html").read_bytes() == (other / "summary.html").read_bytes()
+
+
+def test_dask_local_cluster_gives_identical_output(base, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster:
+        other = _cohort(tmp_path / "dask", "--scheduler", cluster.scheduler_address)
+    a, b = _tables(base), _tables(other)
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
+def test_unreachable_scheduler_is_a_user_error(tmp_path):
+    r = run_cli("cohort", FILES[0], "-o", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9", "--quiet")
+    assert r.returncode == 2
+    assert "--scheduler tcp://127.0.0.1:9: cannot connect" in r.stderr
+    assert not (tmp_path / "x" / "calls.parquet").exists()
+
+
+def _freq(base: Path, gene: str, kind: str, level: str) -> dict:
+    out: dict = {}
+    for r in pq.read_table(base / "frequencies.parquet").to_pylist():
+        if (r["gene"], r["kind"], r["level"]) == (gene, kind, level):
+            out[(r["group"], r["value"])] = r
+    return out
+
+
+def test_population_differences_in_frequency_table(base):
+    """CYP2C19 poor metabolizers are far commoner in East and South Asians than in Europeans
+    (CPIC CYP2C19 frequency table: ~13% EAS, ~8% SAS (Central/South Asian), ~2-3% EUR)."""
+    pm = _freq(base, "CYP2C19", "phenotype", "superpopulation")
+    f = {g: pm[(g, "Poor Metabolizer")]["frequency"] for g in ("EAS", "SAS", "EUR")}
+    assert f["EAS"] > 0.08 and f["SAS"] > 0.05
+    assert f["EAS"] > 3 * f["EUR"] and f["SAS"] > 2.5 * f["EUR"]
+    # the CYP2C19*3 allele is essentially East Asian
+    alleles = _freq(base, "CYP2C19", "allele", "superpopulation")
+    assert alleles[("EAS", "*3")]["frequency"] > 0.03
+    assert alleles.get(("EUR", "*3"), {"frequency": 0})["frequency"] < 0.005
+
+
+def test_frequency_counts_add_up(base):
+    calls = pq.read_table(base / "calls.parquet").to_pylist()
+    freq = pq.read_table(base / "frequencies.parquet").to_pylist()
+    sizes = {}
+    for r in freq:
+        key = (r["gene"], r["kind"], r["level"], r["group"])
+        sizes.setdefault(key, []).append(r)
+    for (gene, kind, level, group), rs in sizes.items():
+        if kind in ("diplotype", "phenotype"):
+            assert sum(r["count"] for r in rs) == rs[0]["n_samples"], (gene, kind, level, group)
+        det = sum(r["count"] for r in rs if not r["value"].startswith("("))
+        assert det == rs[0]["n_determined"]
+        for r in rs:
+            if r["frequency"] is not None:
+                assert r["frequency"] == pytest.approx(r["count"] / r["n_determined"])
+    # overall diplotype counts equal a direct count over calls.parquet
+    direct: dict = {}
+    for r in calls:
+        if r["gene"] == "TPMT" and r["status"] == "called" and len(r["source_diplotypes"]) == 1:
+            direct[r["diplotype"]] = direct.get(r["diplotype"], 0) + 1
+    table = {v: r["count"] for (g, v), r in _freq(base, "TPMT", "diplotype", "all").items()
+             if not v.startswith("(")}
+    assert table == direct
+    # G6PD: males contribute one allele, females two
+    g6pd = _freq(base, "G6PD", "allele", "all")
+    n_alleles = next(iter(g6pd.values()))["n_determined"]
+    n_dip = sum(r["count"] for (g, v), r in _freq(base, "G6PD", "diplotype", "all").items() if not v.startswith("("))
+    assert n_dip < n_alleles < 2 * n_dip
+
+
+def test_query_expression_matches_parquet(base, tmp_path):
+    r = run_cli("query", base, "CYP2C19 phenotype == 'Poor Metabolizer'", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    want = [x["sample"] for x in pq.read_table(base / "calls.parquet").to_pylist()
+            if x["gene"] == "CYP2C19" and x["phenotype"] == "Poor Metabolizer"]
+    assert [x["sample"] for x in got] == want and len(want) > 50
+    assert all(x["CYP2C19 phenotype"] == "Poor Metabolizer" for x in got)
+    assert f"{len(want)} of 3202 samples match" in r.stderr
+
+    r = run_cli("query", base, "superpopulation == EAS and (CYP2C19 phenotype == 'Poor Metabolizer' "
+                "or CYP2C9 activity_score <= 1) and not TPMT diplotype contains '*3A'", "--format", "tsv")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().split("\n")
+    assert lines[0].split("\t") == ["sample", "CYP2C19 diplotype", "CYP2C19 phenotype", "CYP2C9 diplotype",
+                                    "CYP2C9 phenotype", "TPMT diplotype", "TPMT phenotype"]
+    pops = {x["sample"]: x["superpopulation"] for x in pq.read_table(base / "samples.parquet").to_pylist()}
+    by = {}
+    for x in pq.read_table(base / "calls.parquet").to_pylist():
+        by.setdefault(x["sample"], {})[x["gene"]] = x
+
+    def as_float(v):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+    want2 = [s for s, g in by.items() if pops[s] == "EAS"
+             and (g["CYP2C19"]["phenotype"] == "Poor Metabolizer"
+                  or (as_float(g["CYP2C9"]["activity_score"]) is not None
+                      and as_float(g["CYP2C9"]["activity_score"]) <= 1))
+             and "*3A" not in g["TPMT"]["diplotype"]]
+    assert [ln.split("\t")[0] for ln in lines[1:]] == want2 and want2
+
+
+def test_query_sql(base, tmp_path):
+    sql = ("SELECT s.superpopulation, count(*) AS n FROM calls c JOIN samples s USING (sample) "
+           "WHERE c.gene = 'CYP2C19' AND c.phenotype = 'Poor Metabolizer' GROUP BY 1 ORDER BY 1")
+    r = run_cli("query", base, "--sql", sql, "--format", "csv", "-o", tmp_path / "pm.csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "pm.csv")))
+    pm = _freq(base, "CYP2C19", "phenotype", "superpopulation")
+    assert {x["superpopulation"]: int(x["n"]) for x in rows} == {
+        g: r["count"] for (g, v), r in pm.items() if v == "Poor Metabolizer"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (("NOPE phenotype == 'x'",), "'NOPE' is not a gene of this cohort"),
+    (("CYP2C19 colour == 'x'",), "'colour' is not a field"),
+    (("CYP2C19 phenotype ==",), "unexpected end of expression"),
+    (("CYP2C19 phenotype == 'x' 'y'",), "unexpected 'y'"),
+    (("--sql", "SELECT nope FROM calls"), "--sql: "),
+])
+def test_query_errors_are_one_line(base, args, message):
+    r = run_cli("query", base, *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_query_needs_a_cohort(tmp_path):
+    r = run_cli("query", tmp_path, "CYP2C19 phenotype == 'x'")
+    assert r.returncode == 2 and "no calls.parquet here" in r.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id\tgroup\nS1\tA\n", "line 1: header must name tab-separated columns 'sample' and 'population'"),
+    ("sample\tpopulation\nS1\tA\nS1\tB\n", "line 3: sample 'S1' is listed twice"),
+    ("sample\tpopulation\tsuperpopulation\nS1\tA\n", "line 2: expected at least 3 tab-separated fields"),
+])
+def test_bad_populations_file(tmp_path, text, message):
+    pops = tmp_path / "pops.tsv"
+    pops.write_text(text)
+    vcf = write_vcf(tmp_path / "a.vcf", rec("chr10", 94781859, "G", "A", "0/1"))
+    r = run_cli("cohort", vcf, "-o", tmp_path / "out", "--populations", pops, "--quiet")
+    assert r.returncode == 2
+    assert f"{pops}: {message}" in r.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cohort_of_one_equals_call(tmp_path):
+    """The example patient through both commands: the same row values."""
+    from permed.cli import example_vcf
+
+    src = tmp_path / "example.vcf"
+    shutil.copy(example_vcf(), src)
+    r1 = run_cli("call", src, "-o", tmp_path / "c", "--no-sample-reports")
+    r2 = run_cli("cohort", src, "-o", tmp_path / "k", "--quiet")
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    tsv = list(csv.DictReader(open(tmp_path / "c" / "calls.tsv"), delimiter="\t"))
+    rows = pq.read_table(tmp_path / "k" / "calls.parquet").to_pylist()
+    assert [(x["Gene"], x["Source Diplotype"], x["Phenotype"]) for x in tsv] == \
+        [(x["gene"], x["diplotype"], x["phenotype"]) for x in rows]
+    assert any(x["diplotype"] == "*2/*17" for x in rows if x["gene"] == "CYP2C19")
