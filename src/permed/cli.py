@@ -148,7 +148,8 @@ def _summary(callset, pset, out: Path, n_files: int, elapsed: float) -> None:
 
 @app.command("cohort")
 def cohort_cmd(
-    inputs: Annotated[list[Path], typer.Argument(help="Multi-sample VCF/BCF files: one, or one per chromosome/region.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Multi-sample VCF/BCF files: one, or one per chromosome/region.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")] = Path("cohort"),
     populations: Annotated[Path | None, typer.Option(
         "--populations", help="TSV mapping samples to groups: columns sample, population[, superpopulation].")] = None,
@@ -173,8 +174,14 @@ def cohort_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Call a whole cohort: calls.parquet, frequencies.parquet and summary.html (same calls as `permed call`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from permed.cohort.output import write_cohort
     from permed.cohort.populations import read_populations

@@ -25,7 +25,7 @@ _PARQUET = {"compression": "zstd", "use_dictionary": True, "write_statistics": T
 
 
 def write_cohort(callset: CallSet, pset: PhenotypeSet, out_dir: Path,
-                 populations: Populations | None = None, block: int = 50_000) -> list[Path]:
+                 populations: Populations | None = None, block: int = 10_000) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")

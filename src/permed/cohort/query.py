@@ -135,7 +135,8 @@ class _Parser:
             return f"sample IN (SELECT sample FROM samples WHERE {cond})"
         if name not in self.genes:
             hint = " (population fields need a cohort run with --populations)" if name.lower() in SAMPLE_FIELDS else ""
-            raise UserError(f"query: {name!r} is not a gene of this cohort{hint}; genes: {', '.join(sorted(self.genes))}")
+            raise UserError(f"query: {name!r} is not a gene of this cohort{hint}; "
+                            f"genes: {', '.join(sorted(self.genes))}")
         fkind, field = self.take()
         if fkind != "word" or field.lower() not in FIELDS:
             raise UserError(f"query: {field!r} is not a field; fields: {', '.join(FIELDS)}")

@@ -25,8 +25,11 @@ def _level(freq: pa.Table) -> str:
     return next((lv for lv in ("superpopulation", "population") if lv in levels), "all")
 
 
-def _rows(freq: pa.Table, gene: str, kind: str, level: str) -> list[dict]:
-    return [r for r in freq.to_pylist() if r["gene"] == gene and r["kind"] == kind and r["level"] == level]
+def _index(freq: pa.Table) -> dict[tuple[str, str, str], list[dict]]:
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for r in freq.to_pylist():
+        out.setdefault((r["gene"], r["kind"], r["level"]), []).append(r)
+    return out
 
 
 def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
@@ -37,7 +40,10 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
     share = {(r["group"], r["value"]): r["share"] for r in rows}
     palette = plt.get_cmap("tab10").colors
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(groups) + 1.4))
+        # fixed margins instead of bbox_inches="tight": one layout pass instead of two
+        height = 0.32 * len(groups) + 0.9
+        fig, ax = plt.subplots(figsize=(8.5, height))
+        fig.subplots_adjust(left=0.1, right=0.68, top=1 - 0.35 / height, bottom=0.45 / height)
         left = [0.0] * len(groups)
         ci = 0
         for value in order:
@@ -53,7 +59,7 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         buf = io.StringIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         plt.close(fig)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML prolog: the SVG is inlined in HTML
@@ -62,17 +68,22 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
 
 def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict) -> dict:
     level = _level(freq)
+    index = _index(freq)
+
+    def _rows(gene: str, kind: str, lv: str) -> list[dict]:
+        return index.get((gene, kind, lv), [])
+
     sections = []
     for gene in genes:
-        overall = _rows(freq, gene, "phenotype", "all")
+        overall = _rows(gene, "phenotype", "all")
         determined = [r for r in overall if r["value"] != NOT_DETERMINED]
         if not determined:
             sections.append({"gene": gene, "chart": None, "phenotypes": overall, "alleles": []})
             continue
-        by_group = _rows(freq, gene, "phenotype", level) if level != "all" else overall
+        by_group = _rows(gene, "phenotype", level) if level != "all" else overall
         chart = phenotype_chart(by_group, overall, f"{gene} phenotype by {level}" if level != "all"
                                 else f"{gene} phenotype")
-        alleles = sorted(_rows(freq, gene, "allele", "all"), key=lambda r: -r["count"])[:8]
+        alleles = sorted(_rows(gene, "allele", "all"), key=lambda r: -r["count"])[:8]
         sections.append({"gene": gene, "chart": chart, "phenotypes": overall, "alleles": alleles})
     return {"n_samples": n_samples, "level": level, "sections": sections, "meta": meta}
 

@@ -15,24 +15,27 @@ from permed.phenotype.phenotype_set import PhenotypeSet
 from permed.pipeline import CallSet
 from permed.report.calls_tsv import DATA_LICENCE, call_row
 
+_TEXT = pa.dictionary(pa.int32(), pa.string())  # few distinct values per column: store each once
+
 CALLS_SCHEMA = pa.schema([
-    ("sample", pa.string()),
-    ("gene", pa.string()),
-    ("status", pa.string()),
-    ("diplotype", pa.string()),  # labels joined with " OR " (calls.tsv "Source Diplotype")
+    ("sample", _TEXT),
+    ("gene", _TEXT),
+    ("status", _TEXT),
+    ("diplotype", _TEXT),  # labels joined with " OR " (calls.tsv "Source Diplotype")
     ("source_diplotypes", pa.list_(pa.string())),
-    ("phenotype", pa.string()),
-    ("activity_score", pa.string()),
+    ("phenotype", _TEXT),
+    ("activity_score", _TEXT),
     ("match_score", pa.int32()),
-    ("missing_positions", pa.list_(pa.int64())),
+    ("missing_positions", _TEXT),  # ";"-joined as in calls.tsv (often hundreds of positions)
+    ("n_missing", pa.int32()),
     ("phased", pa.bool_()),
-    ("haplotype_1", pa.string()),
-    ("haplotype_2", pa.string()),
+    ("haplotype_1", _TEXT),
+    ("haplotype_2", _TEXT),
     ("flags", pa.list_(pa.string())),
     ("outside_call", pa.bool_()),
-    ("recommendation_diplotype", pa.string()),
-    ("lookup_keys", pa.string()),
-    ("input_file", pa.string()),
+    ("recommendation_diplotype", _TEXT),
+    ("lookup_keys", _TEXT),
+    ("input_file", _TEXT),
 ])
 
 
@@ -80,7 +83,8 @@ def distinct_rows(callset: CallSet, pset: PhenotypeSet) -> DistinctRows:
         "phenotype": pa.array([r.phenotype for r in rows], pa.string()),
         "activity_score": pa.array([r.activity_score for r in rows], pa.string()),
         "match_score": pa.array([r.match_score for r in rows], pa.int32()),
-        "missing_positions": pa.array([list(r.missing_positions) for r in rows], pa.list_(pa.int64())),
+        "missing_positions": pa.array([";".join(map(str, r.missing_positions)) for r in rows], pa.string()),
+        "n_missing": pa.array([len(r.missing_positions) for r in rows], pa.int32()),
         "phased": pa.array([r.phased for r in rows], pa.bool_()),
         "haplotype_1": pa.array([r.haplotype_1 for r in rows], pa.string()),
         "haplotype_2": pa.array([r.haplotype_2 for r in rows], pa.string()),
@@ -93,23 +97,43 @@ def distinct_rows(callset: CallSet, pset: PhenotypeSet) -> DistinctRows:
     return DistinctRows(table, keys)
 
 
-def calls_batches(callset: CallSet, pset: PhenotypeSet, rows: DistinctRows, block: int = 50_000):
-    """calls.parquet content as record batches of `block` samples (sample-major, genes in report order)."""
+def _dictionary(values: list[str]) -> tuple[pa.Array, np.ndarray]:
+    """(sorted distinct values, code of each input value)."""
+    uniq = sorted(set(values))
+    index = {v: i for i, v in enumerate(uniq)}
+    return pa.array(uniq, pa.string()), np.array([index[v] for v in values], dtype=np.int32)
+
+
+def calls_batches(callset: CallSet, pset: PhenotypeSet, rows: DistinctRows, block: int = 10_000):
+    """calls.parquet content as record batches of `block` samples (sample-major, genes in report order).
+
+    Text columns are dictionary arrays over the distinct rows, so a batch costs a few integers per
+    row whatever the text (missing-position lists can be long)."""
     genes = pset.genes
-    samples = pa.array(callset.samples, pa.string())
-    gene_names = pa.array(genes, pa.string())
-    key_matrix = np.stack([rows.keys[g] for g in genes], axis=1) if genes else np.zeros((len(callset.samples), 0))
-    n, g = key_matrix.shape
+    n, g = len(callset.samples), len(genes)
+    key_matrix = np.stack([rows.keys[x] for x in genes], axis=1) if genes else np.zeros((n, 0), np.int64)
+    dicts = {}
+    for name in CALLS_SCHEMA.names[2:]:
+        if CALLS_SCHEMA.field(name).type == _TEXT:
+            dicts[name] = _dictionary(rows.table.column(name).to_pylist())
+    sample_dict = pa.array(callset.samples, pa.string())
+    gene_dict = pa.array(genes, pa.string())
     for start in range(0, n, block):
         stop = min(n, start + block)
-        m = stop - start
-        body = rows.table.take(pa.array(key_matrix[start:stop].reshape(-1)))
+        keys = key_matrix[start:stop].reshape(-1)
         cols = {
-            "sample": samples.take(pa.array(np.repeat(np.arange(start, stop), g))),
-            "gene": gene_names.take(pa.array(np.tile(np.arange(g), m))),
+            "sample": pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(start, stop, dtype=np.int32), g)), sample_dict),
+            "gene": pa.DictionaryArray.from_arrays(pa.array(np.tile(np.arange(g, dtype=np.int32), stop - start)),
+                                                   gene_dict),
         }
+        take = pa.array(keys)
         for name in CALLS_SCHEMA.names[2:]:
-            cols[name] = body.column(name).combine_chunks()
+            if name in dicts:
+                values, codes = dicts[name]
+                cols[name] = pa.DictionaryArray.from_arrays(pa.array(codes[keys]), values)
+            else:
+                cols[name] = rows.table.column(name).combine_chunks().take(take)
         yield pa.RecordBatch.from_pydict(cols, schema=CALLS_SCHEMA)
 
 

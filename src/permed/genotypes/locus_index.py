@@ -10,7 +10,7 @@ NEAR = 100  # how far from an indel locus a differently-represented record may s
 WINDOW_GAP = 500  # merge windows closer than this: one index query beats two
 
 
-def locus_index(kb: KnowledgeBase, genes: list[str]) -> "LocusIndex":
+def locus_index(kb: KnowledgeBase, genes: list[str]) -> LocusIndex:
     """The index for these genes, built once per KB and gene list (each file and unit reuses it)."""
     key = (id(kb), tuple(genes))
     idx = _CACHE.get(key)
@@ -19,7 +19,7 @@ def locus_index(kb: KnowledgeBase, genes: list[str]) -> "LocusIndex":
     return idx
 
 
-_CACHE: dict[tuple, "LocusIndex"] = {}
+_CACHE: dict[tuple, LocusIndex] = {}
 
 
 class LocusIndex:

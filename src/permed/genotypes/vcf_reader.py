@@ -643,26 +643,34 @@ class VcfReader:
 
     def _merge_split(self, arr: _GeneArrays, li: int, new_gt: np.ndarray, phased: np.ndarray,
                      mask: np.ndarray) -> np.ndarray:
-        """Combine split multi-allelic records (0/1 + 0/2 -> 1/2).  Returns which samples merged."""
+        """Combine split multi-allelic records (0/1 + 0/2 -> 1/2), vectorised over samples.
+        Returns which samples merged; the others keep the first record's call."""
         merged = np.zeros(mask.shape, dtype=bool)
-        for si in np.flatnonzero(mask):
-            old = [int(x) for x in arr.gt[si, li, :]]
-            new = [int(x) for x in new_gt[si]]
-            if all(x <= 0 for x in new):
-                merged[si] = True
-            elif all(x <= 0 for x in old):
-                arr.gt[si, li, :] = new
-                arr.phased[si, li] = bool(phased[si])
-                merged[si] = True
-            elif arr.phased[si, li] and phased[si]:
-                out = [o if n_ <= 0 else (n_ if o <= 0 else None) for o, n_ in zip(old, new)]
-                if None not in out:
-                    arr.gt[si, li, :] = out
-                    merged[si] = True
-            elif old.count(0) == 1 and new.count(0) == 1:
-                arr.gt[si, li, :] = [x for x in old + new if x > 0]
-                arr.phased[si, li] = False
-                merged[si] = True
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return merged
+        old = arr.gt[idx, li, :].astype(np.int64)
+        new = new_gt[idx].astype(np.int64)
+        old_ph, new_ph = arr.phased[idx, li], phased[idx].astype(bool)
+        no_alt_new = (new <= 0).all(axis=1)  # nothing to add
+        no_alt_old = ~no_alt_new & (old <= 0).all(axis=1)  # the new record carries the alt: take it
+        both_phased = ~no_alt_new & ~no_alt_old & old_ph & new_ph
+        clash = np.iinfo(np.int64).min
+        strandwise = np.where(new <= 0, old, np.where(old <= 0, new, clash))  # alt per strand, if no clash
+        phased_ok = both_phased & (strandwise != clash).all(axis=1)
+        # unphased heterozygotes 0/a + 0/b -> a/b
+        het = (~no_alt_new & ~no_alt_old & ~both_phased & ((old == 0).sum(axis=1) == 1)
+               & ((new == 0).sum(axis=1) == 1))
+        a = np.where(old[:, 0] == 0, old[:, 1], old[:, 0])
+        b = np.where(new[:, 0] == 0, new[:, 1], new[:, 0])
+        het_gt = np.stack([np.where(a > 0, a, b), b], axis=1)
+        gt = arr.gt[idx, li, :]
+        gt = np.where(no_alt_old[:, None], new, gt)
+        gt = np.where(phased_ok[:, None], strandwise, gt)
+        gt = np.where(het[:, None], het_gt, gt)
+        arr.gt[idx, li, :] = gt.astype(arr.gt.dtype)
+        arr.phased[idx, li] = np.where(no_alt_old, new_ph, np.where(het, False, old_ph))
+        merged[idx] = no_alt_new | no_alt_old | phased_ok | het
         return merged
 
     def _record_extra(self, arr: _GeneArrays, xi: int, gts, ref, alts) -> None:
@@ -671,11 +679,15 @@ class VcfReader:
             return
         alleles, phased = gts
         table = [ref, *alts]
-        calls = []
-        for si in range(alleles.shape[0]):
-            a = [table[int(i)] if i >= 0 else "." for i in alleles[si] if i != NO_ALLELE]
-            calls.append(("|" if phased[si] else "/").join(a))
-        arr.extra[xi] = {"position": x.position, "rsid": x.rsid, "calls": calls}
+        # text per distinct genotype, spread to samples (an object array indexes like a list)
+        keys = np.concatenate([alleles.reshape(len(phased), -1), np.asarray(phased).reshape(-1, 1)], axis=1)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        texts = np.empty(len(uniq), dtype=object)
+        for j, row in enumerate(uniq.tolist()):
+            a = [table[i] if i >= 0 else "." for i in row[:-1] if i != NO_ALLELE]
+            texts[j] = ("|" if row[-1] else "/").join(a)
+        codes = inverse.reshape(-1)
+        arr.extra[xi] = {"position": x.position, "rsid": x.rsid, "calls": texts[codes], "codes": codes}
 
     def _fill_reference(self, arr: _GeneArrays) -> None:
         absent = arr.status == ABSENT

@@ -27,32 +27,48 @@ REMOTE_FILL = Message(
 
 
 def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
-    """Relabel PS values per sample 1..k by first appearance: only the grouping matters."""
-    out = np.zeros_like(ps)
-    rows = np.flatnonzero((ps != 0).any(axis=1))
-    for r in rows:
-        seen: dict[int, int] = {}
-        for j, v in enumerate(ps[r]):
-            if v:
-                out[r, j] = seen.setdefault(int(v), len(seen) + 1)
-    return out
+    """Relabel PS values per sample by the first position of each set (+1; 0 = none): only the
+    grouping of positions into sets matters, and this label is canonical for it. Vectorised."""
+    n, L = ps.shape
+    if L == 0:
+        return np.zeros_like(ps)
+    order = np.argsort(ps, axis=1, kind="stable")
+    sv = np.take_along_axis(ps, order, axis=1)
+    start = np.ones((n, L), dtype=bool)
+    start[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    # sorted position of each element's set start (stable sort: its smallest column)
+    start_pos = np.maximum.accumulate(np.where(start, np.arange(L), 0), axis=1)
+    first_col = np.take_along_axis(order, start_pos, axis=1)
+    out = np.empty_like(ps)
+    np.put_along_axis(out, order, first_col + 1, axis=1)
+    return np.where(ps != 0, out, 0)
 
 
-def _unique_rows(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first index, inverse) of identical rows; vectorised hashing, verified exactly."""
-    n = feats.shape[0]
+_HASH_BLOCK = 64  # columns hashed at a time: memory stays O(samples x block), not O(samples x positions)
+
+
+def _unique_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, inverse) of samples whose rows are identical across all `parts` (each samples x k).
+
+    A 64-bit polynomial hash per row, accumulated over column blocks (memory O(samples x block)),
+    grouped with a 1-D unique, then checked exactly; a collision falls back to exact grouping."""
+    n = parts[0].shape[0]
     rng = np.random.default_rng(20261125)
-    w = rng.integers(1, 2**63 - 1, size=(2, feats.shape[1]), dtype=np.uint64)
-    x = feats.astype(np.uint64)
-    # two independent 64-bit polynomial hashes per row (wrapping arithmetic is intended)
-    with np.errstate(over="ignore"):
-        h = np.stack([(x * w[0]).sum(axis=1), (x * w[1]).sum(axis=1)], axis=1)
-    _, first, inverse = np.unique(h, axis=0, return_index=True, return_inverse=True)
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # wrapping arithmetic is intended
+        for part in parts:
+            k = part.shape[1]
+            w = rng.integers(1, 2**63 - 1, size=k, dtype=np.uint64)
+            for a in range(0, k, _HASH_BLOCK):
+                h += (part[:, a:a + _HASH_BLOCK].astype(np.uint64) * w[a:a + _HASH_BLOCK]).sum(axis=1)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if not (feats == feats[first[inverse]]).all():  # a hash collision: fall back to exact grouping
+    rep = first[inverse]
+    if not all((part == part[rep]).all() for part in parts):
+        feats = np.concatenate([p.astype(np.int64) for p in parts], axis=1)
         _, first, inverse = np.unique(feats, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-    return first, inverse if n else inverse
+    return first, inverse
 
 
 def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
@@ -62,22 +78,13 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, int), np.zeros(0, int)
     if not gg.status.any() and not gg.extra:
         return np.zeros(1, int), np.zeros(n, int)  # no data for anyone: a single pattern
-    feats = np.concatenate(
-        [
-            gg.status.astype(np.int64),
-            gg.gt[:, :, 0].astype(np.int64) + 2,
-            gg.gt[:, :, 1].astype(np.int64) + 2,
-            gg.phased.astype(np.int64),
-            _canonical_phase_sets(gg.phase_set),
-        ],
-        axis=1,
-    )
+    parts = [gg.status, gg.gt[:, :, 0] + 2, gg.gt[:, :, 1] + 2, gg.phased]
+    if gg.phase_set.any():
+        parts.append(_canonical_phase_sets(gg.phase_set))
     if gg.extra:
         # report-only positions (e.g. CYP2C9 rs12777823) are part of what a sample's call shows
-        calls = np.array(["\t".join(x["calls"][i] for x in gg.extra) for i in range(n)])
-        _, codes = np.unique(calls, return_inverse=True)
-        feats = np.concatenate([feats, codes.reshape(-1, 1)], axis=1)
-    return _unique_rows(feats)
+        parts.append(np.stack([x["codes"] for x in gg.extra], axis=1))
+    return _unique_rows(parts)
 
 
 class CohortCaller:

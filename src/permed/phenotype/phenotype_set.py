@@ -48,7 +48,14 @@ def interpret(callset, outside_calls: list[Path] | None = None, phenotyper: Phen
     """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
     the VCF-based report of their gene for every sample of the call set."""
     ph = phenotyper or Phenotyper(callset.kb)
-    reports = [ph.report(call) for call in callset.table]
+    # the table repeats a call object once per chunk it was chosen in: interpret each object once
+    seen: dict[int, GeneReport] = {}
+    reports = []
+    for call in callset.table:
+        r = seen.get(id(call))
+        if r is None:
+            r = seen[id(call)] = ph.report(call)
+        reports.append(r)
     choice = {g: callset.choice[g].copy() for g in callset.genes}
     genes = list(callset.genes)
     calls, errors = read_all_outside_calls(list(outside_calls or []), ph)
