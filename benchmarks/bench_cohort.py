@@ -1,8 +1,9 @@
 """Benchmark `permed cohort`: 1000 Genomes (3,202 samples x 19 gene files) against the floor, and
 synthetic cohorts of growing size made from 1KGP haplotypes (memory flat, time linear, 200k projection).
 
-Every measurement is a fresh process; peak RSS is the largest sum over the process tree (main
-process plus workers), sampled every 20 ms.
+Every measurement is a fresh process; peak memory is the largest sum of PSS (proportional set size:
+pages shared by forked workers counted once) over the process tree (main process plus workers),
+sampled every 20 ms.
 
     python benchmarks/bench_cohort.py [--data DIR] [--repeat N] [--sizes 12500,25000,50000,100000,200000]
 """
@@ -39,7 +40,7 @@ print(n)
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB of the whole process tree)."""
+    """(wall seconds, peak PSS MiB of the whole process tree)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -47,7 +48,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     while proc.poll() is None:
         try:
             procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            peak = max(peak, sum(p.memory_full_info().pss for p in procs if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.02)

@@ -35,7 +35,7 @@ class GeneGenotypes:
     gt: np.ndarray  # int16 (samples, loci, 2): allele table index, MISSING_ALLELE or NO_ALLELE
     status: np.ndarray  # int8 (samples, loci)
     phased: np.ndarray  # bool (samples, loci)
-    phase_set: np.ndarray  # int64 (samples, loci); 0 = none
+    phase_set: np.ndarray  # int32 (samples, loci); 0 = none
     # per-locus source of the call, e.g. "exact", "normalised from chr10:94942204 CTA>C", "gVCF block"
     origin: dict[int, str] = field(default_factory=dict)
     # extra positions reported for context (not used for matching), e.g. CYP2C9 rs12777823

@@ -29,6 +29,7 @@ from permed.matcher.policy import undocumented_as_reference
 HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
 _VALID_BASES = re.compile(r"^[ACGTacgt]+$")
+_I32 = np.iinfo(np.int32)
 PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
 
 
@@ -63,11 +64,17 @@ class _GeneArrays:
         self.gt = np.full((n, L, 2), MISSING_ALLELE, dtype=np.int16)
         self.status = np.zeros((n, L), dtype=np.int8)
         self.phased = np.zeros((n, L), dtype=bool)
-        self.phase_set = np.zeros((n, L), dtype=np.int64)
+        self.phase_set = np.zeros((n, L), dtype=np.int32)  # PS is a VCF Integer (32-bit)
         self.origin: dict[int, str] = {}
         self.first_alts: dict[int, tuple] = {}  # ALT alleles of the first record used per locus
         self.remote_fill = False  # filled as reference though no record lies near the gene
         self.extra: dict[int, dict] = {}
+
+    def set_phase_sets(self, rows: np.ndarray, li: int, values: np.ndarray) -> None:
+        # PS is a 32-bit VCF Integer; a wider value (PS given as text) widens the array, never wraps
+        if values.size and (values.max() > _I32.max or values.min() < _I32.min):
+            self.phase_set = self.phase_set.astype(np.int64)
+        self.phase_set[rows, li] = values
 
     def code(self, li: int, allele: str) -> int:
         table = self.alleles[li]
@@ -621,7 +628,7 @@ class VcfReader:
             arr.gt[take, li, :] = codes_gt[take]
             arr.status[take, li] = CALLED
             arr.phased[take, li] = phased[take]
-            arr.phase_set[take, li] = ps[take]
+            arr.set_phase_sets(take, li, ps[take])
             arr.origin.setdefault(li, origin)
             arr.first_alts.setdefault(li, alts)
         if not ok.any():
@@ -636,7 +643,7 @@ class VcfReader:
                 arr.gt[take, li, :] = codes_gt[take]
                 arr.status[take, li] = CALLED
                 arr.phased[take, li] = phased[take]
-                arr.phase_set[take, li] = ps[take]
+                arr.set_phase_sets(take, li, ps[take])
                 arr.origin.setdefault(li, origin)
                 if not origin.startswith("gVCF"):
                     self._warn(key, f"Call read from a differently represented record ({origin})")

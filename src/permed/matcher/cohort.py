@@ -44,6 +44,7 @@ def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
     return np.where(ps != 0, out, 0)
 
 
+PATTERN_CACHE_LIMIT = 50_000  # cached calls per unit (each key holds a sample's alleles at every position)
 _HASH_BLOCK = 64  # columns hashed at a time: memory stays O(samples x block), not O(samples x positions)
 
 
@@ -95,6 +96,7 @@ class CohortCaller:
         self.evidence = evidence  # per-position evidence is for reports; cohort tables do without
         self._callers: dict[str, GeneCaller] = {}
         self._cache: dict[tuple, GeneCall] = {}
+        self._shared: dict[tuple, list[int]] = {}
 
     def caller(self, gg: GeneGenotypes) -> GeneCaller:
         c = self._callers.get(gg.gene)
@@ -114,7 +116,9 @@ class CohortCaller:
         if cached is not None:
             return cached
         result = self.caller(gg).call(sample)
-        call = to_gene_call(gg, si, result, self.evidence)
+        call = to_gene_call(gg, si, result, self.evidence, self._shared)
+        if len(self._cache) >= PATTERN_CACHE_LIMIT:
+            self._cache.clear()  # rare patterns rarely recur: bound memory, keep the speed of common ones
         self._cache[key] = call
         return call
 
@@ -177,7 +181,8 @@ def _fill_warnings(gg: GeneGenotypes, si: int) -> list[Message]:
     return out + ([REMOTE_FILL] if gg.remote_fill else [])
 
 
-def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: bool = True) -> GeneCall:
+def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: bool = True,
+                 shared: dict | None = None) -> GeneCall:
     gdef = gg.definition
     data = res.data
     sub = gdef.suballeles
@@ -219,7 +224,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
                     phase_set=a.phase_set, undocumented=a.undocumented,
                     origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
                 ))
-    return GeneCall(
+    call = GeneCall(
         gene=gdef.gene,
         status=res.status,
         source_diplotypes=labels,
@@ -236,4 +241,10 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
             {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra
         ],
     )
+    if shared is not None:
+        # thousands of distinct calls of a gene usually miss the same positions: keep one list
+        missing = shared.setdefault((gdef.gene, tuple(call.missing_positions)), call.missing_positions)
+        if missing is not call.missing_positions:
+            call = GeneCall.model_construct(call.model_fields_set, **{**dict(call), "missing_positions": missing})
+    return call
 
