@@ -119,7 +119,7 @@ def main() -> None:
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
         icpt = my - slope * mx
         print(f"fit: {icpt:.1f} s + {slope * 1e6:.1f} us/sample; projected 200,000 samples: "
-              f"{icpt + slope * 200_000:.0f} s; peak RSS range {min(r[2] for r in rows):.0f}-"
+              f"{icpt + slope * 200_000:.0f} s; peak PSS range {min(r[2] for r in rows):.0f}-"
               f"{max(r[2] for r in rows):.0f} MiB")
         print(f"PharmCAT at ~6 s per sample per core: 200,000 samples = {200_000 * 6 / 3600:.0f} core-hours")
 
