@@ -13,6 +13,8 @@ import pytest
 from conformance import SHARED
 from helpers import rec, run_cli, write_vcf
 
+from permed.cohort.frequencies import undetermined
+
 DATA = SHARED / "data" / "1kgp-grch38"
 POPS = SHARED / "data" / "1kgp_populations.tsv"
 FILES = [DATA / f"{g}.vcf.gz" for g in ("CYP2C19", "CYP2C9", "TPMT", "G6PD", "RYR1")]
@@ -138,7 +140,7 @@ def test_frequency_counts_add_up(base):
     for (gene, kind, level, group), rs in sizes.items():
         if kind in ("diplotype", "phenotype"):
             assert sum(r["count"] for r in rs) == rs[0]["n_samples"], (gene, kind, level, group)
-        det = sum(r["count"] for r in rs if not r["value"].startswith("("))
+        det = sum(r["count"] for r in rs if not undetermined(r["value"]))
         assert det == rs[0]["n_determined"]
         for r in rs:
             if r["frequency"] is not None:
@@ -252,3 +254,31 @@ def test_cohort_of_one_equals_call(tmp_path):
     assert [(x["Gene"], x["Source Diplotype"], x["Phenotype"]) for x in tsv] == \
         [(x["gene"], x["diplotype"], x["phenotype"]) for x in rows]
     assert any(x["diplotype"] == "*2/*17" for x in rows if x["gene"] == "CYP2C19")
+
+
+def test_summary_in_headless_chromium(base, tmp_path):
+    """The summary page renders with no errors and no network; every charted gene shows an SVG whose
+    bar labels name the superpopulations with their sizes."""
+    from playwright.sync_api import sync_playwright
+    from test_html_report import _chromium
+
+    errors, external = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        page.goto((base / "summary.html").as_uri())
+        chart = page.locator("#CYP2C19 figure svg")
+        assert chart.is_visible()
+        text = chart.text_content()  # SVG text elements (labels, legend)
+        for group, n in (("EAS", 585), ("EUR", 633), ("SAS", 601)):
+            assert f"{group} (n={n})" in text
+        assert "Poor Metabolizer" in text
+        assert page.locator("svg").count() >= 5
+        page.locator("#CYP2C19").screenshot(path=str(tmp_path / "cyp2c19.png"))
+        browser.close()
+    assert not errors, errors
+    assert not external, external
+    assert (tmp_path / "cyp2c19.png").stat().st_size > 10_000

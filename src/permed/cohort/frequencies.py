@@ -2,7 +2,8 @@
 
 Counting is one `np.bincount` per gene, kind and grouping over integer codes; Python only touches
 distinct values. Samples whose value is not determined (no data, ambiguous, uncallable...) are
-counted under a bracketed value such as "(ambiguous)" and left out of `frequency`'s denominator.
+counted under a bracketed value such as "(ambiguous)"; they and uninformative phenotypes
+("Indeterminate", "n/a") are left out of `frequency`'s denominator.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ FREQUENCY_SCHEMA = pa.schema([
 ])
 
 
-def _bracketed(value: str) -> bool:
-    return value.startswith("(")
+# phenotypes a guideline cannot act on: reported as such, but not part of the frequency denominator
+UNINFORMATIVE = frozenset({"Indeterminate", "n/a", "No Result"})
+
+
+def undetermined(value: str) -> bool:
+    return value.startswith("(") or value in UNINFORMATIVE
 
 
 def row_values(status: str, diplotypes: list[str], phenotype: str, hap1: str, hap2: str):
@@ -80,7 +85,7 @@ def frequency_table(genes: list[str], rows: DistinctRows, groupings: list[Groupi
                 out["count"].append(c)
                 out["n_samples"].append(int(group_sizes[gi]))
                 out["n_determined"].append(int(determined[gi]))
-                out["frequency"].append(None if _bracketed(value) or not determined[gi] else c / determined[gi])
+                out["frequency"].append(None if undetermined(value) or not determined[gi] else c / determined[gi])
                 out["share"].append(None if kind == "allele" else c / group_sizes[gi])
 
     for gene in genes:
@@ -95,8 +100,8 @@ def frequency_table(genes: list[str], rows: DistinctRows, groupings: list[Groupi
         a1 = np.array([aidx[values[k][2][0]] if len(values[k][2]) > 0 else -1 for k in present], dtype=np.int64)
         a2 = np.array([aidx[values[k][2][1]] if len(values[k][2]) > 1 else -1 for k in present], dtype=np.int64)
         s_dip, s_phe, s_a1, s_a2 = dip_code[pos], phe_code[pos], a1[pos], a2[pos]
-        dip_det = np.array([not _bracketed(x) for x in dip_labels])
-        phe_det = np.array([not _bracketed(x) for x in phe_labels])
+        dip_det = np.array([not undetermined(x) for x in dip_labels])
+        phe_det = np.array([not undetermined(x) for x in phe_labels])
         for grouping in groupings:
             G = len(grouping.labels)
             gc = grouping.codes

@@ -13,11 +13,11 @@ matplotlib.use("Agg")  # no display; charts are rendered to SVG text
 import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from permed.cohort.frequencies import NOT_DETERMINED  # noqa: E402
+from permed.cohort.frequencies import undetermined  # noqa: E402
 
 # reproducible SVG: fixed ids, no timestamp, text kept as text (small, searchable)
 _RC = {"svg.hashsalt": "permed", "svg.fonttype": "none", "font.size": 9}
-_GREY = "#bdbdbd"
+_GREYS = ("#bdbdbd", "#9e9e9e", "#e0e0e0", "#757575")  # undetermined values: greys, never a hue
 
 
 def _level(freq: pa.Table) -> str:
@@ -34,23 +34,27 @@ def _index(freq: pa.Table) -> dict[tuple[str, str, str], list[dict]]:
 
 def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
     """Stacked horizontal bars: share of each phenotype per group (bars sum to 1)."""
-    order = [r["value"] for r in sorted(overall, key=lambda r: (r["value"] == NOT_DETERMINED, -r["count"],
+    order = [r["value"] for r in sorted(overall, key=lambda r: (undetermined(r["value"]), -r["count"],
                                                                  r["value"]))]
     groups = sorted({r["group"] for r in rows}, reverse=True)
     share = {(r["group"], r["value"]): r["share"] for r in rows}
+    size = {r["group"]: r["n_samples"] for r in rows}
     palette = plt.get_cmap("tab10").colors
     with plt.rc_context(_RC):
         # fixed margins instead of bbox_inches="tight": one layout pass instead of two
         height = 0.32 * len(groups) + 0.9
         fig, ax = plt.subplots(figsize=(8.5, height))
-        fig.subplots_adjust(left=0.1, right=0.68, top=1 - 0.35 / height, bottom=0.45 / height)
+        fig.subplots_adjust(left=0.14, right=0.68, top=1 - 0.35 / height, bottom=0.45 / height)
         left = [0.0] * len(groups)
-        ci = 0
+        ci = gi = 0
         for value in order:
             widths = [share.get((g, value), 0.0) for g in groups]
-            color = _GREY if value == NOT_DETERMINED else palette[ci % len(palette)]
-            ci += value != NOT_DETERMINED
-            ax.barh(groups, widths, left=left, color=color, label=value, edgecolor="white", linewidth=0.5)
+            grey = undetermined(value)
+            color = _GREYS[gi % len(_GREYS)] if grey else palette[ci % len(palette)]
+            gi += grey
+            ci += not grey
+            ax.barh([f"{g} (n={size[g]})" for g in groups], widths, left=left, color=color, label=value,
+                    edgecolor="white", linewidth=0.5)
             left = [a + b for a, b in zip(left, widths)]
         ax.set_xlim(0, 1)
         ax.set_xlabel("share of samples")
@@ -76,7 +80,7 @@ def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict
     sections = []
     for gene in genes:
         overall = _rows(gene, "phenotype", "all")
-        determined = [r for r in overall if r["value"] != NOT_DETERMINED]
+        determined = [r for r in overall if not undetermined(r["value"])]
         if not determined:
             sections.append({"gene": gene, "chart": None, "phenotypes": overall, "alleles": []})
             continue
@@ -84,7 +88,8 @@ def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict
         chart = phenotype_chart(by_group, overall, f"{gene} phenotype by {level}" if level != "all"
                                 else f"{gene} phenotype")
         alleles = sorted(_rows(gene, "allele", "all"), key=lambda r: -r["count"])[:8]
-        sections.append({"gene": gene, "chart": chart, "phenotypes": overall, "alleles": alleles})
+        table = sorted(overall, key=lambda r: (undetermined(r["value"]), -r["count"], r["value"]))
+        sections.append({"gene": gene, "chart": chart, "phenotypes": table, "alleles": alleles})
     return {"n_samples": n_samples, "level": level, "sections": sections, "meta": meta}
 
 
