@@ -176,8 +176,8 @@ def cohort_cmd(
     """Call a whole cohort: calls.parquet, frequencies.parquet and summary.html (same calls as `permed call`)."""
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
+        TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -202,17 +202,18 @@ def cohort_cmd(
         from permed.cohort.dask_runner import dask_runner
 
         runner = dask_runner(scheduler)
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("units"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=err, disable=quiet, transient=False)
     with progress:
         task = progress.add_task("calling", total=None)
 
-        def tick(total: int | None = None) -> None:
+        def tick(total: int | None = None, advance: int = 0) -> None:
+            # units report samples done; several units may cover the same samples (regions)
             if total is not None:
                 progress.update(task, total=total)
-            else:
-                progress.advance(task)
+            if advance:
+                progress.advance(task, advance)
 
         callset = call_files(list(inputs), kb, options, evidence=False, chunk_size=chunk_size, runner=runner,
                              progress=tick, split_samples=split_samples, parallel_regions=scheduler is not None)

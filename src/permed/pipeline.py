@@ -138,6 +138,7 @@ class Unit:
     regions: list[str] | None
     chunk_size: int | None = None
     samples: tuple[int, int] | None = None  # [start, stop) of the file's samples; None: all
+    n_samples: int = 0  # samples this unit calls (progress is measured in samples x units)
 
 
 @dataclass
@@ -176,11 +177,13 @@ def plan_units(paths: list[Path], kb: KnowledgeBase, genes: list[str], workers: 
         for region in regions:
             gs = genes if region is None else [g for g in genes if kb.genes[g].chromosome == region[0]]
             for sl in slices:
-                units.append(Unit(fi, p, gs, region, chunk_size, sl))
+                units.append(Unit(fi, p, gs, region, chunk_size, sl, (sl[1] - sl[0]) if sl else n))
     return units
 
 
-def run_unit(unit: Unit, kb: KnowledgeBase, options: CallOptions, evidence: bool = True) -> UnitResult:
+def run_unit(unit: Unit, kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
+             on_chunk=None) -> UnitResult:
+    """Call one unit; `on_chunk(k)` is told after each chunk of k samples (in-process progress)."""
     reader = VcfReader(unit.path, kb, unit.genes, options.read_options(), regions=unit.regions, with_sha256=False,
                        sample_range=unit.samples)
     caller = CohortCaller(options.match_options(), evidence=evidence)
@@ -201,6 +204,8 @@ def run_unit(unit: Unit, kb: KnowledgeBase, options: CallOptions, evidence: bool
             out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
         chunks.append(ChunkResult(offset, len(gs.samples), out, gs.sample_warnings))
         offset += len(gs.samples)
+        if on_chunk:
+            on_chunk(len(gs.samples))
     return UnitResult(unit.file_index, samples, chunks, gs.position_warnings if gs else {}, gs.notices if gs else [])
 
 
@@ -339,15 +344,13 @@ def execute(units: list[Unit], kb: KnowledgeBase, options: CallOptions, evidence
             for i in sorted(range(len(units)), key=lambda i: -unit_cost(units[i])):
                 futures[i] = pool.submit(_run_in_worker, units[i])
                 if progress:
-                    futures[i].add_done_callback(lambda _f: progress())
+                    futures[i].add_done_callback(lambda _f, k=units[i].n_samples: progress(advance=k))
             for i in range(len(units)):
                 yield futures[i].result()
     else:
         for u in units:
-            r = run_unit(u, kb, options, evidence)
-            if progress:
-                progress()
-            yield r
+            on_chunk = (lambda k: progress(advance=k)) if progress else None
+            yield run_unit(u, kb, options, evidence, on_chunk)
 
 
 def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evidence: bool = True,
@@ -355,7 +358,8 @@ def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evide
                parallel_regions: bool = False) -> CallSet:
     """Call every gene for every sample of the input files.
 
-    `progress(total=n)` is called once with the number of units, then `progress()` after each.
+    `progress(total=n)` is called once with the work to do (samples summed over units), then
+    `progress(advance=k)` as units or their chunks finish.
     `parallel_regions` splits indexed files by chromosome even on one worker (a cluster runner)."""
     paths = check_inputs(paths)
     genes = selected_genes(kb, options)
@@ -364,7 +368,7 @@ def call_files(paths: list[Path], kb: KnowledgeBase, options: CallOptions, evide
     units = plan_units(paths, kb, vcf_genes, 2 if parallel_regions else max(1, options.workers), chunk_size,
                        split_samples, file_samples)
     if progress:
-        progress(total=len(units))
+        progress(total=sum(u.n_samples for u in units))
     assembly = Assembly(paths, kb, options, genes, vcf_genes, file_samples)
     for r in (runner or execute)(units, kb, options, evidence, progress):
         assembly.add(r)

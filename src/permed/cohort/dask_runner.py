@@ -32,7 +32,7 @@ def dask_runner(address: str, timeout: float = 30):
                 done[position[fut.key]] = fut.result()  # re-raises a worker's UserError here
                 fut.release()
                 if progress:
-                    progress()
+                    progress(advance=units[position[fut.key]].n_samples)
                 while next_i in done:
                     yield done.pop(next_i)
                     next_i += 1
