@@ -40,3 +40,39 @@ def write_vcf(path: Path, body: str, samples=("S1",), header: str = HEADER) -> P
 def rec(chrom: str, pos: int, ref: str, alt: str, *gts: str, fmt: str = "GT", filt: str = "PASS",
         info: str = ".") -> str:
     return "\t".join([chrom, str(pos), ".", ref, alt, ".", filt, info, fmt, *gts]) + "\n"
+
+
+def chromium_path() -> str:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise AssertionError("Chromium is needed for the browser smoke tests: run `bash scripts/test.sh` (installs it)")
+
+
+class ChromiumPage:
+    """A headless Chromium page that records console errors and any request leaving file:/data:."""
+
+    def __init__(self, width: int = 1200, height: int = 900):
+        self.viewport = {"width": width, "height": height}
+        self.errors: list[str] = []
+        self.external: list[str] = []
+
+    def __enter__(self):
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self._browser = self._pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        page = self._browser.new_page(viewport=self.viewport)
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.external.append(r.url)
+                if not r.url.startswith(("file:", "data:")) else None)
+        self.page = page
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._browser.close()
+        self._pw.stop()

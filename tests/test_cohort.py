@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conformance import SHARED
-from helpers import rec, run_cli, write_vcf
+from helpers import ChromiumPage, rec, run_cli, write_vcf
 
 from permed.cohort.frequencies import undetermined
 
@@ -257,18 +257,10 @@ def test_cohort_of_one_equals_call(tmp_path):
 
 
 def test_summary_in_headless_chromium(base, tmp_path):
-    """The summary page renders with no errors and no network; every charted gene shows an SVG whose
-    bar labels name the superpopulations with their sizes."""
-    from playwright.sync_api import sync_playwright
-    from test_html_report import _chromium
-
-    errors, external = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    """The summary page renders with no errors and no network; the CYP2C19 chart's bar labels name
+    the superpopulations with their sizes."""
+    with ChromiumPage() as browser:
+        page = browser.page
         page.goto((base / "summary.html").as_uri())
         chart = page.locator("#CYP2C19 figure svg")
         assert chart.is_visible()
@@ -278,7 +270,6 @@ def test_summary_in_headless_chromium(base, tmp_path):
         assert "Poor Metabolizer" in text
         assert page.locator("svg").count() >= 5
         page.locator("#CYP2C19").screenshot(path=str(tmp_path / "cyp2c19.png"))
-        browser.close()
-    assert not errors, errors
-    assert not external, external
+    assert not browser.errors, browser.errors
+    assert not browser.external, browser.external
     assert (tmp_path / "cyp2c19.png").stat().st_size > 10_000

@@ -7,17 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import ChromiumPage, run_cli
 
 from permed.report import i18n
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise AssertionError("Chromium is needed for the report smoke test: run `bash scripts/test.sh` (installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +21,8 @@ def report_en(tmp_path_factory) -> Path:
 
 
 def test_report_in_headless_chromium(report_en, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    errors, external = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    with ChromiumPage() as browser:
+        page = browser.page
         page.goto(report_en.as_uri())
         shot = tmp_path / "first-screen.png"
         page.screenshot(path=str(shot))
@@ -50,7 +35,7 @@ def test_report_in_headless_chromium(report_en, tmp_path):
         assert "clopidogrel" in current and "CYP2C19" in current
         assert page.locator("#genotypes tr#gene-CYP2C19").inner_text().count("*2/*17") == 1
         assert page.locator("#evidence-DPYD").is_visible() is True
-        browser.close()
+    errors, external = browser.errors, browser.external
     assert not errors, errors
     assert not external, external  # self-contained: nothing fetched from the network
     assert shot.stat().st_size > 20_000
