@@ -61,8 +61,9 @@ def main() -> None:
     permed = [sys.executable, "-m", "permed", "call", *files]
     configs = [
         ("permed call, 1 worker, calls.tsv only", ["--workers", "1", "--no-sample-reports"]),
-        ("permed call, 1 worker, + 3,202 JSON reports", ["--workers", "1"]),
-        ("permed call, 2 workers, + 3,202 JSON reports", ["--workers", "2"]),
+        ("permed call, 2 workers, calls.tsv only", ["--workers", "2", "--no-sample-reports"]),
+        ("permed call, 1 worker, + 3,202 JSON reports", ["--workers", "1", "--format", "json"]),
+        ("permed call, 1 worker, + 3,202 JSON + HTML", ["--workers", "1"]),
     ]
     print(f"1KGP: {len(files)} files in {args.data}, cores: {os.cpu_count()}")
     floor = min(measure([sys.executable, "-c", FLOOR, *files])[:2] for _ in range(args.repeat))

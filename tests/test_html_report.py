@@ -105,3 +105,10 @@ def test_unknown_language_and_format(tmp_path):
     res = run_cli("call", "--example", "--format", "docx", "-o", tmp_path / "o2")
     assert res.returncode == 2 and "--format" in res.stderr
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_json_only_format(tmp_path):
+    res = run_cli("call", "--example", "--format", "json", "-o", tmp_path / "o")
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["EXAMPLE-PATIENT.report.json", "calls.tsv"]

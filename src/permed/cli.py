@@ -69,7 +69,7 @@ def call_cmd(
         "--medications", help="The patient's current drugs, comma-separated: names, RxNorm CUIs or ATC codes. "
         "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
     report_format: Annotated[str, typer.Option(
-        "--format", help="Clinician's report per sample: html, pdf, or html,pdf.")] = "html",
+        "--format", help="Per-sample reports besides the JSON: html, pdf, html,pdf, or json (JSON only).")] = "html",
     lang: Annotated[str, typer.Option("--lang", help="Report language: en, zh (any language with a catalog).")] = "en",
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""
@@ -82,9 +82,11 @@ def call_cmd(
     from permed.report.output import write_outputs
 
     formats = tuple(f.strip().lower() for f in report_format.split(",") if f.strip())
-    bad = [f for f in formats if f not in ("html", "pdf")]
+    bad = [f for f in formats if f not in ("html", "pdf", "json")]
     if bad or not formats:
-        raise UserError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf (comma-separated)")
+        raise UserError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json "
+                        "(comma-separated)")
+    formats = tuple(f for f in formats if f != "json")  # the JSON report is always written
     from permed.report.i18n import translations
 
     translations(lang)  # refuse an unknown language before any work
