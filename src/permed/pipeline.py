@@ -232,12 +232,30 @@ class Assembly:
             self.file_index.append(np.array(idx, dtype=np.int64))
         n = len(self.samples)
         self.table: list[GeneCall] = []
+        self._by_content: dict[str, int] = {}
+        self._by_id: dict[int, int] = {}  # valid while one unit's result (which holds the objects) is added
         self.choice = {g: np.full(n, -1, dtype=np.int32) for g in genes}
         self.rank = {g: np.full(n, -1, dtype=np.int8) for g in genes}
         self.source = {g: np.full(n, -1, dtype=np.int16) for g in genes}
         self.sample_warnings: dict[int, dict[str, list[str]]] = {}
         self.notices: dict[int, list[str]] = {}
         self.position_warnings: dict[int, dict[str, list[str]]] = {}
+
+    def _intern(self, calls: list[GeneCall]) -> np.ndarray:
+        """Table index of each call; equal calls from different chunks, units or workers share one
+        entry (thousands of distinct genotype patterns come down to far fewer distinct calls)."""
+        out = np.empty(len(calls), dtype=np.int32)
+        for i, c in enumerate(calls):
+            k = self._by_id.get(id(c))
+            if k is None:
+                key = c.model_dump_json()
+                k = self._by_content.get(key)
+                if k is None:
+                    k = self._by_content[key] = len(self.table)
+                    self.table.append(c)
+                self._by_id[id(c)] = k
+            out[i] = k
+        return out
 
     def add(self, r: UnitResult) -> None:
         fi = r.file_index
@@ -262,12 +280,11 @@ class Assembly:
                                     f"{self.paths[fi].name}; give each sample's data for a gene in one file")
                 better = rank > best
                 if better.any():
-                    base = len(self.table)
-                    self.table.extend(calls)
                     target = gidx[better]
-                    self.choice[gene][target] = base + inverse[better]
+                    self.choice[gene][target] = self._intern(calls)[inverse[better]]
                     self.rank[gene][target] = rank[better]
                     self.source[gene][target] = fi
+        self._by_id.clear()
 
     def finish(self) -> CallSet:
         inputs = [InputInfo(file=p.name, sha256=file_sha256(p), samples=tuple(self.samples[i] for i in idx),
