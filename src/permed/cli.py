@@ -226,8 +226,11 @@ def cohort_cmd(
     if not quiet:
         n = len(callset.samples)
         elapsed = time.perf_counter() - t0
+        rate = n / max(elapsed, 1e-9)
         err.print(f"permed: {n} samples x {len(pset.genes)} genes in {elapsed:.1f} s "
-                  f"({n / max(elapsed, 1e-9):.0f} samples/s) -> {out}/ ({', '.join(p.name for p in written)})")
+                  f"({rate:.0f} samples/s) -> {out}/ ({', '.join(p.name for p in written)})" if rate >= 10 else
+                  f"permed: {n} sample(s) x {len(pset.genes)} genes in {elapsed:.1f} s -> {out}/ "
+                  f"({', '.join(p.name for p in written)})")
         if pops and pops.unassigned(callset.samples):
             err.print(f"permed: warning: {pops.unassigned(callset.samples)} sample(s) not in {populations} "
                       "are grouped as (unassigned)", markup=False)
