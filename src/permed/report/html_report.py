@@ -54,6 +54,16 @@ def _status(report: GeneReport, call, _) -> tuple[str, str]:
     return _("called"), "s-called"
 
 
+def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
+    """Calls as the genotype summary shows them. Unphased DPYD/RYR1 results list the alleles found;
+    one found on both chromosomes is marked homozygous (CPIC's lowest-function display)."""
+    calls = list(report.print_calls)
+    if report.outside_call or call is None or call.diplotypes or not call.haplotype_matches:
+        return calls
+    hom = _("homozygous")
+    return [f"{c} ({hom})" if call.haplotype_matches.count(c) > 1 else c for c in calls]
+
+
 def _gene_phrase(u, _) -> str:
     bits = [u.gene]
     if u.diplotype:
@@ -89,10 +99,12 @@ def report_context(callset, pset, si: int, advice: SampleAdvice | None, lang: st
         rep = pset.report(si, gene)
         call = callset.call(si, gene) if gene in called else None
         status, cls = _status(rep, call, _)
-        call_text = " / ".join(rep.print_calls) if rep.reportable else status
+        shown = summary_calls(rep, call, _)
+        call_text = " / ".join(shown) if rep.reportable else status
         phenos = [_(p) for p in rep.phenotypes if p != NO_RESULT] if rep.reportable else []
         scores = [s for s in rep.activity_scores if s != NO_RESULT]
-        genes.append({"gene": gene, "call": " OR ".join(rep.print_calls), "phenotype": "; ".join(phenos),
+        genes.append({"gene": gene, "call": " OR ".join(shown), "calls": shown,
+                      "phenotype": "; ".join(phenos),
                       "activity": " OR ".join(scores), "status": status, "status_class": cls})
         if not rep.reportable:
             untested.append(gene)
