@@ -1,4 +1,4 @@
-"""Command line: `permed call`, `permed cohort`, `permed query`, `permed kb build`, `permed kb info`."""
+"""Command line: `permed call`, `cohort`, `query`, `serve`, `token create`, `kb build`, `kb info`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from permed.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build from a PharmCAT release, inspect.")
 app.add_typer(kb_app, name="kb")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens of the permed service.")
+app.add_typer(token_app, name="token")
+DATA_DIR = Path("permed-data")
 err = Console(stderr=True)
 
 
@@ -291,6 +294,43 @@ def query_cmd(
         else:
             sys.stdout.write(buf.getvalue())
     err.print(f"permed: {note}", markup=False, highlight=False)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Database (SQLite) and file store.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option(
+        "--database", help="SQLAlchemy URL instead of the SQLite file, e.g. postgresql://user@host/db.")] = None,
+) -> None:
+    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json)."""
+    import uvicorn
+
+    from permed.service.app import Settings, create_app
+
+    app_ = create_app(Settings(data_dir=data_dir, database=database))
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option("--role", help="lab (upload), clinician (read, advice) or admin.")],
+    name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")] = "",
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
+) -> None:
+    """Create an API token; it is printed once and stored only as a hash."""
+    from permed.service.store import Store
+    from permed.service.tokens import ROLES, create_token
+
+    if role not in ROLES:
+        raise UserError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(database) if database else Store.in_data_dir(data_dir)
+    row, token = create_token(store, role, name)
+    print(token)
+    err.print(f"permed: token {row.id} ({role}) created; it is shown only now", markup=False)
 
 
 @kb_app.command("build")

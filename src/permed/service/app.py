@@ -1,0 +1,161 @@
+"""The REST API (FastAPI), versioned under /api/v1; OpenAPI at /openapi.json.
+
+Every route but /api/v1/health needs a token (`Authorization: Bearer <token>`). Uploads are streamed
+to the data directory while hashed, refused above the size limit, checked as VCF before they are kept,
+and idempotent by SHA-256. Jobs are queued here and run by the worker (next step of issue 5).
+"""
+
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from permed import __version__
+from permed.errors import UserError
+from permed.service.store import ApiToken, Job, Sample, Store
+from permed.service.tokens import find_token
+
+DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes; a whole-genome VCF.gz fits, a runaway upload does not
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    database: str | None = None
+    max_upload: int = DEFAULT_MAX_UPLOAD
+
+
+def _sample_json(sample: Sample, job: Job | None) -> dict:
+    return {"id": sample.id, "sha256": sample.sha256, "filename": sample.filename, "size": sample.size,
+            "created_at": sample.created_at.isoformat() + "Z",
+            "job": None if job is None else {"id": job.id, "state": job.state, "attempts": job.attempts,
+                                             "error": job.error}}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    data_dir = Path(settings.data_dir)
+    (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
+    app = FastAPI(title="permed", version=__version__, openapi_url="/openapi.json",
+                  description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.")
+    app.state.store = store
+    api = APIRouter(prefix="/api/v1")
+
+    def token(authorization: Annotated[str | None, Header()] = None) -> ApiToken:
+        scheme, _, value = (authorization or "").partition(" ")
+        row = find_token(store, value.strip()) if scheme.lower() == "bearer" and value.strip() else None
+        if row is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return row
+
+    def role(*allowed: str):
+        def check(t: Annotated[ApiToken, Depends(token)]) -> ApiToken:
+            if t.role not in allowed:
+                raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(allowed)}")
+            return t
+        return check
+
+    reader = role("lab", "clinician", "admin")
+    uploader = role("lab", "admin")
+
+    @api.get("/health", summary="Liveness (no token needed)")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @api.get("/kb", summary="The loaded knowledge base")
+    def kb_info(t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        from permed.kb.load import load_kb
+
+        kb = load_kb()
+        return {"kb_version": kb.kb_version, "sha256": kb.sha256, "built": kb.built, "licence": kb.licence,
+                "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources]}
+
+    @api.post("/samples", status_code=status.HTTP_201_CREATED, summary="Upload a VCF (raw request body)")
+    async def upload(request: Request, t: Annotated[ApiToken, Depends(uploader)],
+                     x_filename: Annotated[str | None, Header()] = None,
+                     x_medications: Annotated[str | None, Header()] = None):
+        # identifiers travel in headers, not in the URL, so access logs never carry them
+        name = Path(x_filename or "upload.vcf").name
+        fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=data_dir / "uploads")
+        tmp = Path(tmp_name)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_upload:
+                        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                            f"upload larger than {settings.max_upload} bytes")
+                    digest.update(chunk)
+                    fh.write(chunk)
+            if size == 0:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "empty upload: send the VCF as the request body")
+            sha = digest.hexdigest()
+            with store.session() as s:
+                existing = s.scalars(select(Sample).where(Sample.sha256 == sha)).first()
+                if existing is not None:
+                    job = s.scalars(select(Job).where(Job.sample_id == existing.id)).first()
+                    store.audit(s, t, "upload-duplicate", existing.id)
+                    return JSONResponse(_sample_json(existing, job), status_code=status.HTTP_200_OK)
+            final = data_dir / "uploads" / f"{sha}{_suffix(name)}"
+            os.replace(tmp, final)
+            try:
+                _check_vcf(final)
+            except UserError as exc:
+                final.unlink(missing_ok=True)
+                raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                    str(exc).replace(str(final), name)) from None
+            with store.session() as s:
+                sample = Sample(sha256=sha, filename=name, size=size, medications=x_medications,
+                                created_by=t.id)
+                s.add(sample)
+                s.flush()
+                job = Job(sample_id=sample.id)
+                s.add(job)
+                s.flush()
+                store.audit(s, t, "upload", sample.id)
+                return _sample_json(sample, job)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @api.get("/samples", summary="List samples with their job state")
+    def samples(t: Annotated[ApiToken, Depends(reader)]) -> list[dict]:
+        with store.session() as s:
+            jobs = {j.sample_id: j for j in s.scalars(select(Job))}
+            return [_sample_json(x, jobs.get(x.id)) for x in s.scalars(select(Sample).order_by(Sample.id))]
+
+    @api.get("/samples/{sample_id}", summary="One sample and its job")
+    def sample(sample_id: int, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        with store.session() as s:
+            x = s.get(Sample, sample_id)
+            if x is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+            store.audit(s, t, "read", x.id)
+            return _sample_json(x, s.scalars(select(Job).where(Job.sample_id == x.id)).first())
+
+    app.include_router(api)
+    return app
+
+
+def _suffix(name: str) -> str:
+    for ext in (".vcf.gz", ".vcf.bgz", ".bcf", ".vcf"):
+        if name.lower().endswith(ext):
+            return ext
+    return ".vcf"
+
+
+def _check_vcf(path: Path) -> None:
+    """The same header checks `permed call` makes, before a job is queued."""
+    from permed.genotypes.vcf_reader import VcfReader
+    from permed.kb.load import load_kb
+
+    kb = load_kb()
+    VcfReader(path, kb, sorted(kb.genes)).sample_names()
