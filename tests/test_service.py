@@ -111,3 +111,169 @@ def test_token_create_cli(tmp_path):
         "latin-1")
     bad = run_cli("token", "create", "--role", "doctor", "--data-dir", tmp_path / "d")
     assert bad.returncode == 2 and "--role: 'doctor' is not one of lab, clinician, admin" in bad.stderr
+
+
+def _upload_example(client, tokens, meds: str | None = "clopidogrel") -> dict:
+    headers = {**_auth(tokens["lab"]), "X-Filename": "example.vcf"}
+    if meds:
+        headers["X-Medications"] = meds
+    r = client.post("/api/v1/samples", content=example_text().encode(), headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_worker_runs_the_job_then_reports_and_advice(service):
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    sample = _upload_example(client, tokens)
+    r = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"]))
+    assert r.status_code == 409 and "queued" in r.json()["detail"]
+    assert run_worker(store, data, once=True) == 1
+    job = client.get(f"/api/v1/samples/{sample['id']}", headers=_auth(tokens["clinician"])).json()["job"]
+    assert job["state"] == "done" and job["attempts"] == 1
+    rep = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"])).json()
+    assert rep["schema"] == "permed.report/1"
+    assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]
+    assert rep["medications"]["recognised"] == {"clopidogrel": "clopidogrel"}  # X-Medications reached the job
+    html = client.get(f"/api/v1/samples/{sample['id']}/report?format=html", headers=_auth(tokens["clinician"]))
+    assert html.status_code == 200 and 'id="actionable"' in html.text
+    adv = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=Clopidogrel", headers=_auth(tokens["clinician"]))
+    assert adv.status_code == 200, adv.text
+    body = adv.json()
+    assert body["drug"] == "clopidogrel" and body["on_medication_list"] and body["actionable"]
+    cpic = body["sources"]["CPIC"]
+    assert cpic["matched"] and {r["action"] for r in cpic["recommendations"]} & {"alternative", "avoid"}
+    by_rxnorm = client.get(f"/api/v1/samples/{sample['id']}/advice?drug={body['rxnorm']}",
+                           headers=_auth(tokens["clinician"]))
+    assert by_rxnorm.json()["drug"] == "clopidogrel"
+    none = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=water", headers=_auth(tokens["clinician"]))
+    assert none.status_code == 404 and "water" in none.json()["detail"]
+
+
+def test_queued_jobs_survive_a_restart(tmp_path):
+    from permed.service.worker import run_worker
+
+    data = tmp_path / "data"
+    app = create_app(Settings(data_dir=data))
+    lab = create_token(app.state.store, "lab")[1]
+    sample = _upload_example(TestClient(app), {"lab": lab})
+    del app
+    again = create_app(Settings(data_dir=data))  # a new server process on the same data directory
+    store = again.state.store
+    with store.session() as s:
+        assert [j.state for j in s.scalars(select(Job))] == ["queued"]
+    assert run_worker(store, data, once=True) == 1
+    reader = create_token(store, "clinician")[1]
+    r = TestClient(again).get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(reader))
+    assert r.status_code == 200
+
+
+def test_killed_worker_job_is_retried_never_half_served(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from permed.service.worker import MAX_ATTEMPTS, run_worker
+
+    data = tmp_path / "data"
+    app = create_app(Settings(data_dir=data))
+    store = app.state.store
+    tokens = {r: create_token(store, r)[1] for r in ("lab", "clinician")}
+    client = TestClient(app)
+    sample = _upload_example(client, tokens)
+    env = {**os.environ, "PERMED_TEST_JOB_DELAY": "30"}
+    worker = subprocess.Popen([sys.executable, "-m", "permed", "worker", "--data-dir", str(data)], env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with store.session() as s:
+                if s.scalars(select(Job)).first().state == "running":
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the worker never took the job")
+        time.sleep(1)
+        os.kill(worker.pid, signal.SIGKILL)  # mid-job
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    r = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"]))
+    assert r.status_code == 409 and "running" in r.json()["detail"]  # nothing half-written is served
+    assert not list(data.glob("results/*/*.report.*"))
+    assert run_worker(store, data, once=True) == 1  # a new worker re-queues the orphan and finishes it
+    job = client.get(f"/api/v1/samples/{sample['id']}", headers=_auth(tokens["clinician"])).json()["job"]
+    assert job["state"] == "done" and job["attempts"] == 2
+    # a job that keeps killing its worker ends as failed, not retried for ever
+    with store.session() as s:
+        j = s.scalars(select(Job)).first()
+        j.state, j.attempts = "running", MAX_ATTEMPTS
+    from permed.service.worker import recover
+
+    assert recover(store) == 1
+    assert client.get(f"/api/v1/samples/{sample['id']}",
+                      headers=_auth(tokens["clinician"])).json()["job"]["state"] == "failed"
+
+
+def test_permed_serve_end_to_end(tmp_path):
+    """The real server: `permed serve` with its supervised worker; the worker is killed with -9 once
+    and restarted by the server, and the job still completes."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "data"
+    lab = run_cli("token", "create", "--role", "lab", "--data-dir", data).stdout.strip()
+    clinician = run_cli("token", "create", "--role", "clinician", "--data-dir", data).stdout.strip()
+    env = {**os.environ, "PERMED_TEST_JOB_DELAY": "3"}
+    server = subprocess.Popen([sys.executable, "-m", "permed", "serve", "--port", str(port), "--data-dir", str(data)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        r = httpx.post(f"{base}/samples", content=example_text().encode(),
+                       headers={**_auth(lab), "X-Filename": "example.vcf"})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+
+        def state() -> str:
+            return httpx.get(f"{base}/samples/{sid}", headers=_auth(clinician)).json()["job"]["state"]
+
+        deadline = time.time() + 60
+        while state() != "running" and time.time() < deadline:
+            time.sleep(0.2)
+        workers = [p for p in psutil.Process(server.pid).children() if "worker" in " ".join(p.cmdline())]
+        assert len(workers) == 1
+        os.kill(workers[0].pid, signal.SIGKILL)
+        deadline = time.time() + 120
+        while state() != "done" and time.time() < deadline:
+            time.sleep(0.5)
+        assert state() == "done"
+        job = httpx.get(f"{base}/samples/{sid}", headers=_auth(clinician)).json()["job"]
+        assert job["attempts"] == 2
+        adv = httpx.get(f"{base}/samples/{sid}/advice", params={"drug": "clopidogrel"}, headers=_auth(clinician))
+        assert adv.status_code == 200 and adv.json()["sources"]["CPIC"]["matched"]
+        children = psutil.Process(server.pid).children()
+        assert children  # the restarted worker
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive  # stopping the server stops its worker

@@ -304,13 +304,27 @@ def serve_cmd(
     database: Annotated[str | None, typer.Option(
         "--database", help="SQLAlchemy URL instead of the SQLite file, e.g. postgresql://user@host/db.")] = None,
 ) -> None:
-    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json)."""
+    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json) and its job worker."""
     import uvicorn
 
     from permed.service.app import Settings, create_app
 
-    app_ = create_app(Settings(data_dir=data_dir, database=database))
+    app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True))
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+@app.command("worker")
+def worker_cmd(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Stop when no job is queued.")] = False,
+) -> None:
+    """Run queued jobs of the service (`permed serve` starts and supervises one worker)."""
+    from permed.service.store import Store
+    from permed.service.worker import run_worker
+
+    store = Store(database) if database else Store.in_data_dir(data_dir)
+    run_worker(store, data_dir, once=once)
 
 
 @token_app.command("create")

@@ -7,20 +7,25 @@ and idempotent by SHA-256. Jobs are queued here and run by the worker (next step
 
 
 import hashlib
+import json
 import os
 import tempfile
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
 from permed import __version__
 from permed.errors import UserError
+from permed.report.output import sample_filename
 from permed.service.store import ApiToken, Job, Sample, Store
 from permed.service.tokens import find_token
+from permed.service.worker import results_dir
 
 DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes; a whole-genome VCF.gz fits, a runaway upload does not
 
@@ -30,6 +35,7 @@ class Settings:
     data_dir: Path
     database: str | None = None
     max_upload: int = DEFAULT_MAX_UPLOAD
+    run_worker: bool = False  # `permed serve`: start and supervise the job worker with the app
 
 
 def _sample_json(sample: Sample, job: Job | None) -> dict:
@@ -43,7 +49,18 @@ def create_app(settings: Settings) -> FastAPI:
     data_dir = Path(settings.data_dir)
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
     store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
-    app = FastAPI(title="permed", version=__version__, openapi_url="/openapi.json",
+    @asynccontextmanager
+    async def lifespan(_app):
+        # inside the app's lifespan so the worker stops before uvicorn re-raises a SIGTERM it caught
+        if settings.run_worker:
+            from permed.service.supervisor import WorkerSupervisor
+
+            with WorkerSupervisor(data_dir, settings.database):
+                yield
+        else:
+            yield
+
+    app = FastAPI(title="permed", version=__version__, openapi_url="/openapi.json", lifespan=lifespan,
                   description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.")
     app.state.store = store
     api = APIRouter(prefix="/api/v1")
@@ -141,8 +158,75 @@ def create_app(settings: Settings) -> FastAPI:
             store.audit(s, t, "read", x.id)
             return _sample_json(x, s.scalars(select(Job).where(Job.sample_id == x.id)).first())
 
+    def _done_sample(s, sample_id: int) -> Sample:
+        x = s.get(Sample, sample_id)
+        if x is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+        job = s.scalars(select(Job).where(Job.sample_id == x.id)).first()
+        if job is None or job.state != "done":
+            state = job.state if job else "none"
+            raise HTTPException(status.HTTP_409_CONFLICT, f"no report yet: the job is {state}"
+                                + (f" ({job.error})" if job is not None and job.error else ""))
+        return x
+
+    def _report_json(sample_id: int, name: str | None) -> Path:
+        found = sorted(results_dir(data_dir, sample_id).glob("*.report.json"))
+        if name is not None:
+            found = [p for p in found if p.name == f"{sample_filename(name)}.report.json"]
+        if len(found) != 1:
+            raise HTTPException(status.HTTP_404_NOT_FOUND if not found else status.HTTP_409_CONFLICT,
+                                "no report for that sample name" if not found else
+                                "this file holds several samples: add ?sample=NAME")
+        return found[0]
+
+    @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
+    def report(sample_id: int, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
+               sample: str | None = None):
+        if format not in ("json", "html", "pdf"):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
+        with store.session() as s:
+            _done_sample(s, sample_id)
+            store.audit(s, t, f"report-{format}", sample_id)
+        path = _report_json(sample_id, sample)
+        if format == "json":
+            return FileResponse(path, media_type="application/json")
+        html = path.with_name(path.name.removesuffix(".json") + ".html")
+        if format == "html":
+            return FileResponse(html, media_type="text/html; charset=utf-8")
+        pdf = html.with_suffix(".pdf")
+        if not pdf.exists():  # rendered on first request, then kept
+            from permed.report.html_report import write_pdf
+
+            tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.tmp")
+            write_pdf(html.read_text(encoding="utf-8"), tmp)
+            os.replace(tmp, pdf)
+        return FileResponse(pdf, media_type="application/pdf")
+
+    @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
+    def advice(sample_id: int, drug: str, t: Annotated[ApiToken, Depends(reader)], sample: str | None = None):
+        with store.session() as s:
+            _done_sample(s, sample_id)
+            store.audit(s, t, "advice", sample_id)
+        report = _load_report(_report_json(sample_id, sample))
+        key = drug.strip().lower()
+        for name, entry in report["drugs"].items():
+            if key == name.lower() or key == (entry.get("rxnorm") or "") or drug.strip().upper() in entry["atc"]:
+                return {"drug": name, "sample": report["sample"], "knowledge_base": report["knowledge_base"],
+                        **entry}
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no guideline for drug {drug!r}")
+
     app.include_router(api)
     return app
+
+
+@lru_cache(maxsize=256)
+def _load_report_cached(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _load_report(path: Path) -> dict:
+    """Parsed report JSON, cached per file version: advice lookups answer from memory."""
+    return _load_report_cached(str(path), path.stat().st_mtime)
 
 
 def _suffix(name: str) -> str:

@@ -1,0 +1,91 @@
+"""The job worker: a separate process that takes queued jobs one at a time and runs the engine.
+
+A job is claimed with a conditional UPDATE (queued -> running), so two workers never take the same
+job. Results are written through StagedOutput: a report appears whole or not at all. A worker that
+starts finds any job left `running` by a dead worker and queues it again, up to MAX_ATTEMPTS, after
+which the job is `failed` — a half-written report is never served.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from permed.errors import UserError
+from permed.service.store import Job, Sample, Store, utcnow
+
+MAX_ATTEMPTS = 3
+
+
+def results_dir(data_dir: Path, sample_id: int) -> Path:
+    return Path(data_dir) / "results" / str(sample_id)
+
+
+def recover(store: Store) -> int:
+    """Jobs a dead worker left running: queue again, or fail after MAX_ATTEMPTS. Returns how many."""
+    with store.session() as s:
+        orphans = list(s.scalars(select(Job).where(Job.state == "running")))
+        for job in orphans:
+            if job.attempts >= MAX_ATTEMPTS:
+                job.state, job.error = "failed", f"worker stopped during the job {job.attempts} times"
+            else:
+                job.state = "queued"
+            job.updated_at = utcnow()
+    return len(orphans)
+
+
+def claim(store: Store) -> Job | None:
+    with store.session() as s:
+        for job_id in s.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id).limit(5)):
+            taken = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
+                state="running", attempts=Job.attempts + 1, updated_at=utcnow()))
+            if taken.rowcount == 1:
+                return s.get(Job, job_id)
+    return None
+
+
+def run_job(store: Store, data_dir: Path, job: Job) -> None:
+    from permed.advice.advice_set import AdviceSet
+    from permed.advice.engine import AdviceEngine
+    from permed.advice.medications import drug_index, parse_medications
+    from permed.kb.load import load_kb
+    from permed.phenotype.phenotype_set import interpret
+    from permed.pipeline import CallOptions, call_files
+    from permed.report.output import write_outputs
+
+    with store.session() as s:
+        sample = s.get(Sample, job.sample_id)
+    path = next((Path(data_dir) / "uploads").glob(f"{sample.sha256}.*"))
+    delay = float(os.environ.get("PERMED_TEST_JOB_DELAY", "0"))  # tests: a window to kill the worker in
+    try:
+        kb = load_kb()
+        callset = call_files([path], kb, CallOptions())
+        if delay:
+            time.sleep(delay)
+        pset = interpret(callset)
+        meds = parse_medications(sample.medications, drug_index(kb))
+        advice = AdviceSet(AdviceEngine(kb), pset, meds)
+        write_outputs(callset, pset, results_dir(data_dir, sample.id), advice=advice, formats=("html",))
+        state, error = "done", None
+    except UserError as exc:
+        state, error = "failed", str(exc).replace(str(path), sample.filename)
+    with store.session() as s:
+        s.execute(update(Job).where(Job.id == job.id).values(state=state, error=error, updated_at=utcnow()))
+
+
+def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = False) -> int:
+    """Process jobs until none is left (`once`) or forever. Returns the number of jobs run."""
+    recover(store)
+    done = 0
+    while True:
+        job = claim(store)
+        if job is None:
+            if once:
+                return done
+            time.sleep(poll)
+            continue
+        run_job(store, data_dir, job)
+        done += 1
