@@ -4,6 +4,7 @@ token, uploads streamed, size-limited, checked as VCF and idempotent by SHA-256,
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,7 +38,7 @@ def test_health_is_open_and_everything_else_needs_a_token(service):
     for path, method in routes:
         if path == "/api/v1/health":
             continue
-        url = path.replace("{sample_id}", "1")
+        url = re.sub(r"\{[^}]+\}", "1", path)
         for headers in ({}, _auth("pmd_wrong"), {"Authorization": "Basic abc"}):
             r = client.request(method.upper(), url, headers=headers)
             assert r.status_code == 401, (method, path, headers, r.status_code)
@@ -277,3 +278,24 @@ def test_permed_serve_end_to_end(tmp_path):
         server.wait(timeout=20)
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive  # stopping the server stops its worker
+
+
+def test_admin_manages_tokens(service):
+    client, store, tokens, _ = service
+    r = client.post("/api/v1/tokens", json={"role": "clinician", "name": "ward 3"}, headers=_auth(tokens["lab"]))
+    assert r.status_code == 403
+    r = client.post("/api/v1/tokens", json={"role": "doctor"}, headers=_auth(tokens["admin"]))
+    assert r.status_code == 422
+    r = client.post("/api/v1/tokens", json={"role": "clinician", "name": "ward 3"}, headers=_auth(tokens["admin"]))
+    assert r.status_code == 201
+    new = r.json()
+    assert client.get("/api/v1/samples", headers=_auth(new["token"])).status_code == 200
+    listed = client.get("/api/v1/tokens", headers=_auth(tokens["admin"])).json()
+    assert {"id": new["id"], "role": "clinician", "name": "ward 3", "revoked": False} in [
+        {k: x[k] for k in ("id", "role", "name", "revoked")} for x in listed]
+    assert all("token" not in x and "token_hash" not in x for x in listed)
+    assert client.delete(f"/api/v1/tokens/{new['id']}", headers=_auth(tokens["admin"])).json()["revoked"]
+    assert client.get("/api/v1/samples", headers=_auth(new["token"])).status_code == 401
+    with store.session() as s:
+        actions = [e.action for e in s.scalars(select(AuditEvent))]
+    assert f"token-create:clinician:{new['id']}" in actions and f"token-revoke:{new['id']}" in actions

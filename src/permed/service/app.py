@@ -18,16 +18,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from permed import __version__
 from permed.errors import UserError
 from permed.report.output import sample_filename
 from permed.service.store import ApiToken, Job, Sample, Store
-from permed.service.tokens import find_token
+from permed.service.tokens import ROLES, create_token, find_token
 from permed.service.worker import results_dir
 
 DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes; a whole-genome VCF.gz fits, a runaway upload does not
+
+
+class TokenRequest(BaseModel):
+    role: str
+    name: str = ""
 
 
 @dataclass
@@ -142,6 +148,31 @@ def create_app(settings: Settings) -> FastAPI:
                 return _sample_json(sample, job)
         finally:
             tmp.unlink(missing_ok=True)
+
+    admin = role("admin")
+
+    @api.post("/tokens", status_code=status.HTTP_201_CREATED, summary="Create a token (shown once)")
+    def token_create(body: TokenRequest, t: Annotated[ApiToken, Depends(admin)]) -> dict:
+        if body.role not in ROLES:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"role must be one of {', '.join(ROLES)}")
+        row, secret = create_token(store, body.role, body.name, by=t)
+        return {"id": row.id, "role": row.role, "name": row.name, "token": secret}
+
+    @api.get("/tokens", summary="List tokens (never their values)")
+    def token_list(t: Annotated[ApiToken, Depends(admin)]) -> list[dict]:
+        with store.session() as s:
+            return [{"id": r.id, "role": r.role, "name": r.name, "revoked": r.revoked,
+                     "created_at": r.created_at.isoformat() + "Z"} for r in s.scalars(select(ApiToken))]
+
+    @api.delete("/tokens/{token_id}", summary="Revoke a token")
+    def token_revoke(token_id: int, t: Annotated[ApiToken, Depends(admin)]) -> dict:
+        with store.session() as s:
+            row = s.get(ApiToken, token_id)
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
+            row.revoked = True
+            store.audit(s, t, f"token-revoke:{token_id}")
+            return {"id": row.id, "revoked": True}
 
     @api.get("/samples", summary="List samples with their job state")
     def samples(t: Annotated[ApiToken, Depends(reader)]) -> list[dict]:

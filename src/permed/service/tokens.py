@@ -18,7 +18,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(store: Store, role: str, name: str = "") -> tuple[ApiToken, str]:
+def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None) -> tuple[ApiToken, str]:
     """(stored row, the token itself: shown once, never stored)."""
     if role not in ROLES:
         raise UserError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
@@ -27,7 +27,7 @@ def create_token(store: Store, role: str, name: str = "") -> tuple[ApiToken, str
         row = ApiToken(name=name or role, role=role, token_hash=hash_token(token))
         s.add(row)
         s.flush()
-        store.audit(s, None, f"token-create:{role}")
+        store.audit(s, by, f"token-create:{role}:{row.id}")
     return row, token
 
 
