@@ -299,3 +299,17 @@ def test_admin_manages_tokens(service):
     with store.session() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent))]
     assert f"token-create:clinician:{new['id']}" in actions and f"token-revoke:{new['id']}" in actions
+
+
+def test_concurrent_identical_uploads_make_one_sample(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, store, tokens, _ = service
+    headers = {**_auth(tokens["lab"]), "X-Filename": "same.vcf"}
+    body = example_text().encode()
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda _: client.post("/api/v1/samples", content=body, headers=headers).status_code,
+                                range(8)))
+    assert set(codes) <= {200, 201} and codes.count(201) == 1, codes
+    with store.session() as s:
+        assert len(list(s.scalars(select(Sample)))) == 1 and len(list(s.scalars(select(Job)))) == 1

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request,
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from permed import __version__
 from permed.errors import UserError
@@ -136,16 +137,23 @@ def create_app(settings: Settings) -> FastAPI:
                 final.unlink(missing_ok=True)
                 raise HTTPException(status.HTTP_400_BAD_REQUEST,
                                     str(exc).replace(str(final), name)) from None
-            with store.session() as s:
-                sample = Sample(sha256=sha, filename=name, size=size, medications=x_medications,
-                                created_by=t.id)
-                s.add(sample)
-                s.flush()
-                job = Job(sample_id=sample.id)
-                s.add(job)
-                s.flush()
-                store.audit(s, t, "upload", sample.id)
-                return _sample_json(sample, job)
+            try:
+                with store.session() as s:
+                    sample = Sample(sha256=sha, filename=name, size=size, medications=x_medications,
+                                    created_by=t.id)
+                    s.add(sample)
+                    s.flush()
+                    job = Job(sample_id=sample.id)
+                    s.add(job)
+                    s.flush()
+                    store.audit(s, t, "upload", sample.id)
+                    return _sample_json(sample, job)
+            except IntegrityError:  # the same bytes uploaded concurrently: the other request won
+                with store.session() as s:
+                    existing = s.scalars(select(Sample).where(Sample.sha256 == sha)).one()
+                    job = s.scalars(select(Job).where(Job.sample_id == existing.id)).first()
+                    store.audit(s, t, "upload-duplicate", existing.id)
+                    return JSONResponse(_sample_json(existing, job), status_code=status.HTTP_200_OK)
         finally:
             tmp.unlink(missing_ok=True)
 
