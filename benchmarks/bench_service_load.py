@@ -1,0 +1,104 @@
+"""Load test of `permed serve` on loopback: 200 concurrent clients fetch a report and per-drug advice.
+
+Starts a real server (uvicorn, its supervised worker) on a free port with a fresh data directory,
+uploads the example patient, waits for its job, then runs the clients (httpx, asyncio) and prints
+request count, errors, p50/p99 latency and throughput for each route.
+
+    python benchmarks/bench_service_load.py [--clients 200] [--requests 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from permed.cli import example_vcf
+
+
+def _cli(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "permed", *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+async def _client(base: str, token: str, n: int, sid: int, out: dict, errors: list) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    routes = {"report (JSON)": f"{base}/samples/{sid}/report",
+              "advice": f"{base}/samples/{sid}/advice?drug=clopidogrel"}
+    async with httpx.AsyncClient(headers=headers, timeout=60) as client:
+        for i in range(n):
+            name = "advice" if i % 2 else "report (JSON)"
+            t0 = time.perf_counter()
+            try:
+                r = await client.get(routes[name])
+                if r.status_code != 200:
+                    errors.append(f"{name}: HTTP {r.status_code}")
+            except httpx.HTTPError as exc:
+                errors.append(f"{name}: {type(exc).__name__}")
+            out.setdefault(name, []).append(time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--requests", type=int, default=10, help="requests per client")
+    args = ap.parse_args()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = Path(tempfile.mkdtemp(prefix="permed-load-"))
+    lab = _cli("token", "create", "--role", "lab", "--data-dir", str(data))
+    clinician = _cli("token", "create", "--role", "clinician", "--data-dir", str(data))
+    server = subprocess.Popen([sys.executable, "-m", "permed", "serve", "--port", str(port), "--data-dir", str(data)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        r = httpx.post(f"{base}/samples", content=example_vcf().read_bytes(),
+                       headers={"Authorization": f"Bearer {lab}", "X-Filename": "example.vcf",
+                                "X-Medications": "clopidogrel"})
+        sid = r.json()["id"]
+        while httpx.get(f"{base}/samples/{sid}", headers={"Authorization": f"Bearer {clinician}"}
+                        ).json()["job"]["state"] != "done":
+            time.sleep(0.2)
+        out: dict[str, list[float]] = {}
+        errors: list[str] = []
+        t0 = time.perf_counter()
+
+        async def run() -> None:
+            await asyncio.gather(*(_client(base, clinician, args.requests, sid, out, errors)
+                                   for _ in range(args.clients)))
+
+        asyncio.run(run())
+        wall = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    total = sum(len(v) for v in out.values())
+    print(f"permed serve on loopback, {os.cpu_count()} cores: {args.clients} concurrent clients x "
+          f"{args.requests} requests = {total} requests in {wall:.1f} s ({total / wall:.0f} req/s), "
+          f"{len(errors)} errors")
+    for name, lat in sorted(out.items()):
+        lat = sorted(lat)
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+        print(f"  {name:14s} n={len(lat):5d}  p50 {statistics.median(lat) * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms")
+    if errors:
+        print("  errors:", ", ".join(sorted(set(errors))))
+
+
+if __name__ == "__main__":
+    main()
