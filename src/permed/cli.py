@@ -336,10 +336,9 @@ def token_create(
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from permed.service.store import Store
-    from permed.service.tokens import ROLES, create_token
+    from permed.service.tokens import check_role, create_token
 
-    if role not in ROLES:
-        raise UserError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    check_role(role)  # before anything is created on disk
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(database) if database else Store.in_data_dir(data_dir)
     row, token = create_token(store, role, name)

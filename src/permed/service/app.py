@@ -52,6 +52,17 @@ def _sample_json(sample: Sample, job: Job | None) -> dict:
                                              "error": job.error}}
 
 
+def _job_of(s, sample_id: int) -> Job | None:
+    return s.scalars(select(Job).where(Job.sample_id == sample_id)).first()
+
+
+def _get_sample(s, sample_id: int) -> Sample:
+    x = s.get(Sample, sample_id)
+    if x is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+    return x
+
+
 def create_app(settings: Settings) -> FastAPI:
     data_dir = Path(settings.data_dir)
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
@@ -86,6 +97,11 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(allowed)}")
             return t
         return check
+
+    def _already_have(s, t: ApiToken, sample: Sample) -> JSONResponse:
+        """Idempotent upload: the same bytes again answer with the stored sample (200, not 201)."""
+        store.audit(s, t, "upload-duplicate", sample.id)
+        return JSONResponse(_sample_json(sample, _job_of(s, sample.id)), status_code=status.HTTP_200_OK)
 
     reader = role("lab", "clinician", "admin")
     uploader = role("lab", "admin")
@@ -126,9 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             with store.session() as s:
                 existing = s.scalars(select(Sample).where(Sample.sha256 == sha)).first()
                 if existing is not None:
-                    job = s.scalars(select(Job).where(Job.sample_id == existing.id)).first()
-                    store.audit(s, t, "upload-duplicate", existing.id)
-                    return JSONResponse(_sample_json(existing, job), status_code=status.HTTP_200_OK)
+                    return _already_have(s, t, existing)
             final = data_dir / "uploads" / f"{sha}{_suffix(name)}"
             os.replace(tmp, final)
             try:
@@ -150,10 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
                     return _sample_json(sample, job)
             except IntegrityError:  # the same bytes uploaded concurrently: the other request won
                 with store.session() as s:
-                    existing = s.scalars(select(Sample).where(Sample.sha256 == sha)).one()
-                    job = s.scalars(select(Job).where(Job.sample_id == existing.id)).first()
-                    store.audit(s, t, "upload-duplicate", existing.id)
-                    return JSONResponse(_sample_json(existing, job), status_code=status.HTTP_200_OK)
+                    return _already_have(s, t, s.scalars(select(Sample).where(Sample.sha256 == sha)).one())
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -191,17 +202,13 @@ def create_app(settings: Settings) -> FastAPI:
     @api.get("/samples/{sample_id}", summary="One sample and its job")
     def sample(sample_id: int, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
-            x = s.get(Sample, sample_id)
-            if x is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+            x = _get_sample(s, sample_id)
             store.audit(s, t, "read", x.id)
-            return _sample_json(x, s.scalars(select(Job).where(Job.sample_id == x.id)).first())
+            return _sample_json(x, _job_of(s, x.id))
 
     def _done_sample(s, sample_id: int) -> Sample:
-        x = s.get(Sample, sample_id)
-        if x is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
-        job = s.scalars(select(Job).where(Job.sample_id == x.id)).first()
+        x = _get_sample(s, sample_id)
+        job = _job_of(s, x.id)
         if job is None or job.state != "done":
             state = job.state if job else "none"
             raise HTTPException(status.HTTP_409_CONFLICT, f"no report yet: the job is {state}"

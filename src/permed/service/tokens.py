@@ -18,10 +18,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None) -> tuple[ApiToken, str]:
-    """(stored row, the token itself: shown once, never stored)."""
+def check_role(role: str) -> None:
     if role not in ROLES:
         raise UserError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+
+
+def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None) -> tuple[ApiToken, str]:
+    """(stored row, the token itself: shown once, never stored)."""
+    check_role(role)
     token = PREFIX + secrets.token_urlsafe(32)
     with store.session() as s:
         row = ApiToken(name=name or role, role=role, token_hash=hash_token(token))
