@@ -313,3 +313,61 @@ def test_concurrent_identical_uploads_make_one_sample(service):
     assert set(codes) <= {200, 201} and codes.count(201) == 1, codes
     with store.session() as s:
         assert len(list(s.scalars(select(Sample)))) == 1 and len(list(s.scalars(select(Job)))) == 1
+
+
+def test_multipart_upload_with_outside_calls_and_medications(service):
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    vcf = example_text().encode()
+    outside = "CYP2D6\t*1/*4\n# a comment\nHLA-B\t*57:01 positive\n"
+    r = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                    files={"vcf": ("patient 7.vcf", vcf, "text/plain"),
+                           "outside_calls": ("calls.tsv", outside.encode(), "text/tab-separated-values")},
+                    data={"medications": "codeine, clopidogrel"})
+    assert r.status_code == 201, r.text
+    sample = r.json()
+    assert sample["filename"] == "patient 7.vcf" and sample["outside_calls"] is True
+    assert sample["sha256"] == hashlib.sha256(vcf).hexdigest()  # the VCF's own hash, framing excluded
+    # the same VCF with another medication list is another report; the VCF is stored once
+    again = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                        files={"vcf": ("patient 7.vcf", vcf)}, data={"medications": "simvastatin"})
+    assert again.status_code == 201 and again.json()["id"] != sample["id"]
+    assert len(list((data / "uploads").iterdir())) == 1
+    same = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                       files={"vcf": ("other name.vcf", vcf)}, data={"medications": "simvastatin"})
+    assert same.status_code == 200 and same.json()["id"] == again.json()["id"]
+    assert run_worker(store, data, once=True) == 2
+    rep = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"])).json()
+    assert rep["genes"]["CYP2D6"]["outside_call"] and rep["genes"]["CYP2D6"]["source_diplotypes"] == ["*1/*4"]
+    assert rep["outside_calls"]["files"] == ["outside_calls.tsv"]  # no server path in the report
+    assert set(rep["medications"]["recognised"]) == {"codeine", "clopidogrel"}
+    codeine = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=codeine", headers=_auth(tokens["clinician"]))
+    assert codeine.json()["on_medication_list"]
+    other = client.get(f"/api/v1/samples/{again.json()['id']}/report", headers=_auth(tokens["clinician"])).json()
+    assert set(other["medications"]["recognised"]) == {"simvastatin"}
+    assert not other["genes"]["CYP2D6"].get("outside_call")
+
+
+@pytest.mark.parametrize("kwargs, code, message", [
+    ({"files": {"outside_calls": ("c.tsv", b"CYP2D6\t*1/*4\n")}}, 400, "no 'vcf' file part"),
+    ({"files": {"vcf": ("p.vcf", "VCF"), "photo": ("x.png", b"\x89PNG")}}, 400, "unknown form field 'photo'"),
+    ({"files": {"vcf": ("p.vcf", "VCF"), "outside_calls": ("c.tsv", b"\t*1/*4\n")}}, 400, "names no gene"),
+    ({"files": {"vcf": ("p.vcf", "VCF"), "outside_calls": ("c.tsv", b"\xff\xfe")}}, 400, "not UTF-8"),
+    ({"files": {"vcf": ("p.vcf", b"")}}, 400, "empty upload"),
+    ({"files": {"vcf": ("p.vcf", b"##fileformat=VCFv4.2\n")}}, 400, "p.vcf"),
+    ({"content": b"--xyz\r\nnonsense", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}}, 400,
+     ""),
+    ({"content": b"abc", "headers": {"Content-Type": "multipart/form-data"}}, 400, "without a boundary"),
+])
+def test_bad_multipart_uploads_leave_nothing(service, kwargs, code, message):
+    client, store, tokens, data = service
+    kwargs = dict(kwargs)
+    files = {k: (v[0], example_text().encode() if v[1] == "VCF" else v[1]) for k, v in kwargs.pop("files", {}).items()}
+    headers = {**_auth(tokens["lab"]), **kwargs.pop("headers", {})}
+    r = client.post("/api/v1/samples", headers=headers, files=files or None, **kwargs)
+    assert r.status_code == code and message in r.json()["detail"], r.text
+    assert str(data) not in r.json()["detail"]
+    assert list((data / "uploads").iterdir()) == []
+    with store.session() as s:
+        assert list(s.scalars(select(Sample))) == []

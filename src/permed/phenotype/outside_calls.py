@@ -135,21 +135,36 @@ def _parse_line(fields: list[str], where: str, known_gene, annotator) -> Outside
     return call
 
 
-def read_outside_calls(path: Path, known_gene, annotator) -> tuple[list[OutsideCall], list[OutsideCallError]]:
-    """Parse one file. `known_gene(gene)` says whether a gene can be reported; `annotator(gene)` gives facts."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read outside calls ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: outside calls are not UTF-8 text (byte {exc.start})") from None
+@dataclass(frozen=True)
+class OutsideCallsText:
+    """Outside calls received as text (e.g. a service upload); `name` stands in for a file name."""
+
+    name: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def read_outside_calls(source: Path | OutsideCallsText, known_gene,
+                       annotator) -> tuple[list[OutsideCall], list[OutsideCallError]]:
+    """Parse one file or text. `known_gene(gene)` says whether a gene can be reported; `annotator(gene)` gives facts."""
+    if isinstance(source, OutsideCallsText):
+        text = source.text
+    else:
+        try:
+            text = source.read_bytes().decode("utf-8-sig")
+        except OSError as exc:
+            raise UserError(f"{source}: cannot read outside calls ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{source}: outside calls are not UTF-8 text (byte {exc.start})") from None
     calls: list[OutsideCall] = []
     errors: list[OutsideCallError] = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = [f.strip() for f in line.split("\t")]
-        where = f"{path}:{n}"
+        where = f"{source}:{n}"
         if not fields[0]:
             raise UserError(f"{where}: outside call names no gene (first column is empty)")
         res = _parse_line(fields, where, known_gene, annotator)

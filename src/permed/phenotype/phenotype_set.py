@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from permed.phenotype.model import GeneReport
-from permed.phenotype.outside_calls import OutsideCall, OutsideCallError, read_outside_calls
+from permed.phenotype.outside_calls import OutsideCall, OutsideCallError, OutsideCallsText, read_outside_calls
 from permed.phenotype.phenotyper import Phenotyper, outside_report
 
 OUTSIDE_ONLY_GENES = ("HLA-A", "HLA-B", "MT-RNR1")
@@ -33,18 +33,20 @@ def known_genes(kb) -> set[str]:
     return set(kb.genes) | set(kb.phenotypes) | {"HLA-A", "HLA-B"}
 
 
-def read_all_outside_calls(paths: list[Path], ph: Phenotyper):
+def read_all_outside_calls(paths: list[Path | OutsideCallsText], ph: Phenotyper):
     known = known_genes(ph.kb)
     calls: list[OutsideCall] = []
     errors: list[OutsideCallError] = []
     for p in paths:
-        c, e = read_outside_calls(Path(p), known.__contains__, ph.annotator)
+        c, e = read_outside_calls(p if isinstance(p, OutsideCallsText) else Path(p), known.__contains__,
+                                  ph.annotator)
         calls.extend(c)
         errors.extend(e)
     return calls, errors
 
 
-def interpret(callset, outside_calls: list[Path] | None = None, phenotyper: Phenotyper | None = None) -> PhenotypeSet:
+def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = None,
+              phenotyper: Phenotyper | None = None) -> PhenotypeSet:
     """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
     the VCF-based report of their gene for every sample of the call set."""
     ph = phenotyper or Phenotyper(callset.kb)

@@ -9,7 +9,6 @@ and idempotent by SHA-256. Jobs are queued here and run by the worker (next step
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +26,21 @@ from permed.errors import UserError
 from permed.report.output import sample_filename
 from permed.service.store import ApiToken, Job, Sample, Store
 from permed.service.tokens import ROLES, create_token, find_token
+from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir
 
 DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes; a whole-genome VCF.gz fits, a runaway upload does not
+UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["vcf"],
+        "properties": {
+            "vcf": {"type": "string", "format": "binary", "description": "VCF, VCF.gz or BCF (GRCh38)"},
+            "outside_calls": {"type": "string", "format": "binary",
+                              "description": "TSV: gene, diplotype, phenotype, activity score"},
+            "medications": {"type": "string", "description": "drug names, RxNorm or ATC codes, comma-separated"},
+        }}},
+}}}
 
 
 class TokenRequest(BaseModel):
@@ -47,6 +58,7 @@ class Settings:
 
 def _sample_json(sample: Sample, job: Job | None) -> dict:
     return {"id": sample.id, "sha256": sample.sha256, "filename": sample.filename, "size": sample.size,
+            "medications": sample.medications, "outside_calls": sample.outside_calls is not None,
             "created_at": sample.created_at.isoformat() + "Z",
             "job": None if job is None else {"id": job.id, "state": job.state, "attempts": job.attempts,
                                              "error": job.error}}
@@ -118,42 +130,37 @@ def create_app(settings: Settings) -> FastAPI:
         return {"kb_version": kb.kb_version, "sha256": kb.sha256, "built": kb.built, "licence": kb.licence,
                 "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources]}
 
-    @api.post("/samples", status_code=status.HTTP_201_CREATED, summary="Upload a VCF (raw request body)")
+    @api.post("/samples", status_code=status.HTTP_201_CREATED, summary="Upload a VCF; queues a job",
+              openapi_extra=UPLOAD_OPENAPI)
     async def upload(request: Request, t: Annotated[ApiToken, Depends(uploader)],
                      x_filename: Annotated[str | None, Header()] = None,
                      x_medications: Annotated[str | None, Header()] = None):
-        # identifiers travel in headers, not in the URL, so access logs never carry them
-        name = Path(x_filename or "upload.vcf").name
-        fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=data_dir / "uploads")
-        tmp = Path(tmp_name)
-        digest, size = hashlib.sha256(), 0
+        # identifiers travel in headers or the body, not in the URL, so access logs never carry them
         try:
-            with os.fdopen(fd, "wb") as fh:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > settings.max_upload:
-                        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                            f"upload larger than {settings.max_upload} bytes")
-                    digest.update(chunk)
-                    fh.write(chunk)
-            if size == 0:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, "empty upload: send the VCF as the request body")
-            sha = digest.hexdigest()
+            up = await receive(request, data_dir / "uploads", settings.max_upload, x_filename, x_medications)
+        except UploadRejected as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        try:
+            if up.outside_calls is not None:
+                _check_outside_calls(up.outside_calls)
+            key = _request_key(up)
             with store.session() as s:
-                existing = s.scalars(select(Sample).where(Sample.sha256 == sha)).first()
+                existing = s.scalars(select(Sample).where(Sample.request_key == key)).first()
                 if existing is not None:
                     return _already_have(s, t, existing)
-            final = data_dir / "uploads" / f"{sha}{_suffix(name)}"
-            os.replace(tmp, final)
-            try:
-                _check_vcf(final)
-            except UserError as exc:
-                final.unlink(missing_ok=True)
-                raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                                    str(exc).replace(str(final), name)) from None
+            final = data_dir / "uploads" / f"{up.sha256}{_suffix(up.filename)}"
+            if not final.exists():  # else the same VCF is stored already, for another request
+                os.replace(up.path, final)
+                try:
+                    _check_vcf(final)
+                except UserError as exc:
+                    final.unlink(missing_ok=True)
+                    raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                        str(exc).replace(str(final), up.filename)) from None
             try:
                 with store.session() as s:
-                    sample = Sample(sha256=sha, filename=name, size=size, medications=x_medications,
+                    sample = Sample(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
+                                    medications=up.medications, outside_calls=up.outside_calls,
                                     created_by=t.id)
                     s.add(sample)
                     s.flush()
@@ -161,12 +168,14 @@ def create_app(settings: Settings) -> FastAPI:
                     s.add(job)
                     s.flush()
                     store.audit(s, t, "upload", sample.id)
-                    return _sample_json(sample, job)
-            except IntegrityError:  # the same bytes uploaded concurrently: the other request won
+                    return JSONResponse(_sample_json(sample, job), status_code=status.HTTP_201_CREATED)
+            except IntegrityError:  # the same request made concurrently: the other one won
                 with store.session() as s:
-                    return _already_have(s, t, s.scalars(select(Sample).where(Sample.sha256 == sha)).one())
+                    return _already_have(s, t, s.scalars(select(Sample).where(Sample.request_key == key)).one())
+        except UserError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            up.path.unlink(missing_ok=True)
 
     admin = role("admin")
 
@@ -280,6 +289,21 @@ def _suffix(name: str) -> str:
         if name.lower().endswith(ext):
             return ext
     return ".vcf"
+
+
+def _request_key(up) -> str:
+    parts = (up.sha256, up.outside_calls or "", up.medications or "")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _check_outside_calls(text: str) -> None:
+    """Refuse what `permed call --outside-calls` would refuse (lines it merely reports are kept)."""
+    from permed.kb.load import load_kb
+    from permed.phenotype.outside_calls import OutsideCallsText
+    from permed.phenotype.phenotype_set import read_all_outside_calls
+    from permed.phenotype.phenotyper import Phenotyper
+
+    read_all_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, text)], Phenotyper(load_kb()))
 
 
 def _check_vcf(path: Path) -> None:

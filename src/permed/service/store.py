@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import ForeignKey, String, create_engine, event
+from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -35,10 +35,14 @@ class ApiToken(Base):
 class Sample(Base):
     __tablename__ = "samples"
     id: Mapped[int] = mapped_column(primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    # the VCF's SHA-256 names its file; the request key adds the outside calls and medications, so the
+    # same upload twice is one sample while the same VCF with a new medication list is a new report
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    request_key: Mapped[str] = mapped_column(String(64), unique=True)
     filename: Mapped[str] = mapped_column(String(500))
-    size: Mapped[int]
-    medications: Mapped[str | None] = mapped_column(String(2000), default=None)
+    size: Mapped[int] = mapped_column(BigInteger)
+    medications: Mapped[str | None] = mapped_column(Text, default=None)
+    outside_calls: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
 
@@ -49,7 +53,7 @@ class Job(Base):
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued running done failed
     attempts: Mapped[int] = mapped_column(default=0)
-    error: Mapped[str | None] = mapped_column(String(2000), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -52,9 +52,11 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
     from permed.advice.engine import AdviceEngine
     from permed.advice.medications import drug_index, parse_medications
     from permed.kb.load import load_kb
+    from permed.phenotype.outside_calls import OutsideCallsText
     from permed.phenotype.phenotype_set import interpret
     from permed.pipeline import CallOptions, call_files
     from permed.report.output import write_outputs
+    from permed.service.uploads import OUTSIDE_CALLS_NAME
 
     with store.session() as s:
         sample = s.get(Sample, job.sample_id)
@@ -65,7 +67,8 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
         callset = call_files([path], kb, CallOptions())
         if delay:
             time.sleep(delay)
-        pset = interpret(callset)
+        outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, sample.outside_calls)] if sample.outside_calls else []
+        pset = interpret(callset, outside)
         meds = parse_medications(sample.medications, drug_index(kb))
         advice = AdviceSet(AdviceEngine(kb), pset, meds)
         write_outputs(callset, pset, results_dir(data_dir, sample.id), advice=advice, formats=("html",))
