@@ -76,3 +76,50 @@ class ChromiumPage:
     def __exit__(self, *exc) -> None:
         self._browser.close()
         self._pw.stop()
+
+
+class Served:
+    """`permed serve` as a real process on a free loopback port; its log (stdout+stderr) goes to a file."""
+
+    def __init__(self, data: Path, database: str | None = None, env: dict | None = None):
+        import os
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.url}/api/v1"
+        self.log = Path(data).with_name(Path(data).name + ".log")
+        self.cmd = [sys.executable, "-m", "permed", "serve", "--port", str(self.port), "--data-dir", str(data)]
+        if database:
+            self.cmd += ["--database", database]
+        self.env = {**os.environ, **(env or {})}
+
+    def __enter__(self) -> Served:
+        import time
+
+        import httpx
+
+        self._logfile = self.log.open("wb")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._logfile, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.api}/health").status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+            if self.proc.poll() is not None:
+                break
+        self.__exit__()
+        raise AssertionError(f"permed serve did not start:\n{self.log.read_text()}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._logfile.close()

@@ -8,7 +8,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import example_text, run_cli
+from helpers import Served, example_text, run_cli
 from sqlalchemy import select
 
 from permed.service.app import Settings, create_app
@@ -17,8 +17,8 @@ from permed.service.tokens import create_token, hash_token
 
 
 @pytest.fixture()
-def service(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path / "data", max_upload=200_000))
+def service(tmp_path, database_url):
+    app = create_app(Settings(data_dir=tmp_path / "data", database=database_url, max_upload=200_000))
     store = app.state.store
     tokens = {role: create_token(store, role)[1] for role in ("lab", "clinician", "admin")}
     return TestClient(app), store, tokens, tmp_path / "data"
@@ -152,15 +152,15 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert none.status_code == 404 and "water" in none.json()["detail"]
 
 
-def test_queued_jobs_survive_a_restart(tmp_path):
+def test_queued_jobs_survive_a_restart(tmp_path, database_url):
     from permed.service.worker import run_worker
 
     data = tmp_path / "data"
-    app = create_app(Settings(data_dir=data))
+    app = create_app(Settings(data_dir=data, database=database_url))
     lab = create_token(app.state.store, "lab")[1]
     sample = _upload_example(TestClient(app), {"lab": lab})
     del app
-    again = create_app(Settings(data_dir=data))  # a new server process on the same data directory
+    again = create_app(Settings(data_dir=data, database=database_url))  # a new server on the same store
     store = again.state.store
     with store.session() as s:
         assert [j.state for j in s.scalars(select(Job))] == ["queued"]
@@ -170,7 +170,7 @@ def test_queued_jobs_survive_a_restart(tmp_path):
     assert r.status_code == 200
 
 
-def test_killed_worker_job_is_retried_never_half_served(tmp_path):
+def test_killed_worker_job_is_retried_never_half_served(tmp_path, database_url):
     import os
     import signal
     import subprocess
@@ -180,13 +180,14 @@ def test_killed_worker_job_is_retried_never_half_served(tmp_path):
     from permed.service.worker import MAX_ATTEMPTS, run_worker
 
     data = tmp_path / "data"
-    app = create_app(Settings(data_dir=data))
+    app = create_app(Settings(data_dir=data, database=database_url))
     store = app.state.store
     tokens = {r: create_token(store, r)[1] for r in ("lab", "clinician")}
     client = TestClient(app)
     sample = _upload_example(client, tokens)
     env = {**os.environ, "PERMED_TEST_JOB_DELAY": "30"}
-    worker = subprocess.Popen([sys.executable, "-m", "permed", "worker", "--data-dir", str(data)], env=env)
+    db = ["--database", database_url] if database_url else []
+    worker = subprocess.Popen([sys.executable, "-m", "permed", "worker", "--data-dir", str(data), *db], env=env)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -219,38 +220,24 @@ def test_killed_worker_job_is_retried_never_half_served(tmp_path):
                       headers=_auth(tokens["clinician"])).json()["job"]["state"] == "failed"
 
 
-def test_permed_serve_end_to_end(tmp_path):
+def test_permed_serve_end_to_end(tmp_path, database_url):
     """The real server: `permed serve` with its supervised worker; the worker is killed with -9 once
-    and restarted by the server, and the job still completes."""
+    and restarted by the server, and the job still completes. Its log names no patient data."""
     import os
     import signal
-    import socket
-    import subprocess
-    import sys
     import time
 
     import httpx
     import psutil
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     data = tmp_path / "data"
-    lab = run_cli("token", "create", "--role", "lab", "--data-dir", data).stdout.strip()
-    clinician = run_cli("token", "create", "--role", "clinician", "--data-dir", data).stdout.strip()
-    env = {**os.environ, "PERMED_TEST_JOB_DELAY": "3"}
-    server = subprocess.Popen([sys.executable, "-m", "permed", "serve", "--port", str(port), "--data-dir", str(data)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    db = ["--database", database_url] if database_url else []
+    lab = run_cli("token", "create", "--role", "lab", "--data-dir", data, *db).stdout.strip()
+    clinician = run_cli("token", "create", "--role", "clinician", "--data-dir", data, *db).stdout.strip()
+    with Served(data, database_url, env={"PERMED_TEST_JOB_DELAY": "3"}) as server:
+        base = server.api
         r = httpx.post(f"{base}/samples", content=example_text().encode(),
-                       headers={**_auth(lab), "X-Filename": "example.vcf"})
+                       headers={**_auth(lab), "X-Filename": "example.vcf", "X-Medications": "clopidogrel"})
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
 
@@ -260,7 +247,7 @@ def test_permed_serve_end_to_end(tmp_path):
         deadline = time.time() + 60
         while state() != "running" and time.time() < deadline:
             time.sleep(0.2)
-        workers = [p for p in psutil.Process(server.pid).children() if "worker" in " ".join(p.cmdline())]
+        workers = [p for p in psutil.Process(server.proc.pid).children() if "worker" in " ".join(p.cmdline())]
         assert len(workers) == 1
         os.kill(workers[0].pid, signal.SIGKILL)
         deadline = time.time() + 120
@@ -271,13 +258,17 @@ def test_permed_serve_end_to_end(tmp_path):
         assert job["attempts"] == 2
         adv = httpx.get(f"{base}/samples/{sid}/advice", params={"drug": "clopidogrel"}, headers=_auth(clinician))
         assert adv.status_code == 200 and adv.json()["sources"]["CPIC"]["matched"]
-        children = psutil.Process(server.pid).children()
+        rep = httpx.get(f"{base}/samples/{sid}/report", params={"sample": "EXAMPLE-PATIENT"},
+                        headers=_auth(clinician))
+        assert rep.status_code == 200
+        children = psutil.Process(server.proc.pid).children()
         assert children  # the restarted worker
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive  # stopping the server stops its worker
+    log = server.log.read_text()
+    assert f"GET /api/v1/samples/{sid}/advice 200" in log  # requests are logged ...
+    for secret in ("EXAMPLE-PATIENT", "example.vcf", "clopidogrel", lab, clinician, "*2/*17", "0|1"):
+        assert secret not in log, secret  # ... without sample names, file names, drugs, tokens or genotypes
 
 
 def test_admin_manages_tokens(service):

@@ -304,13 +304,18 @@ def serve_cmd(
     database: Annotated[str | None, typer.Option(
         "--database", help="SQLAlchemy URL instead of the SQLite file, e.g. postgresql://user@host/db.")] = None,
 ) -> None:
-    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json) and its job worker."""
+    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at / and its job worker."""
+    import copy
+
     import uvicorn
 
     from permed.service.app import Settings, create_app
 
     app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True))
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    # uvicorn's access log prints query strings (sample names); permed.access logs paths only
+    logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=False, log_config=logging_config)
 
 
 @app.command("worker")

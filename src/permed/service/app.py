@@ -15,17 +15,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from permed import __version__
 from permed.errors import UserError
 from permed.report.output import sample_filename
+from permed.service.access_log import AccessLog
 from permed.service.store import ApiToken, Job, Sample, Store
 from permed.service.tokens import ROLES, create_token, find_token
+from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir
 
@@ -122,6 +124,10 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
+    @api.get("/me", summary="The calling token's role and name")
+    def me(t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        return {"id": t.id, "role": t.role, "name": t.name}
+
     @api.get("/kb", summary="The loaded knowledge base")
     def kb_info(t: Annotated[ApiToken, Depends(reader)]) -> dict:
         from permed.kb.load import load_kb
@@ -202,11 +208,28 @@ def create_app(settings: Settings) -> FastAPI:
             store.audit(s, t, f"token-revoke:{token_id}")
             return {"id": row.id, "revoked": True}
 
-    @api.get("/samples", summary="List samples with their job state")
-    def samples(t: Annotated[ApiToken, Depends(reader)]) -> list[dict]:
+    @api.get("/samples", summary="List samples with their job state, newest first")
+    def samples(t: Annotated[ApiToken, Depends(reader)], response: Response,
+                q: Annotated[str | None, Query(max_length=200, description="file name, ID or SHA-256 prefix")] = None,
+                state: Annotated[str | None, Query(pattern="^(queued|running|done|failed)$")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                offset: Annotated[int, Query(ge=0)] = 0) -> list[dict]:
+        query = select(Sample, Job).outerjoin(Job, Job.sample_id == Sample.id)
+        if q and q.strip():
+            text = q.strip()
+            like = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            match = [func.lower(Sample.filename).contains(like, autoescape=False, escape="\\"),
+                     Sample.sha256.startswith(text.lower(), autoescape=True)]
+            if text.isdigit() and len(text) < 12:
+                match.append(Sample.id == int(text))
+            query = query.where(or_(*match))
+        if state:
+            query = query.where(Job.state == state)
         with store.session() as s:
-            jobs = {j.sample_id: j for j in s.scalars(select(Job))}
-            return [_sample_json(x, jobs.get(x.id)) for x in s.scalars(select(Sample).order_by(Sample.id))]
+            total = s.scalar(select(func.count()).select_from(query.subquery()))
+            rows = s.execute(query.order_by(Sample.id.desc()).limit(limit).offset(offset)).all()
+            response.headers["X-Total-Count"] = str(total)
+            return [_sample_json(x, job) for x, job in rows]
 
     @api.get("/samples/{sample_id}", summary="One sample and its job")
     def sample(sample_id: int, t: Annotated[ApiToken, Depends(reader)]) -> dict:
@@ -267,10 +290,12 @@ def create_app(settings: Settings) -> FastAPI:
         for name, entry in report["drugs"].items():
             if key == name.lower() or key == (entry.get("rxnorm") or "") or drug.strip().upper() in entry["atc"]:
                 return {"drug": name, "sample": report["sample"], "knowledge_base": report["knowledge_base"],
-                        **entry}
+                        **_labelled(entry)}
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no guideline for drug {drug!r}")
 
     app.include_router(api)
+    mount_ui(app)
+    app.add_middleware(AccessLog)
     return app
 
 
@@ -282,6 +307,16 @@ def _load_report_cached(path: str, mtime: float) -> dict:
 def _load_report(path: Path) -> dict:
     """Parsed report JSON, cached per file version: advice lookups answer from memory."""
     return _load_report_cached(str(path), path.stat().st_mtime)
+
+
+def _labelled(entry: dict) -> dict:
+    """The drug entry with each recommendation's action also in words (what the report prints)."""
+    from permed.advice.wording import action_label
+
+    sources = {name: {**src, "recommendations": [{**r, "action_label": action_label(r["action"])}
+                                                 for r in src.get("recommendations", [])]}
+               for name, src in entry.get("sources", {}).items()}
+    return {**entry, "sources": sources}
 
 
 def _suffix(name: str) -> str:

@@ -69,6 +69,8 @@ class AuditEvent(Base):
 
 class Store:
     def __init__(self, url: str):
+        if url.startswith(("postgresql://", "postgres://")):  # the driver we ship: psycopg 3
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         self.url = url
         self.engine = create_engine(url)
         if url.startswith("sqlite"):
