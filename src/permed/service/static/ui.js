@@ -166,13 +166,13 @@ async function openSample(sample) {
   $("detail-title").textContent = `Sample ${sample.id}: ${sample.filename}`;
   $("detail-error").textContent = "";
   $("advice").replaceChildren();
-  $("report-frame").srcdoc = "";
+  const frame = freshFrame();
   try {
     const [html, report] = await Promise.all([
       api(`/samples/${sample.id}/report?format=html`, { as: "text" }),
       api(`/samples/${sample.id}/report?format=json`),
     ]);
-    $("report-frame").srcdoc = html;
+    frame.srcdoc = html;
     $("drug-list").replaceChildren(...Object.keys(report.drugs || {}).sort().map((d) => el("option", { value: d })));
   } catch (e) {
     $("detail-error").textContent = e.message;
@@ -180,10 +180,18 @@ async function openSample(sample) {
   $("detail").scrollIntoView({ behavior: "smooth" });
 }
 
+// a new frame per report: a reused sandboxed frame can keep showing an emptied document in Chromium
+function freshFrame() {
+  const old = $("report-frame");
+  const frame = el("iframe", { id: "report-frame", title: old.title, sandbox: old.getAttribute("sandbox") });
+  old.replaceWith(frame);
+  return frame;
+}
+
 function closeDetail() {
   state.open = null;
   $("detail").hidden = true;
-  $("report-frame").srcdoc = "";
+  freshFrame();
   $("advice").replaceChildren();
 }
 $("close-detail").addEventListener("click", closeDetail);
