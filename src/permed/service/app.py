@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response, status
+from fastapi import Path as FastApiPath
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +45,10 @@ UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
             "medications": {"type": "string", "description": "drug names, RxNorm or ATC codes, comma-separated"},
         }}},
 }}}
+
+
+MAX_ROW_ID = 2**31 - 1  # INTEGER keys in SQLite and PostgreSQL; larger numbers can name no row
+RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
 
 
 class TokenRequest(BaseModel):
@@ -96,10 +102,11 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.")
     app.state.store = store
     api = APIRouter(prefix="/api/v1")
+    # declared as an OpenAPI security scheme; our own 401 (auto_error=False) says what is missing
+    bearer = HTTPBearer(auto_error=False, description="An API token from `permed token create`")
 
-    def token(authorization: Annotated[str | None, Header()] = None) -> ApiToken:
-        scheme, _, value = (authorization or "").partition(" ")
-        row = find_token(store, value.strip()) if scheme.lower() == "bearer" and value.strip() else None
+    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
+        row = find_token(store, credentials.credentials.strip()) if credentials else None
         if row is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -199,7 +206,7 @@ def create_app(settings: Settings) -> FastAPI:
                      "created_at": r.created_at.isoformat() + "Z"} for r in s.scalars(select(ApiToken))]
 
     @api.delete("/tokens/{token_id}", summary="Revoke a token")
-    def token_revoke(token_id: int, t: Annotated[ApiToken, Depends(admin)]) -> dict:
+    def token_revoke(token_id: RowId, t: Annotated[ApiToken, Depends(admin)]) -> dict:
         with store.session() as s:
             row = s.get(ApiToken, token_id)
             if row is None:
@@ -213,7 +220,7 @@ def create_app(settings: Settings) -> FastAPI:
                 q: Annotated[str | None, Query(max_length=200, description="file name, ID or SHA-256 prefix")] = None,
                 state: Annotated[str | None, Query(pattern="^(queued|running|done|failed)$")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> list[dict]:
+                offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0) -> list[dict]:
         query = select(Sample, Job).outerjoin(Job, Job.sample_id == Sample.id)
         if q and q.strip():
             text = q.strip()
@@ -232,7 +239,7 @@ def create_app(settings: Settings) -> FastAPI:
             return [_sample_json(x, job) for x, job in rows]
 
     @api.get("/samples/{sample_id}", summary="One sample and its job")
-    def sample(sample_id: int, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+    def sample(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
             x = _get_sample(s, sample_id)
             store.audit(s, t, "read", x.id)
@@ -258,7 +265,7 @@ def create_app(settings: Settings) -> FastAPI:
         return found[0]
 
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
-    def report(sample_id: int, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
+    def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
                sample: str | None = None):
         if format not in ("json", "html", "pdf"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
@@ -281,7 +288,8 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(pdf, media_type="application/pdf")
 
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
-    def advice(sample_id: int, drug: str, t: Annotated[ApiToken, Depends(reader)], sample: str | None = None):
+    def advice(sample_id: RowId, drug: Annotated[str, Query(max_length=200)], t: Annotated[ApiToken, Depends(reader)],
+               sample: str | None = None):
         with store.session() as s:
             _done_sample(s, sample_id)
             store.audit(s, t, "advice", sample_id)
