@@ -362,3 +362,21 @@ def test_bad_multipart_uploads_leave_nothing(service, kwargs, code, message):
     assert list((data / "uploads").iterdir()) == []
     with store.session() as s:
         assert list(s.scalars(select(Sample))) == []
+
+
+def test_every_concurrent_read_is_audited(service):
+    """Reads are audited through a group-commit writer: 40 concurrent requests, 40 committed rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    sid = _upload_example(client, tokens)["id"]
+    assert run_worker(store, data, once=True) == 1
+    urls = [f"/api/v1/samples/{sid}/advice?drug=clopidogrel", f"/api/v1/samples/{sid}/report"] * 20
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda u: client.get(u, headers=_auth(tokens["clinician"])).status_code, urls))
+    assert codes == [200] * 40
+    with store.session() as s:
+        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.sample_id == sid))]
+    assert actions.count("advice") == 20 and actions.count("report-json") == 20

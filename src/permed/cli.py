@@ -315,7 +315,8 @@ def serve_cmd(
     # uvicorn's access log prints query strings (sample names); permed.access logs paths only
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=False, log_config=logging_config)
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=False, log_config=logging_config,
+                loop="uvloop", http="httptools")
 
 
 @app.command("worker")

@@ -6,9 +6,12 @@ and idempotent by SHA-256. Jobs are queued here and run by the worker (next step
 """
 
 
+import asyncio
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -17,6 +20,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response, status
 from fastapi import Path as FastApiPath
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -27,8 +31,8 @@ from permed import __version__
 from permed.errors import UserError
 from permed.report.output import sample_filename
 from permed.service.access_log import AccessLog
-from permed.service.store import ApiToken, Job, Sample, Store
-from permed.service.tokens import ROLES, create_token, find_token
+from permed.service.store import ApiToken, AuditWriter, Job, Sample, Store
+from permed.service.tokens import ROLES, TokenCache, create_token
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir
@@ -47,6 +51,7 @@ UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
 }}}
 
 
+DONE_CACHE_SIZE = 100_000  # finished samples whose report paths are kept in memory
 MAX_ROW_ID = 2**31 - 1  # INTEGER keys in SQLite and PostgreSQL; larger numbers can name no row
 RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
 
@@ -105,15 +110,26 @@ def create_app(settings: Settings) -> FastAPI:
     # declared as an OpenAPI security scheme; our own 401 (auto_error=False) says what is missing
     bearer = HTTPBearer(auto_error=False, description="An API token from `permed token create`")
 
-    def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
-        row = find_token(store, credentials.credentials.strip()) if credentials else None
+    tokens = TokenCache(store)
+
+    audit_writer = AuditWriter(store)
+
+    async def audit(t: ApiToken, action: str, sample_id: int) -> None:
+        await asyncio.wrap_future(audit_writer.submit(t, action, sample_id))
+
+    # async dependencies: a cached token costs no thread hop; a new one is looked up in the thread pool
+    async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
+        row = None
+        if credentials is not None:
+            value = credentials.credentials.strip()
+            row = tokens.cached(value) or await run_in_threadpool(tokens.find, value)
         if row is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
         return row
 
     def role(*allowed: str):
-        def check(t: Annotated[ApiToken, Depends(token)]) -> ApiToken:
+        async def check(t: Annotated[ApiToken, Depends(token)]) -> ApiToken:
             if t.role not in allowed:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the role {' or '.join(allowed)}")
             return t
@@ -154,6 +170,13 @@ def create_app(settings: Settings) -> FastAPI:
         except UploadRejected as exc:
             raise HTTPException(exc.status, str(exc)) from None
         try:
+            return await run_in_threadpool(_register, up, t)  # database and VCF checks: off the event loop
+        finally:
+            up.path.unlink(missing_ok=True)
+
+    def _register(up, t: ApiToken) -> JSONResponse:
+        """Keep a received upload: a new sample and its queued job, or the sample this request made before."""
+        try:
             if up.outside_calls is not None:
                 _check_outside_calls(up.outside_calls)
             key = _request_key(up)
@@ -187,8 +210,6 @@ def create_app(settings: Settings) -> FastAPI:
                     return _already_have(s, t, s.scalars(select(Sample).where(Sample.request_key == key)).one())
         except UserError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-        finally:
-            up.path.unlink(missing_ok=True)
 
     admin = role("admin")
 
@@ -213,7 +234,8 @@ def create_app(settings: Settings) -> FastAPI:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
             row.revoked = True
             store.audit(s, t, f"token-revoke:{token_id}")
-            return {"id": row.id, "revoked": True}
+        tokens.clear()
+        return {"id": token_id, "revoked": True}
 
     @api.get("/samples", summary="List samples with their job state, newest first")
     def samples(t: Annotated[ApiToken, Depends(reader)], response: Response,
@@ -254,8 +276,21 @@ def create_app(settings: Settings) -> FastAPI:
                                 + (f" ({job.error})" if job is not None and job.error else ""))
         return x
 
-    def _report_json(sample_id: int, name: str | None) -> Path:
-        found = sorted(results_dir(data_dir, sample_id).glob("*.report.json"))
+    # a finished job's reports never change: after the first request, answer without the database
+    done_reports: OrderedDict[int, list[Path]] = OrderedDict()
+
+    def _done_reports(sample_id: int) -> list[Path]:
+        found = done_reports.get(sample_id)
+        if found is None:
+            with store.session() as s:
+                _done_sample(s, sample_id)  # 404 or 409 unless the job is done
+            found = done_reports[sample_id] = sorted(results_dir(data_dir, sample_id).glob("*.report.json"))
+            if len(done_reports) > DONE_CACHE_SIZE:
+                done_reports.popitem(last=False)
+        return found
+
+    async def _report_json(sample_id: int, name: str | None) -> Path:
+        found = done_reports.get(sample_id) or await run_in_threadpool(_done_reports, sample_id)
         if name is not None:
             found = [p for p in found if p.name == f"{sample_filename(name)}.report.json"]
         if len(found) != 1:
@@ -265,40 +300,33 @@ def create_app(settings: Settings) -> FastAPI:
         return found[0]
 
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
-    def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
-               sample: str | None = None):
+    async def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
+                     sample: str | None = None):
         if format not in ("json", "html", "pdf"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
-        with store.session() as s:
-            _done_sample(s, sample_id)
-            store.audit(s, t, f"report-{format}", sample_id)
-        path = _report_json(sample_id, sample)
+        path = await _report_json(sample_id, sample)
+        await audit(t, f"report-{format}", sample_id)
         if format == "json":
-            return FileResponse(path, media_type="application/json")
+            return Response(_report_bytes(path), media_type="application/json")
         html = path.with_name(path.name.removesuffix(".json") + ".html")
         if format == "html":
             return FileResponse(html, media_type="text/html; charset=utf-8")
         pdf = html.with_suffix(".pdf")
-        if not pdf.exists():  # rendered on first request, then kept
-            from permed.report.html_report import write_pdf
-
-            tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.tmp")
-            write_pdf(html.read_text(encoding="utf-8"), tmp)
-            os.replace(tmp, pdf)
+        if not pdf.exists():  # rendered on first request (seconds: off the event loop), then kept
+            await run_in_threadpool(_render_pdf, html, pdf)
         return FileResponse(pdf, media_type="application/pdf")
 
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
-    def advice(sample_id: RowId, drug: Annotated[str, Query(max_length=200)], t: Annotated[ApiToken, Depends(reader)],
-               sample: str | None = None):
-        with store.session() as s:
-            _done_sample(s, sample_id)
-            store.audit(s, t, "advice", sample_id)
-        report = _load_report(_report_json(sample_id, sample))
+    async def advice(sample_id: RowId, drug: Annotated[str, Query(max_length=200)],
+                     t: Annotated[ApiToken, Depends(reader)], sample: str | None = None):
+        report = _load_report(await _report_json(sample_id, sample))
+        await audit(t, "advice", sample_id)
         key = drug.strip().lower()
         for name, entry in report["drugs"].items():
             if key == name.lower() or key == (entry.get("rxnorm") or "") or drug.strip().upper() in entry["atc"]:
-                return {"drug": name, "sample": report["sample"], "knowledge_base": report["knowledge_base"],
-                        **_labelled(entry)}
+                # already plain JSON data: skip FastAPI's generic encoder (a tenth of a request's CPU)
+                return JSONResponse({"drug": name, "sample": report["sample"],
+                                     "knowledge_base": report["knowledge_base"], **_labelled(entry)})
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no guideline for drug {drug!r}")
 
     app.include_router(api)
@@ -308,13 +336,31 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 @lru_cache(maxsize=256)
+def _report_bytes_cached(path: str, mtime: float) -> bytes:
+    return Path(path).read_bytes()
+
+
+@lru_cache(maxsize=256)
 def _load_report_cached(path: str, mtime: float) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return json.loads(_report_bytes_cached(path, mtime))
+
+
+def _report_bytes(path: Path) -> bytes:
+    """The report JSON as stored, cached per file version: repeated fetches answer from memory."""
+    return _report_bytes_cached(str(path), path.stat().st_mtime)
 
 
 def _load_report(path: Path) -> dict:
     """Parsed report JSON, cached per file version: advice lookups answer from memory."""
     return _load_report_cached(str(path), path.stat().st_mtime)
+
+
+def _render_pdf(html: Path, pdf: Path) -> None:
+    from permed.report.html_report import write_pdf
+
+    tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    write_pdf(html.read_text(encoding="utf-8"), tmp)
+    os.replace(tmp, pdf)
 
 
 def _labelled(entry: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from sqlalchemy import select
 
@@ -35,7 +36,37 @@ def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = 
     return row, token
 
 
-def find_token(store: Store, token: str) -> ApiToken | None:
+class TokenCache:
+    """Valid tokens remembered for `ttl` seconds, so a request costs no database read for its token.
+    Revoking through the API clears it at once; a change made by another process shows within `ttl`.
+    Unknown tokens are not remembered (random guesses cannot grow it)."""
+
+    def __init__(self, store: Store, ttl: float = 5.0):
+        self.store, self.ttl = store, ttl
+        self._valid: dict[str, tuple[ApiToken, float]] = {}
+
+    def cached(self, token: str) -> ApiToken | None:
+        """The token if it was found valid less than `ttl` seconds ago; never touches the database."""
+        hit = self._valid.get(hash_token(token))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def find(self, token: str) -> ApiToken | None:
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        key = hash_token(token)
+        now = time.monotonic()
+        row = _find_hashed(self.store, key)
+        if row is None:
+            self._valid.pop(key, None)
+        else:
+            self._valid[key] = (row, now + self.ttl)
+        return row
+
+    def clear(self) -> None:
+        self._valid.clear()
+
+
+def _find_hashed(store: Store, key: str) -> ApiToken | None:
     with store.session() as s:
-        return s.scalars(select(ApiToken).where(ApiToken.token_hash == hash_token(token),
-                                                ApiToken.revoked.is_(False))).first()
+        return s.scalars(select(ApiToken).where(ApiToken.token_hash == key, ApiToken.revoked.is_(False))).first()
