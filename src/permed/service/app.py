@@ -1,8 +1,10 @@
 """The REST API (FastAPI), versioned under /api/v1; OpenAPI at /openapi.json.
 
-Every route but /api/v1/health needs a token (`Authorization: Bearer <token>`). Uploads are streamed
-to the data directory while hashed, refused above the size limit, checked as VCF before they are kept,
-and idempotent by SHA-256. Jobs are queued here and run by the worker (next step of issue 5).
+Every route but /api/v1/health needs a token (`Authorization: Bearer <token>`). Uploads (raw body or
+multipart, see uploads.py) are streamed to the data directory while hashed, refused above the size
+limit, checked before they are kept, and idempotent. Jobs are queued here and run by the worker
+process (worker.py). Read routes are async and answer finished reports from memory; their audit rows
+go through a group-commit writer (store.AuditWriter). The browser UI is mounted at / (ui.py).
 """
 
 
