@@ -139,6 +139,14 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert rep["medications"]["recognised"] == {"clopidogrel": "clopidogrel"}  # X-Medications reached the job
     html = client.get(f"/api/v1/samples/{sample['id']}/report?format=html", headers=_auth(tokens["clinician"]))
     assert html.status_code == 200 and 'id="actionable"' in html.text
+    pdf = client.get(f"/api/v1/samples/{sample['id']}/report?format=pdf", headers=_auth(tokens["clinician"]))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF") and len(pdf.content) > 10_000
+    assert not list(data.glob("results/*/.*.tmp"))  # rendered through a temporary file, then moved
+    again = client.get(f"/api/v1/samples/{sample['id']}/report?format=pdf", headers=_auth(tokens["clinician"]))
+    assert again.content == pdf.content  # kept, not rendered twice
+    wrong = client.get(f"/api/v1/samples/{sample['id']}/report?format=docx", headers=_auth(tokens["clinician"]))
+    assert wrong.status_code == 400 and "json, html or pdf" in wrong.json()["detail"]
     adv = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=Clopidogrel", headers=_auth(tokens["clinician"]))
     assert adv.status_code == 200, adv.text
     body = adv.json()
