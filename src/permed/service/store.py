@@ -70,6 +70,10 @@ class AuditEvent(Base):
     sample_id: Mapped[int | None] = mapped_column(ForeignKey("samples.id"), default=None)
 
 
+def _audit_row(token: ApiToken | None, action: str, sample_id: int | None) -> dict:
+    return {"at": utcnow(), "token_id": token.id if token else None, "action": action, "sample_id": sample_id}
+
+
 class Store:
     def __init__(self, url: str):
         if url.startswith(("postgresql://", "postgres://")):  # the driver we ship: psycopg 3
@@ -100,7 +104,7 @@ class Store:
     def audit(self, s: Session | None, token: ApiToken | None, action: str, sample_id: int | None = None) -> None:
         """One audit row, in the session's transaction or (s=None) committed on its own. A Core INSERT:
         every read of patient data writes one, so it must cost little."""
-        row = {"at": utcnow(), "token_id": token.id if token else None, "action": action, "sample_id": sample_id}
+        row = _audit_row(token, action, sample_id)
         if s is not None:
             s.execute(insert(AuditEvent), [row])
         else:
@@ -124,8 +128,7 @@ class AuditWriter:
 
     def submit(self, token: ApiToken | None, action: str, sample_id: int | None = None) -> Future:
         done: Future = Future()
-        self._queue.put(({"at": utcnow(), "token_id": token.id if token else None, "action": action,
-                          "sample_id": sample_id}, done))
+        self._queue.put((_audit_row(token, action, sample_id), done))
         return done
 
     def _run(self) -> None:

@@ -114,8 +114,10 @@ def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> Multipart
         if "vcf" not in state["seen"]:
             raise UploadRejected(400, "the form has no 'vcf' file part")
 
-    callbacks = {k: v for k, v in locals().items() if k.startswith("on_")}
-    return MultipartParser(boundary, callbacks)
+    return MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end, "on_end": on_end})
 
 
 async def receive(request, tmp_dir: Path, limit: int, filename: str | None, medications: str | None) -> Upload:
