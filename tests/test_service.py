@@ -147,6 +147,11 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert again.content == pdf.content  # kept, not rendered twice
     wrong = client.get(f"/api/v1/samples/{sample['id']}/report?format=docx", headers=_auth(tokens["clinician"]))
     assert wrong.status_code == 400 and "json, html or pdf" in wrong.json()["detail"]
+    zh = client.get(f"/api/v1/samples/{sample['id']}/report?format=html&lang=zh", headers=_auth(tokens["clinician"]))
+    assert zh.status_code == 200 and '<html lang="zh">' in zh.text and 'id="actionable"' in zh.text
+    assert '<html lang="en">' in html.text
+    xx = client.get(f"/api/v1/samples/{sample['id']}/report?format=html&lang=xx", headers=_auth(tokens["clinician"]))
+    assert xx.status_code == 400 and "en, zh" in xx.json()["detail"]
     adv = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=Clopidogrel", headers=_auth(tokens["clinician"]))
     assert adv.status_code == 200, adv.text
     body = adv.json()

@@ -78,6 +78,10 @@ def test_browser_ui_end_to_end(tmp_path):
         # the frame must paint the report, not only hold it (a reused sandboxed frame once stayed blank)
         frame_png = page.locator("#report-frame").screenshot()
         assert len(Image.open(io.BytesIO(frame_png)).convert("L").getcolors(256)) > 20
+
+        # the same report in Chinese, rendered by the job alongside the English one
+        page.select_option("#report-lang", "zh")
+        page.frame_locator("#report-frame").locator("html[lang='zh'] #actionable").wait_for(state="attached")
         assert shot.stat().st_size > 20_000
     # the browser logs the two refusals the test provoked (wrong token, unknown drug), and nothing else
     assert browser.errors == [f"Failed to load resource: the server responded with a status of {code}"

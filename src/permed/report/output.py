@@ -25,8 +25,9 @@ def sample_filename(sample: str) -> str:
 
 def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_reports: bool = True,
                   advice: AdviceSet | None = None, formats: tuple[str, ...] = ("html",),
-                  lang: str = "en") -> list[Path]:
-    """calls.tsv, and per sample: report JSON plus the clinician's report (`formats`: html and/or pdf)."""
+                  lang: str = "en", also_html: tuple[str, ...] = ()) -> list[Path]:
+    """calls.tsv, and per sample: report JSON plus the clinician's report (`formats`: html and/or pdf)
+    in `lang`, and an HTML report `<sample>.report.<lang>.html` for each language in `also_html`."""
     names: dict[str, int] = {}
     for si, s in enumerate(callset.samples):
         fn = sample_filename(s) + ".report.json"
@@ -41,13 +42,15 @@ def write_outputs(callset: CallSet, pset: PhenotypeSet, out_dir: Path, sample_re
             for fn, si in names.items():
                 with open(out.path(fn), "w") as fh:
                     fh.write(writer.render(si))
+                stem = fn.removesuffix(".json")
+                sample_advice = advice.sample(si) if advice else None
                 if formats:
-                    stem = fn.removesuffix(".json")
-                    ctx = report_context(callset, pset, si, advice.sample(si) if advice else None, lang,
-                                         writer.created)
-                    html = render_html(ctx)
+                    html = render_html(report_context(callset, pset, si, sample_advice, lang, writer.created))
                     if "html" in formats:
                         out.path(f"{stem}.html").write_text(html, encoding="utf-8")
                     if "pdf" in formats:
                         write_pdf(html, out.path(f"{stem}.pdf"))
+                for other in also_html:
+                    html = render_html(report_context(callset, pset, si, sample_advice, other, writer.created))
+                    out.path(f"{stem}.{other}.html").write_text(html, encoding="utf-8")
         return out.commit()

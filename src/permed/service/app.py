@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from permed import __version__
 from permed.errors import UserError
+from permed.report.i18n import SOURCE_LANGUAGE, available_languages
 from permed.report.output import sample_filename
 from permed.service.access_log import AccessLog
 from permed.service.store import ApiToken, AuditWriter, Job, Sample, Store
@@ -53,6 +54,7 @@ UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
 }}}
 
 
+REPORT_LANGUAGES = tuple(available_languages())
 DONE_CACHE_SIZE = 100_000  # finished samples whose report paths are kept in memory
 MAX_ROW_ID = 2**31 - 1  # INTEGER keys in SQLite and PostgreSQL; larger numbers can name no row
 RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
@@ -159,7 +161,8 @@ def create_app(settings: Settings) -> FastAPI:
 
         kb = load_kb()
         return {"kb_version": kb.kb_version, "sha256": kb.sha256, "built": kb.built, "licence": kb.licence,
-                "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources]}
+                "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources],
+                "report_languages": list(REPORT_LANGUAGES)}
 
     @api.post("/samples", status_code=status.HTTP_201_CREATED, summary="Upload a VCF; queues a job",
               openapi_extra=UPLOAD_OPENAPI)
@@ -303,14 +306,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
     async def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
-                     sample: str | None = None):
+                     sample: str | None = None,
+                     lang: Annotated[str, Query(description="HTML/PDF language: en, zh")] = "en"):
         if format not in ("json", "html", "pdf"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
+        if lang not in REPORT_LANGUAGES:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"lang must be one of {', '.join(REPORT_LANGUAGES)}")
         path = await _report_json(sample_id, sample)
         await audit(t, f"report-{format}", sample_id)
         if format == "json":
             return Response(_report_bytes(path), media_type="application/json")
-        html = path.with_name(path.name.removesuffix(".json") + ".html")
+        stem = path.name.removesuffix(".json")
+        html = path.with_name(f"{stem}.html" if lang == SOURCE_LANGUAGE else f"{stem}.{lang}.html")
         if format == "html":
             return FileResponse(html, media_type="text/html; charset=utf-8")
         pdf = html.with_suffix(".pdf")

@@ -55,6 +55,7 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
     from permed.phenotype.outside_calls import OutsideCallsText
     from permed.phenotype.phenotype_set import interpret
     from permed.pipeline import CallOptions, call_files
+    from permed.report.i18n import available_languages
     from permed.report.output import write_outputs
     from permed.service.uploads import OUTSIDE_CALLS_NAME
 
@@ -71,7 +72,9 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
         pset = interpret(callset, outside)
         meds = parse_medications(sample.medications, drug_index(kb))
         advice = AdviceSet(AdviceEngine(kb), pset, meds)
-        write_outputs(callset, pset, results_dir(data_dir, sample.id), advice=advice, formats=("html",))
+        # English HTML, and one per further report language so clinicians can switch without a re-run
+        write_outputs(callset, pset, results_dir(data_dir, sample.id), advice=advice, formats=("html",),
+                      also_html=tuple(available_languages()[1:]))
         state, error = "done", None
     except UserError as exc:
         state, error = "failed", str(exc).replace(str(path), sample.filename)

@@ -4,6 +4,7 @@
 
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
+const LANGUAGE_NAMES = { en: "English", zh: "中文" };
 const state = { token: sessionStorage.getItem("permed-token"), role: null, open: null, poll: null };
 
 function el(tag, attrs = {}, ...children) {
@@ -40,6 +41,7 @@ async function signIn(token) {
   state.role = me.role;
   $("who").textContent = `${me.name} (${me.role})`;
   $("kb").textContent = `knowledge base ${kb.kb_version}`;
+  $("report-lang").replaceChildren(...kb.report_languages.map((l) => el("option", { value: l }, LANGUAGE_NAMES[l] ?? l)));
   $("signin").hidden = true;
   $("app").hidden = false;
   $("signout").hidden = false;
@@ -166,19 +168,23 @@ async function openSample(sample) {
   $("detail-title").textContent = `Sample ${sample.id}: ${sample.filename}`;
   $("detail-error").textContent = "";
   $("advice").replaceChildren();
-  const frame = freshFrame();
   try {
-    const [html, report] = await Promise.all([
-      api(`/samples/${sample.id}/report?format=html`, { as: "text" }),
-      api(`/samples/${sample.id}/report?format=json`),
-    ]);
-    frame.srcdoc = html;
+    const [, report] = await Promise.all([showReport(), api(`/samples/${sample.id}/report?format=json`)]);
     $("drug-list").replaceChildren(...Object.keys(report.drugs || {}).sort().map((d) => el("option", { value: d })));
   } catch (e) {
     $("detail-error").textContent = e.message;
   }
   $("detail").scrollIntoView({ behavior: "smooth" });
 }
+
+async function showReport() {
+  const frame = freshFrame();
+  const lang = $("report-lang").value || "en";
+  frame.srcdoc = await api(`/samples/${state.open.id}/report?format=html&lang=${lang}`, { as: "text" });
+}
+$("report-lang").addEventListener("change", () => {
+  if (state.open) showReport().catch((e) => { $("detail-error").textContent = e.message; });
+});
 
 // a new frame per report: a reused sandboxed frame can keep showing an emptied document in Chromium
 function freshFrame() {
@@ -239,7 +245,8 @@ $("advice-form").addEventListener("submit", async (ev) => {
 async function download(format) {
   if (!state.open) return;
   try {
-    const blob = await api(`/samples/${state.open.id}/report?format=${format}`, { as: "blob" });
+    const lang = format === "pdf" ? `&lang=${$("report-lang").value || "en"}` : "";
+    const blob = await api(`/samples/${state.open.id}/report?format=${format}${lang}`, { as: "blob" });
     const a = el("a", { href: URL.createObjectURL(blob), download: `sample-${state.open.id}.report.${format}` });
     document.body.append(a);
     a.click();
