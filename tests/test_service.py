@@ -393,3 +393,26 @@ def test_every_concurrent_read_is_audited(service):
     with store.session() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.sample_id == sid))]
     assert actions.count("advice") == 20 and actions.count("report-json") == 20
+
+
+def test_a_file_the_engine_refuses_fails_its_job_with_the_reason(service):
+    """Header checks pass at upload; a broken record found while calling fails the job with one line
+    naming the client's file (never a server path), and no report is served."""
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    lines = example_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    fields = lines[first].split("\t")
+    fields[1] = "not-a-position"
+    lines[first] = "\t".join(fields)
+    r = client.post("/api/v1/samples", content="".join(lines).encode(),
+                    headers={**_auth(tokens["lab"]), "X-Filename": "broken.vcf"})
+    assert r.status_code == 201, r.text
+    assert run_worker(store, data, once=True) == 1
+    job = client.get(f"/api/v1/samples/{r.json()['id']}", headers=_auth(tokens["clinician"])).json()["job"]
+    assert job["state"] == "failed" and job["attempts"] == 1, job
+    assert "broken.vcf" in job["error"] and str(data) not in job["error"] and "\n" not in job["error"]
+    rep = client.get(f"/api/v1/samples/{r.json()['id']}/report", headers=_auth(tokens["clinician"]))
+    assert rep.status_code == 409 and "failed" in rep.json()["detail"]
+    assert not list(data.glob("results/*/*.report.*"))
