@@ -416,3 +416,26 @@ def test_a_file_the_engine_refuses_fails_its_job_with_the_reason(service):
     rep = client.get(f"/api/v1/samples/{r.json()['id']}/report", headers=_auth(tokens["clinician"]))
     assert rep.status_code == 409 and "failed" in rep.json()["detail"]
     assert not list(data.glob("results/*/*.report.*"))
+
+
+def test_an_internal_error_fails_the_job_without_leaking_data_to_the_log(service, monkeypatch, caplog):
+    import permed.report.output as output
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    sid = _upload_example(client, tokens)["id"]
+
+    secret = "EXAMPLE-PATIENT *2/*17"  # (the traceback shows the raising line, so not written there)
+
+    def broken(*args, **kwargs):
+        raise KeyError(secret)  # a message quoting patient data
+
+    monkeypatch.setattr(output, "write_outputs", broken)
+    with caplog.at_level("ERROR", logger="permed.worker"):
+        assert run_worker(store, data, once=True) == 1  # the worker survives and goes on
+    job = client.get(f"/api/v1/samples/{sid}", headers=_auth(tokens["clinician"])).json()["job"]
+    assert job["state"] == "failed" and "internal error (KeyError)" in job["error"]
+    assert "EXAMPLE-PATIENT" not in job["error"]
+    logged = caplog.text
+    assert "KeyError" in logged and "broken" in logged  # where it happened ...
+    assert "EXAMPLE-PATIENT" not in logged and "*2/*17" not in logged  # ... not what it said

@@ -8,8 +8,10 @@ which the job is `failed` — a half-written report is never served.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import traceback
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -18,6 +20,7 @@ from permed.errors import UserError
 from permed.service.store import Job, Sample, Store, utcnow
 
 MAX_ATTEMPTS = 3
+log = logging.getLogger("permed.worker")
 
 
 def results_dir(data_dir: Path, sample_id: int) -> Path:
@@ -78,6 +81,11 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
         state, error = "done", None
     except UserError as exc:
         state, error = "failed", str(exc).replace(str(path), sample.filename)
+    except Exception as exc:  # a bug: fail this job (a retry would fail the same way), keep the worker
+        state, error = "failed", f"internal error ({type(exc).__name__}); the server log names job {job.id}"
+        # where it happened, without the exception's message: messages can quote sample names or data
+        log.error("job %d failed with %s at\n%s", job.id, type(exc).__name__,
+                  "".join(traceback.format_tb(exc.__traceback__)).rstrip())
     with store.session() as s:
         s.execute(update(Job).where(Job.id == job.id).values(state=state, error=error, updated_at=utcnow()))
 
