@@ -439,3 +439,20 @@ def test_an_internal_error_fails_the_job_without_leaking_data_to_the_log(service
     logged = caplog.text
     assert "KeyError" in logged and "broken" in logged  # where it happened ...
     assert "EXAMPLE-PATIENT" not in logged and "*2/*17" not in logged  # ... not what it said
+
+
+def test_an_unhandled_error_is_a_plain_500_logged_without_its_message(service, caplog):
+    client, _, tokens, _ = service
+    app = client.app
+    secret = "EXAMPLE-PATIENT 0|1"
+
+    def boom():
+        raise ValueError(secret)
+
+    app.router.add_api_route("/api/v1/boom", boom)
+    with caplog.at_level("INFO"):
+        r = TestClient(app, raise_server_exceptions=False).get("/api/v1/boom")
+    assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
+    assert "ValueError" in caplog.text and "boom" in caplog.text  # where it happened ...
+    assert "EXAMPLE-PATIENT" not in caplog.text and "0|1" not in caplog.text  # ... not what it said
+    assert "GET /api/v1/boom 500" in caplog.text
