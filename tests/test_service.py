@@ -205,12 +205,20 @@ def test_killed_worker_job_is_retried_never_half_served(tmp_path, database_url):
         deadline = time.time() + 60
         while time.time() < deadline:
             with store.session() as s:
-                if s.scalars(select(Job)).first().state == "running":
+                job = s.scalars(select(Job)).first()
+                if job.state == "running":
+                    claimed_beat = job.heartbeat_at
                     break
             time.sleep(0.2)
         else:
             raise AssertionError("the worker never took the job")
-        time.sleep(1)
+        while time.time() < deadline:  # the running worker shows it is alive
+            with store.session() as s:
+                if s.scalars(select(Job)).first().heartbeat_at > claimed_beat:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no heartbeat from the running worker")
         os.kill(worker.pid, signal.SIGKILL)  # mid-job
         worker.wait(timeout=10)
     finally:
@@ -219,16 +227,18 @@ def test_killed_worker_job_is_retried_never_half_served(tmp_path, database_url):
     r = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"]))
     assert r.status_code == 409 and "running" in r.json()["detail"]  # nothing half-written is served
     assert not list(data.glob("results/*/*.report.*"))
-    assert run_worker(store, data, once=True) == 1  # a new worker re-queues the orphan and finishes it
+    from permed.service.worker import recover
+
+    assert recover(store) == 0  # its heartbeat is recent: it could be a live worker's job, left alone
+    # once the lease has run out (lease=0: as if it had), a worker re-queues the orphan and finishes it
+    assert run_worker(store, data, once=True, lease=0) == 1
     job = client.get(f"/api/v1/samples/{sample['id']}", headers=_auth(tokens["clinician"])).json()["job"]
     assert job["state"] == "done" and job["attempts"] == 2
     # a job that keeps killing its worker ends as failed, not retried for ever
     with store.session() as s:
         j = s.scalars(select(Job)).first()
         j.state, j.attempts = "running", MAX_ATTEMPTS
-    from permed.service.worker import recover
-
-    assert recover(store) == 1
+    assert recover(store, lease=0) == 1
     assert client.get(f"/api/v1/samples/{sample['id']}",
                       headers=_auth(tokens["clinician"])).json()["job"]["state"] == "failed"
 
@@ -456,3 +466,26 @@ def test_an_unhandled_error_is_a_plain_500_logged_without_its_message(service, c
     assert "ValueError" in caplog.text and "boom" in caplog.text  # where it happened ...
     assert "EXAMPLE-PATIENT" not in caplog.text and "0|1" not in caplog.text  # ... not what it said
     assert "GET /api/v1/boom 500" in caplog.text
+
+
+def test_parallel_workers_never_run_a_job_twice(service, database_url):
+    """Two worker processes drain one queue: every job runs exactly once (atomic claim), on SQLite and
+    on PostgreSQL. A gzip-compressed upload is among them."""
+    import gzip
+    import subprocess
+    import sys
+
+    client, store, tokens, data = service
+    ids = [_upload_example(client, tokens, meds=m)["id"] for m in ("codeine", "clopidogrel", "simvastatin")]
+    r = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                    files={"vcf": ("patient.vcf.gz", gzip.compress(example_text().encode()))})
+    assert r.status_code == 201, r.text
+    ids.append(r.json()["id"])
+    db = ["--database", database_url] if database_url else []
+    cmd = [sys.executable, "-m", "permed", "worker", "--once", "--data-dir", str(data), *db]
+    workers = [subprocess.Popen(cmd) for _ in range(2)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    jobs = [client.get(f"/api/v1/samples/{i}", headers=_auth(tokens["clinician"])).json()["job"] for i in ids]
+    assert [(j["state"], j["attempts"]) for j in jobs] == [("done", 1)] * 4, jobs
+    rep = client.get(f"/api/v1/samples/{ids[-1]}/report", headers=_auth(tokens["clinician"])).json()
+    assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]  # the gzip upload was read as VCF

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from permed import __version__
+from permed import __version__, service
 from permed.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
@@ -303,15 +303,20 @@ def serve_cmd(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Database (SQLite) and file store.")] = DATA_DIR,
     database: Annotated[str | None, typer.Option(
         "--database", help="SQLAlchemy URL instead of the SQLite file, e.g. postgresql://user@host/db.")] = None,
+    job_workers: Annotated[int, typer.Option(
+        "--job-workers", min=1, help="Worker processes running jobs in parallel (one job each).")] = 1,
+    max_upload_mb: Annotated[int, typer.Option(
+        "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = service.DEFAULT_MAX_UPLOAD_MB,
 ) -> None:
-    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at / and its job worker."""
+    """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
 
     import uvicorn
 
     from permed.service.app import Settings, create_app
 
-    app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True))
+    app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True, job_workers=job_workers,
+                               max_upload=max_upload_mb * 1024**2))
     # uvicorn's access log prints query strings (sample names); permed.access logs paths only
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}

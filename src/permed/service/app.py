@@ -33,6 +33,7 @@ from permed import __version__
 from permed.errors import UserError
 from permed.report.i18n import SOURCE_LANGUAGE, available_languages
 from permed.report.output import sample_filename
+from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
 from permed.service.store import ApiToken, AuditWriter, Job, Sample, Store
 from permed.service.tokens import ROLES, TokenCache, create_token
@@ -40,7 +41,6 @@ from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir
 
-DEFAULT_MAX_UPLOAD = 2 * 1024**3  # bytes; a whole-genome VCF.gz fits, a runaway upload does not
 UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "multipart/form-data": {"schema": {
@@ -69,8 +69,9 @@ class TokenRequest(BaseModel):
 class Settings:
     data_dir: Path
     database: str | None = None
-    max_upload: int = DEFAULT_MAX_UPLOAD
-    run_worker: bool = False  # `permed serve`: start and supervise the job worker with the app
+    max_upload: int = DEFAULT_MAX_UPLOAD_MB * 1024**2  # bytes
+    run_worker: bool = False  # `permed serve`: start and supervise the job workers with the app
+    job_workers: int = 1
 
 
 def _sample_json(sample: Sample, job: Job | None) -> dict:
@@ -102,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.run_worker:
             from permed.service.supervisor import WorkerSupervisor
 
-            with WorkerSupervisor(data_dir, settings.database):
+            with WorkerSupervisor(data_dir, settings.database, workers=settings.job_workers):
                 yield
         else:
             yield

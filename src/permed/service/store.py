@@ -57,6 +57,9 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued running done failed
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # the worker running the job and its last sign of life; a job whose heartbeat stops is re-queued
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

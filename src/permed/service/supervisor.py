@@ -1,5 +1,6 @@
-"""`permed serve` runs jobs in a separate worker process and restarts it if it dies (e.g. kill -9);
-the restarted worker re-queues the job it was running (see worker.recover)."""
+"""`permed serve` runs jobs in separate worker processes and restarts any that dies (e.g. kill -9);
+a restarted worker re-queues the job the dead one was running (see worker.recover). Jobs are claimed
+atomically, so several workers never run the same job."""
 
 from __future__ import annotations
 
@@ -10,34 +11,38 @@ from pathlib import Path
 
 
 class WorkerSupervisor:
-    def __init__(self, data_dir: Path, database: str | None, check_every: float = 1.0):
+    def __init__(self, data_dir: Path, database: str | None, workers: int = 1, check_every: float = 1.0):
         self.cmd = [sys.executable, "-m", "permed", "worker", "--data-dir", str(data_dir)]
         if database:
             self.cmd += ["--database", database]
         self.check_every = check_every
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen | None] = [None] * workers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd)
+    def _start(self, i: int) -> None:
+        self.procs[i] = subprocess.Popen(self.cmd)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.check_every):
-            if self.proc is not None and self.proc.poll() is not None:
-                self._start()  # the worker died: start another; it re-queues the orphaned job
+            for i, proc in enumerate(self.procs):
+                if proc is not None and proc.poll() is not None:
+                    self._start(i)  # a worker died: start another; it re-queues the orphaned job
 
     def __enter__(self) -> WorkerSupervisor:
-        self._start()
+        for i in range(len(self.procs)):
+            self._start(i)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        for proc in live:
+            proc.terminate()
+        for proc in live:
             try:
-                self.proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.kill()

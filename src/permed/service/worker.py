@@ -1,25 +1,34 @@
 """The job worker: a separate process that takes queued jobs one at a time and runs the engine.
 
-A job is claimed with a conditional UPDATE (queued -> running), so two workers never take the same
-job. Results are written through StagedOutput: a report appears whole or not at all. A worker that
-starts finds any job left `running` by a dead worker and queues it again, up to MAX_ATTEMPTS, after
-which the job is `failed` — a half-written report is never served.
+A job is claimed with a conditional UPDATE (queued -> running, naming the worker), so two workers
+never take the same job. While it runs, the worker's heartbeat thread refreshes the job's
+`heartbeat_at` every HEARTBEAT_EVERY seconds. A job still `running` whose heartbeat is older than
+LEASE belongs to a dead worker (kill -9, a lost machine): any worker queues it again, up to
+MAX_ATTEMPTS, after which it is `failed`. Live workers' jobs are never touched, so any number of
+workers can share one queue. Results are written through StagedOutput: a report appears whole or
+not at all, so a half-written report is never served.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 import traceback
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from permed.errors import UserError
 from permed.service.store import Job, Sample, Store, utcnow
 
 MAX_ATTEMPTS = 3
+HEARTBEAT_EVERY = 2.0  # seconds
+LEASE = 10.0  # seconds without a heartbeat before a running job counts as abandoned
 log = logging.getLogger("permed.worker")
 
 
@@ -27,30 +36,60 @@ def results_dir(data_dir: Path, sample_id: int) -> Path:
     return Path(data_dir) / "results" / str(sample_id)
 
 
-def recover(store: Store) -> int:
-    """Jobs a dead worker left running: queue again, or fail after MAX_ATTEMPTS. Returns how many."""
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def recover(store: Store, lease: float = LEASE) -> int:
+    """Jobs whose worker stopped beating: queue again, or fail after MAX_ATTEMPTS. Returns how many."""
+    stale = utcnow() - timedelta(seconds=lease)
     with store.session() as s:
-        orphans = list(s.scalars(select(Job).where(Job.state == "running")))
+        orphans = list(s.scalars(select(Job).where(
+            Job.state == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at <= stale))))
         for job in orphans:
             if job.attempts >= MAX_ATTEMPTS:
                 job.state, job.error = "failed", f"worker stopped during the job {job.attempts} times"
             else:
                 job.state = "queued"
-            job.updated_at = utcnow()
+            job.worker, job.updated_at = None, utcnow()
     return len(orphans)
 
 
-def claim(store: Store) -> Job | None:
+def claim(store: Store, me: str) -> Job | None:
     with store.session() as s:
         for job_id in s.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id).limit(5)):
+            now = utcnow()
             taken = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
-                state="running", attempts=Job.attempts + 1, updated_at=utcnow()))
+                state="running", attempts=Job.attempts + 1, worker=me, heartbeat_at=now, updated_at=now))
             if taken.rowcount == 1:
                 return s.get(Job, job_id)
     return None
 
 
-def run_job(store: Store, data_dir: Path, job: Job) -> None:
+class _Heartbeat:
+    """Refreshes the running job's heartbeat from a thread while the engine works."""
+
+    def __init__(self, store: Store, job_id: int, me: str):
+        self.store, self.job_id, self.me = store, job_id, me
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="permed-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            with self.store.session() as s:
+                s.execute(update(Job).where(Job.id == self.job_id, Job.worker == self.me,
+                                            Job.state == "running").values(heartbeat_at=utcnow()))
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
     from permed.advice.advice_set import AdviceSet
     from permed.advice.engine import AdviceEngine
     from permed.advice.medications import drug_index, parse_medications
@@ -86,20 +125,24 @@ def run_job(store: Store, data_dir: Path, job: Job) -> None:
         # where it happened, without the exception's message: messages can quote sample names or data
         log.error("job %d failed with %s at\n%s", job.id, type(exc).__name__,
                   "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-    with store.session() as s:
-        s.execute(update(Job).where(Job.id == job.id).values(state=state, error=error, updated_at=utcnow()))
+    with store.session() as s:  # only if the job is still ours (not re-queued after a lost lease)
+        s.execute(update(Job).where(Job.id == job.id, Job.worker == me, Job.state == "running").values(
+            state=state, error=error, updated_at=utcnow()))
 
 
-def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = False) -> int:
+def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = False,
+               lease: float = LEASE) -> int:
     """Process jobs until none is left (`once`) or forever. Returns the number of jobs run."""
-    recover(store)
+    me = worker_id()
     done = 0
     while True:
-        job = claim(store)
+        recover(store, lease)
+        job = claim(store, me)
         if job is None:
             if once:
                 return done
             time.sleep(poll)
             continue
-        run_job(store, data_dir, job)
+        with _Heartbeat(store, job.id, me):
+            run_job(store, data_dir, job, me)
         done += 1
