@@ -130,9 +130,13 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     sample = _upload_example(client, tokens)
     r = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"]))
     assert r.status_code == 409 and "queued" in r.json()["detail"]
+    queued = client.get(f"/api/v1/jobs/{sample['job']['id']}", headers=_auth(tokens["clinician"])).json()
+    assert queued["state"] == "queued" and queued["sample_id"] == sample["id"]
     assert run_worker(store, data, once=True) == 1
     job = client.get(f"/api/v1/samples/{sample['id']}", headers=_auth(tokens["clinician"])).json()["job"]
     assert job["state"] == "done" and job["attempts"] == 1
+    assert client.get(f"/api/v1/jobs/{job['id']}", headers=_auth(tokens["lab"])).json()["state"] == "done"
+    assert client.get("/api/v1/jobs/999", headers=_auth(tokens["lab"])).status_code == 404
     rep = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"])).json()
     assert rep["schema"] == "permed.report/1"
     assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]

@@ -273,6 +273,16 @@ def create_app(settings: Settings) -> FastAPI:
             store.audit(s, t, "read", x.id)
             return _sample_json(x, _job_of(s, x.id))
 
+    @api.get("/jobs/{job_id}", summary="One job's state (the id an upload returns in job.id)")
+    def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        with store.session() as s:
+            j = s.get(Job, job_id)
+            if j is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            return {"id": j.id, "sample_id": j.sample_id, "state": j.state, "attempts": j.attempts,
+                    "error": j.error, "created_at": j.created_at.isoformat() + "Z",
+                    "updated_at": j.updated_at.isoformat() + "Z"}
+
     def _done_sample(s, sample_id: int) -> Sample:
         x = _get_sample(s, sample_id)
         job = _job_of(s, x.id)
