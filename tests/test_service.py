@@ -313,6 +313,8 @@ def test_admin_manages_tokens(service):
         {k: x[k] for k in ("id", "role", "name", "revoked")} for x in listed]
     assert all("token" not in x and "token_hash" not in x for x in listed)
     assert client.delete(f"/api/v1/tokens/{new['id']}", headers=_auth(tokens["admin"])).json()["revoked"]
+    missing = client.delete("/api/v1/tokens/999", headers=_auth(tokens["admin"]))
+    assert missing.status_code == 404 and missing.json()["detail"] == "no such token"
     assert client.get("/api/v1/samples", headers=_auth(new["token"])).status_code == 401
     with store.session() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent))]

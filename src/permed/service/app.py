@@ -86,11 +86,11 @@ def _job_of(s, sample_id: int) -> Job | None:
     return s.scalars(select(Job).where(Job.sample_id == sample_id)).first()
 
 
-def _get_sample(s, sample_id: int) -> Sample:
-    x = s.get(Sample, sample_id)
-    if x is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
-    return x
+def _get_or_404(s, model, row_id: int, what: str):
+    row = s.get(model, row_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no such {what}")
+    return row
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -235,10 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
     @api.delete("/tokens/{token_id}", summary="Revoke a token")
     def token_revoke(token_id: RowId, t: Annotated[ApiToken, Depends(admin)]) -> dict:
         with store.session() as s:
-            row = s.get(ApiToken, token_id)
-            if row is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such token")
-            row.revoked = True
+            _get_or_404(s, ApiToken, token_id, "token").revoked = True
             store.audit(s, t, f"token-revoke:{token_id}")
         tokens.clear()
         return {"id": token_id, "revoked": True}
@@ -269,22 +266,20 @@ def create_app(settings: Settings) -> FastAPI:
     @api.get("/samples/{sample_id}", summary="One sample and its job")
     def sample(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
-            x = _get_sample(s, sample_id)
+            x = _get_or_404(s, Sample, sample_id, "sample")
             store.audit(s, t, "read", x.id)
             return _sample_json(x, _job_of(s, x.id))
 
     @api.get("/jobs/{job_id}", summary="One job's state (the id an upload returns in job.id)")
     def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
-            j = s.get(Job, job_id)
-            if j is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            j = _get_or_404(s, Job, job_id, "job")
             return {"id": j.id, "sample_id": j.sample_id, "state": j.state, "attempts": j.attempts,
                     "error": j.error, "created_at": j.created_at.isoformat() + "Z",
                     "updated_at": j.updated_at.isoformat() + "Z"}
 
     def _done_sample(s, sample_id: int) -> Sample:
-        x = _get_sample(s, sample_id)
+        x = _get_or_404(s, Sample, sample_id, "sample")
         job = _job_of(s, x.id)
         if job is None or job.state != "done":
             state = job.state if job else "none"
