@@ -1,5 +1,7 @@
-"""The service, first slice (issue 5): tokens stored hashed, roles, every route but health needs a
-token, uploads streamed, size-limited, checked as VCF and idempotent by SHA-256, audit log."""
+"""The service's API, store and workers (issue 5), on SQLite and PostgreSQL: tokens stored hashed, roles,
+every route but health needs a token, uploads (raw and multipart) streamed, size-limited, checked and
+idempotent, jobs that survive restarts and kill -9, reports and advice, audit log, logs without
+patient data."""
 
 from __future__ import annotations
 
@@ -377,7 +379,9 @@ def test_multipart_upload_with_outside_calls_and_medications(service):
     ({"files": {"vcf": ("p.vcf", b"")}}, 400, "empty upload"),
     ({"files": {"vcf": ("p.vcf", b"##fileformat=VCFv4.2\n")}}, 400, "p.vcf"),
     ({"content": b"--xyz\r\nnonsense", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}}, 400,
-     ""),
+     "malformed multipart"),
+    ({"content": b'--xyz\r\nContent-Disposition: form-data; name="vcf"; filename="p.vcf"\r\n\r\n##fileformat=VCFv4.2\n',
+      "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}}, 400, "closing boundary is missing"),
     ({"content": b"abc", "headers": {"Content-Type": "multipart/form-data"}}, 400, "without a boundary"),
 ])
 def test_bad_multipart_uploads_leave_nothing(service, kwargs, code, message):

@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     data_dir = Path(settings.data_dir)
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
     store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
+
     @asynccontextmanager
     async def lifespan(_app):
         # inside the app's lifespan so the worker stops before uvicorn re-raises a SIGTERM it caught

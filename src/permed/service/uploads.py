@@ -68,8 +68,9 @@ def _text(name: str, raw: bytes) -> str:
         raise UploadRejected(400, f"form field {name!r} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> MultipartParser:
-    state: dict = {"headers": {}, "field": b"", "value": b"", "name": None, "small": bytearray(), "seen": set()}
+def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> tuple[dict, MultipartParser]:
+    state: dict = {"headers": {}, "field": b"", "value": b"", "name": None, "small": bytearray(), "seen": set(),
+                   "ended": False}
 
     def on_part_begin():
         state["headers"], state["name"], state["small"] = {}, None, bytearray()
@@ -111,10 +112,9 @@ def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> Multipart
             setattr(upload, state["name"], text if text.strip() else None)
 
     def on_end():
-        if "vcf" not in state["seen"]:
-            raise UploadRejected(400, "the form has no 'vcf' file part")
+        state["ended"] = True
 
-    return MultipartParser(boundary, {
+    return state, MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data, "on_part_end": on_part_end, "on_end": on_end})
@@ -133,11 +133,16 @@ async def receive(request, tmp_dir: Path, limit: int, filename: str | None, medi
             if media == b"multipart/form-data":
                 if not options.get(b"boundary"):
                     raise UploadRejected(400, "multipart upload without a boundary")
-                parser = _multipart_parser(options[b"boundary"], upload, sink)
+                form, parser = _multipart_parser(options[b"boundary"], upload, sink)
                 async for chunk in request.stream():
                     sink.count(len(chunk))
                     parser.write(chunk)
                 parser.finalize()
+                # a body cut short would otherwise pass as a shorter VCF
+                if not form["ended"]:
+                    raise UploadRejected(400, "malformed multipart upload: the closing boundary is missing")
+                if "vcf" not in form["seen"]:
+                    raise UploadRejected(400, "the form has no 'vcf' file part")
             else:
                 upload.filename = Path(filename or upload.filename).name or "upload.vcf"
                 upload.medications = (medications or "").strip() or None
