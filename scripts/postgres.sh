@@ -2,13 +2,14 @@
 # Start a local PostgreSQL server (Debian package) for the service tests and print its URL.
 # Idempotent: installs the package if missing, creates/starts the cluster, creates the `permed` role.
 set -euo pipefail
+# Only the URL goes to stdout (callers capture it); the tools' messages go to stderr.
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q postgresql >/dev/null
+  $SUDO apt-get update -q >&2 && $SUDO apt-get install -y -q postgresql >&2
 fi
 VERSION=$(ls /usr/lib/postgresql | sort -V | tail -1)
-pg_lsclusters -h | grep -q "^$VERSION main" || $SUDO pg_createcluster "$VERSION" main >/dev/null
-pg_lsclusters -h | grep -q "^$VERSION main .* online" || $SUDO pg_ctlcluster "$VERSION" main start
+pg_lsclusters -h | grep -q "^$VERSION main" || $SUDO pg_createcluster "$VERSION" main >&2
+pg_lsclusters -h | grep -q "^$VERSION main .* online" || $SUDO pg_ctlcluster "$VERSION" main start >&2
 PORT=$(pg_lsclusters -h | awk -v v="$VERSION" '$1 == v && $2 == "main" {print $3}')
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
 as_postgres psql -q -p "$PORT" -c "DO \$\$ BEGIN

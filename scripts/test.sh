@@ -9,5 +9,9 @@ if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "ze
   $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium fonts-wqy-zenhei >/dev/null
 fi
 PERMED_TEST_POSTGRES=$(bash scripts/postgres.sh)
+case "$PERMED_TEST_POSTGRES" in
+  postgresql://*) ;;
+  *) echo "scripts/postgres.sh printed no PostgreSQL URL: $PERMED_TEST_POSTGRES" >&2; exit 1 ;;
+esac
 export PERMED_TEST_POSTGRES PERMED_REQUIRE_POSTGRES=1
 python3 -m venv .venv && .venv/bin/pip install -q '.[test]' && .venv/bin/python -m pytest "$@"
