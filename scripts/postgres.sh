@@ -9,7 +9,13 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 VERSION=$(ls /usr/lib/postgresql | sort -V | tail -1)
 pg_lsclusters -h | grep -q "^$VERSION main" || $SUDO pg_createcluster "$VERSION" main >&2
-pg_lsclusters -h | grep -q "^$VERSION main .* online" || $SUDO pg_ctlcluster "$VERSION" main start >&2
+if ! pg_lsclusters -h | grep -q "^$VERSION main .* online"; then
+  $SUDO pg_ctlcluster "$VERSION" main start >&2 || {
+    echo "scripts/postgres.sh: PostgreSQL $VERSION did not start; its log ends:" >&2
+    tail -20 "/var/log/postgresql/postgresql-$VERSION-main.log" >&2 || true
+    exit 1
+  }
+fi
 PORT=$(pg_lsclusters -h | awk -v v="$VERSION" '$1 == v && $2 == "main" {print $3}')
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
 as_postgres psql -q -p "$PORT" -c "DO \$\$ BEGIN
