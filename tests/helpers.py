@@ -26,6 +26,20 @@ def example_text() -> str:
     return example_vcf().read_text()
 
 
+def two_patient_text(first: str = "PAT-A", second: str = "PAT-B") -> str:
+    """The example VCF with two samples: `first` carries the example's genotypes, `second` is
+    homozygous reference everywhere (so their reports differ, e.g. CYP2C19 *2/*17 against *38/*38)."""
+    out = []
+    for line in example_text().splitlines():
+        if line.startswith("##"):
+            out.append(line)
+        elif line.startswith("#"):
+            out.append("\t".join(line.split("\t")[:9] + [first, second]))
+        else:
+            out.append(line + "\t0/0")
+    return "\n".join(out) + "\n"
+
+
 def write_vcf(path: Path, body: str, samples=("S1",), header: str = HEADER) -> Path:
     cols = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples) + "\n"
     text = header + cols + body

@@ -10,7 +10,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import Served, example_text, run_cli
+from helpers import Served, example_text, run_cli, two_patient_text
 from sqlalchemy import select
 
 from permed.service.app import Settings, create_app
@@ -143,8 +143,12 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert rep["schema"] == "permed.report/1"
     assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]
     assert rep["medications"]["recognised"] == {"clopidogrel": "clopidogrel"}  # X-Medications reached the job
+    # the report names the uploaded file, not the server's stored copy
+    assert rep["inputs"] == [{"file": "example.vcf", "sha256": sample["sha256"], "notices": []}]
+    assert set(rep["gene_sources"].values()) == {"example.vcf"}
     html = client.get(f"/api/v1/samples/{sample['id']}/report?format=html", headers=_auth(tokens["clinician"]))
-    assert html.status_code == 200 and 'id="actionable"' in html.text
+    assert html.status_code == 200 and 'id="actionable"' in html.text and "example.vcf" in html.text
+    assert sample["sha256"] + "." not in html.text
     pdf = client.get(f"/api/v1/samples/{sample['id']}/report?format=pdf", headers=_auth(tokens["clinician"]))
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF") and len(pdf.content) > 10_000
@@ -169,6 +173,40 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert by_rxnorm.json()["drug"] == "clopidogrel"
     none = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=water", headers=_auth(tokens["clinician"]))
     assert none.status_code == 404 and "water" in none.json()["detail"]
+
+
+def test_a_file_with_several_samples_has_one_report_each(service):
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    reader = _auth(tokens["clinician"])
+    r = client.post("/api/v1/samples", content=two_patient_text().encode(),
+                    headers={**_auth(tokens["lab"]), "X-Filename": "two.vcf"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert client.get(f"/api/v1/samples/{sid}/reports", headers=reader).status_code == 409  # not run yet
+    assert run_worker(store, data, once=True) == 1
+    listed = client.get(f"/api/v1/samples/{sid}/reports", headers=reader)
+    assert listed.status_code == 200 and listed.json() == {"sample_id": sid, "samples": ["PAT-A", "PAT-B"]}
+    ambiguous = client.get(f"/api/v1/samples/{sid}/report", headers=reader)
+    assert ambiguous.status_code == 409 and "?sample=NAME" in ambiguous.json()["detail"]
+    a = client.get(f"/api/v1/samples/{sid}/report?sample=PAT-A", headers=reader).json()
+    b = client.get(f"/api/v1/samples/{sid}/report?sample=PAT-B", headers=reader).json()
+    assert (a["sample"], b["sample"]) == ("PAT-A", "PAT-B")
+    assert a["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]
+    assert b["genes"]["CYP2C19"]["source_diplotypes"] == ["*38/*38"]  # *38: the GRCh38 reference allele
+    html = client.get(f"/api/v1/samples/{sid}/report?sample=PAT-B&format=html", headers=reader)
+    assert html.status_code == 200 and "PAT-B" in html.text and "PAT-A" not in html.text
+    adv_a = client.get(f"/api/v1/samples/{sid}/advice?drug=clopidogrel&sample=PAT-A", headers=reader).json()
+    adv_b = client.get(f"/api/v1/samples/{sid}/advice?drug=clopidogrel&sample=PAT-B", headers=reader).json()
+    assert (adv_a["sample"], adv_a["actionable"]) == ("PAT-A", True)
+    assert (adv_b["sample"], adv_b["actionable"]) == ("PAT-B", False)
+    missing = client.get(f"/api/v1/samples/{sid}/report?sample=PAT-C", headers=reader)
+    assert missing.status_code == 404 and "no report for that sample name" in missing.json()["detail"]
+    assert client.get("/api/v1/samples/999/reports", headers=reader).status_code == 404
+    with store.session() as s:
+        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.sample_id == sid)))
+    assert {"reports", "report-json", "report-html", "advice"} <= actions
 
 
 def test_queued_jobs_survive_a_restart(tmp_path, database_url):

@@ -1,6 +1,7 @@
 """The browser UI end to end in headless Chromium against a real `permed serve`: sign in with a token,
 upload the example VCF with a medication, wait for the job, search the list, open the report, check its
-actionable section, look up one drug. A screenshot is kept in test-artefacts/ (or $PERMED_TEST_ARTEFACTS)."""
+actionable section, look up one drug; then a file holding two patients, switching between them. A
+screenshot is kept in test-artefacts/ (or $PERMED_TEST_ARTEFACTS)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import io
 import os
 from pathlib import Path
 
-from helpers import ChromiumPage, Served, example_vcf, run_cli
+import httpx
+from helpers import ChromiumPage, Served, example_vcf, run_cli, two_patient_text
 from PIL import Image
 
 ARTEFACTS = Path(os.environ.get("PERMED_TEST_ARTEFACTS", Path(__file__).parent.parent / "test-artefacts"))
@@ -36,6 +38,9 @@ def test_browser_ui_end_to_end(tmp_path):
         page.click("#upload-button")
         page.wait_for_selector("#upload-status:has-text('Uploaded as sample')")
         assert page.get_attribute("#upload-progress", "value") == "100"
+        two = httpx.post(f"{server.url}/api/v1/samples", content=two_patient_text().encode(),
+                         headers={"Authorization": f"Bearer {lab}", "X-Filename": "two-patients.vcf"})
+        assert two.status_code == 201 and two.json()["id"] == 2  # runs while the test goes on
         row = "#sample-rows tr[data-sample='1']"
         page.wait_for_selector(f"{row} .state-done", timeout=180_000)  # the worker ran the job
         assert "clopidogrel" in page.inner_text(row) and example_vcf().name in page.inner_text(row)
@@ -57,6 +62,7 @@ def test_browser_ui_end_to_end(tmp_path):
         actionable.wait_for(state="attached")  # a sandboxed frame without scripts: never "visible" to Playwright
         assert "clopidogrel" in actionable.inner_text().lower()
         assert "CYP2C19" in report.locator("body").inner_text()
+        assert page.is_hidden("#vcf-sample")  # one patient in this file: nothing to choose
 
         page.fill("#drug", "clopidogrel")
         page.click("#advice-form button")
@@ -83,6 +89,30 @@ def test_browser_ui_end_to_end(tmp_path):
         page.select_option("#report-lang", "zh")
         page.frame_locator("#report-frame").locator("html[lang='zh'] #actionable").wait_for(state="attached")
         assert shot.stat().st_size > 20_000
+
+        # a file with two patients: choose one, and the report and the advice follow the choice
+        page.select_option("#report-lang", "en")
+        page.fill("#search", "")
+        two_row = "#sample-rows tr[data-sample='2']"
+        page.wait_for_selector(f"{two_row} .state-done", timeout=180_000)
+        page.click(f"{two_row} button")
+        page.wait_for_selector("#vcf-sample:visible")
+        assert page.locator("#vcf-sample option").all_inner_texts() == ["PAT-A", "PAT-B"]
+        body = page.frame_locator("#report-frame").locator("body")
+        body.locator("text=PAT-A").first.wait_for(state="attached")
+        page.fill("#drug", "clopidogrel")
+        page.click("#advice-form button")
+        page.locator("#advice .drug.actionable[data-drug='clopidogrel']").wait_for()
+        page.select_option("#vcf-sample", "PAT-B")
+        body = page.frame_locator("#report-frame").locator("body")
+        body.locator("text=PAT-B").first.wait_for(state="attached")
+        assert "PAT-A" not in body.inner_text()
+        assert page.locator("#advice").inner_text() == ""  # the other patient's advice is cleared
+        page.click("#advice-form button")
+        advice_b = page.locator("#advice .drug[data-drug='clopidogrel']")
+        advice_b.wait_for()
+        assert "actionable" not in advice_b.get_attribute("class") and "no change advised" in advice_b.inner_text()
+        page.screenshot(path=str(ARTEFACTS / "service-ui-two-patients.png"))
     # the browser logs the two refusals the test provoked (wrong token, unknown drug), and nothing else
     assert browser.errors == [f"Failed to load resource: the server responded with a status of {code}"
                               for code in ("401 (Unauthorized)", "404 (Not Found)")], browser.errors

@@ -39,7 +39,7 @@ from permed.service.store import ApiToken, AuditWriter, Job, Sample, Store
 from permed.service.tokens import ROLES, TokenCache, create_token
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
-from permed.service.worker import results_dir
+from permed.service.worker import results_dir, upload_path
 
 UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -195,7 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
             if not final.exists():  # else the same VCF is stored already, for another request
                 os.replace(up.path, final)
                 try:
-                    _check_vcf(final)
+                    _vcf_sample_names(final)  # the header checks `permed call` makes
                 except UserError as exc:
                     final.unlink(missing_ok=True)
                     raise HTTPException(status.HTTP_400_BAD_REQUEST,
@@ -311,6 +311,18 @@ def create_app(settings: Settings) -> FastAPI:
                                 "this file holds several samples: add ?sample=NAME")
         return found[0]
 
+    def _report_names(sample_id: int) -> list[str]:
+        with store.session() as s:
+            vcf = upload_path(data_dir, _done_sample(s, sample_id).sha256)
+        ready = {p.name for p in _done_reports(sample_id)}
+        return [n for n in _vcf_sample_names(vcf) if f"{sample_filename(n)}.report.json" in ready]
+
+    @api.get("/samples/{sample_id}/reports", summary="The VCF's sample names that have a report, in file order")
+    async def reports(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        names = await run_in_threadpool(_report_names, sample_id)
+        await audit(t, "reports", sample_id)
+        return {"sample_id": sample_id, "samples": names}
+
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
     async def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
                      sample: str | None = None,
@@ -411,10 +423,10 @@ def _check_outside_calls(text: str) -> None:
     read_all_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, text)], Phenotyper(load_kb()))
 
 
-def _check_vcf(path: Path) -> None:
-    """The same header checks `permed call` makes, before a job is queued."""
+def _vcf_sample_names(path: Path) -> tuple[str, ...]:
+    """The VCF's sample names, read with the same header checks `permed call` makes."""
     from permed.genotypes.vcf_reader import VcfReader
     from permed.kb.load import load_kb
 
     kb = load_kb()
-    VcfReader(path, kb, sorted(kb.genes)).sample_names()
+    return VcfReader(path, kb, sorted(kb.genes)).sample_names()

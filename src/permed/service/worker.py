@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +35,11 @@ log = logging.getLogger("permed.worker")
 
 def results_dir(data_dir: Path, sample_id: int) -> Path:
     return Path(data_dir) / "results" / str(sample_id)
+
+
+def upload_path(data_dir: Path, sha256: str) -> Path:
+    """The stored upload (named by its SHA-256, with the client's VCF/BCF extension)."""
+    return next((Path(data_dir) / "uploads").glob(f"{sha256}.*"))
 
 
 def worker_id() -> str:
@@ -103,11 +109,15 @@ def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
 
     with store.session() as s:
         sample = s.get(Sample, job.sample_id)
-    path = next((Path(data_dir) / "uploads").glob(f"{sample.sha256}.*"))
+    path = upload_path(data_dir, sample.sha256)
     delay = float(os.environ.get("PERMED_TEST_JOB_DELAY", "0"))  # tests: a window to kill the worker in
     try:
         kb = load_kb()
         callset = call_files([path], kb, CallOptions())
+        # reports name the file the lab uploaded, not its stored name (the SHA-256 is reported beside it)
+        callset.inputs = [replace(i, file=sample.filename,
+                                  notices=[n.replace(path.name, sample.filename) for n in i.notices])
+                          for i in callset.inputs]
         if delay:
             time.sleep(delay)
         outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, sample.outside_calls)] if sample.outside_calls else []

@@ -5,7 +5,8 @@
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
 const LANGUAGE_NAMES = { en: "English", zh: "中文" };
-const state = { token: sessionStorage.getItem("permed-token"), role: null, open: null, poll: null };
+// open: the uploaded file shown; name: which of its VCF samples (a file can hold several patients)
+const state = { token: sessionStorage.getItem("permed-token"), role: null, open: null, name: null, poll: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -162,25 +163,43 @@ $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchT
 $("state-filter").addEventListener("change", loadSamples);
 
 // --- report and advice -------------------------------------------------------------------------
+// query string naming the open VCF sample, for the report and advice routes
+const named = (params = {}) => new URLSearchParams({ ...params, sample: state.name });
+
 async function openSample(sample) {
   state.open = sample;
+  state.name = null;
   $("detail").hidden = false;
   $("detail-title").textContent = `Sample ${sample.id}: ${sample.filename}`;
   $("detail-error").textContent = "";
   $("advice").replaceChildren();
   try {
-    const [, report] = await Promise.all([showReport(), api(`/samples/${sample.id}/report?format=json`)]);
-    $("drug-list").replaceChildren(...Object.keys(report.drugs || {}).sort().map((d) => el("option", { value: d })));
+    const { samples } = await api(`/samples/${sample.id}/reports`);
+    if (!samples.length) throw new Error("This upload has no report.");
+    const several = samples.length > 1;
+    $("vcf-sample").replaceChildren(...samples.map((n) => el("option", { value: n }, n)));
+    for (const id of ["vcf-sample", "vcf-sample-label"]) $(id).hidden = !several;
+    await showPatient(samples[0]);
   } catch (e) {
     $("detail-error").textContent = e.message;
   }
   $("detail").scrollIntoView({ behavior: "smooth" });
 }
 
+async function showPatient(name) {
+  state.name = name;
+  $("advice").replaceChildren();
+  const [, report] = await Promise.all([showReport(), api(`/samples/${state.open.id}/report?${named()}`)]);
+  $("drug-list").replaceChildren(...Object.keys(report.drugs || {}).sort().map((d) => el("option", { value: d })));
+}
+$("vcf-sample").addEventListener("change", () => {
+  if (state.open) showPatient($("vcf-sample").value).catch((e) => { $("detail-error").textContent = e.message; });
+});
+
 async function showReport() {
   const frame = freshFrame();
-  const lang = $("report-lang").value || "en";
-  frame.srcdoc = await api(`/samples/${state.open.id}/report?format=html&lang=${lang}`, { as: "text" });
+  const params = named({ format: "html", lang: $("report-lang").value || "en" });
+  frame.srcdoc = await api(`/samples/${state.open.id}/report?${params}`, { as: "text" });
 }
 $("report-lang").addEventListener("change", () => {
   if (state.open) showReport().catch((e) => { $("detail-error").textContent = e.message; });
@@ -196,6 +215,7 @@ function freshFrame() {
 
 function closeDetail() {
   state.open = null;
+  state.name = null;
   $("detail").hidden = true;
   freshFrame();
   $("advice").replaceChildren();
@@ -235,7 +255,7 @@ $("advice-form").addEventListener("submit", async (ev) => {
   const drug = $("drug").value.trim();
   $("detail-error").textContent = "";
   try {
-    const a = await api(`/samples/${state.open.id}/advice?${new URLSearchParams({ drug })}`);
+    const a = await api(`/samples/${state.open.id}/advice?${named({ drug })}`);
     $("advice").replaceChildren(renderAdvice(a));
   } catch (e) {
     $("advice").replaceChildren(el("p", { class: "error" }, e.message));
@@ -245,9 +265,10 @@ $("advice-form").addEventListener("submit", async (ev) => {
 async function download(format) {
   if (!state.open) return;
   try {
-    const lang = format === "pdf" ? `&lang=${$("report-lang").value || "en"}` : "";
-    const blob = await api(`/samples/${state.open.id}/report?format=${format}${lang}`, { as: "blob" });
-    const a = el("a", { href: URL.createObjectURL(blob), download: `sample-${state.open.id}.report.${format}` });
+    const params = named(format === "pdf" ? { format, lang: $("report-lang").value || "en" } : { format });
+    const blob = await api(`/samples/${state.open.id}/report?${params}`, { as: "blob" });
+    const file = `sample-${state.open.id}-${state.name.replace(/[^\w.-]+/g, "_")}.report.${format}`;
+    const a = el("a", { href: URL.createObjectURL(blob), download: file });
     document.body.append(a);
     a.click();
     a.remove();
