@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event, insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from permed.errors import UserError
 
 
 def utcnow() -> datetime:
@@ -79,9 +82,9 @@ def _audit_row(token: ApiToken | None, action: str, sample_id: int | None) -> di
 
 class Store:
     def __init__(self, url: str):
-        if url.startswith(("postgresql://", "postgres://")):  # the driver we ship: psycopg 3
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        self.url = url
+        from permed.service import schema
+
+        url = self.url = self.driver_url(url)
         self.engine = create_engine(url)
         if url.startswith("sqlite"):
             @event.listens_for(self.engine, "connect")
@@ -92,8 +95,19 @@ class Store:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
-        Base.metadata.create_all(self.engine)
+        try:
+            schema.upgrade(self.engine)
+        except OperationalError as exc:  # unreachable server, wrong password, unwritable file: say which
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise UserError(f"{schema.describe(self.engine)}: cannot open the database ({reason})") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @staticmethod
+    def driver_url(url: str) -> str:
+        """postgresql:// URLs go through the driver we ship, psycopg 3."""
+        if url.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> Store:

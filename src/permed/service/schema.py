@@ -1,0 +1,91 @@
+"""Schema migrations: every process that opens the store first brings the database to the current schema
+(Alembic scripts in permed/service/migrations/versions/), so upgrading permed keeps tokens, samples,
+jobs and the audit log. Processes starting together (server, workers) migrate one at a time."""
+
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection, Engine
+
+from permed import __version__
+from permed.errors import UserError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+PG_LOCK_KEY = 0x7065726D  # any constant: the advisory lock that serialises migrations on PostgreSQL
+
+
+def describe(engine: Engine) -> str:
+    """The database as users name it, without a password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+def _config(conn: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _one_at_a_time(engine: Engine, conn: Connection):
+    if engine.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")  # released at commit
+        yield
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with open(f"{engine.url.database}.migrate-lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the current schema. A database of this schema made before migrations
+    existed is adopted; one from a newer permed, or an older unmigratable one, is refused (UserError)."""
+    from permed.service.store import Base
+
+    where = describe(engine)
+    with engine.begin() as conn, _one_at_a_time(engine, conn):
+        cfg = _config(conn)
+        at = current(conn)
+        if at is None and inspect(conn).has_table("samples"):
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            if diffs:
+                raise UserError(f"{where}: database made by a development version of permed before schema "
+                                f"migrations, with a different schema ({_first(diffs)}); start with a new database")
+            command.stamp(cfg, "head")
+            return
+        if at is not None:
+            try:
+                ScriptDirectory.from_config(cfg).get_revision(at)
+            except CommandError:
+                raise UserError(f"{where}: database schema revision {at} is newer than this permed ({__version__}) "
+                                f"knows; upgrade permed") from None
+        command.upgrade(cfg, "head")
+
+
+def _first(diffs: list) -> str:
+    d = diffs[0]
+    d = d[0] if isinstance(d, list) else d  # column changes come grouped
+    return " ".join(str(x) for x in d[:4] if x is not None) if isinstance(d, tuple) else str(d)
