@@ -143,7 +143,9 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert rep["schema"] == "permed.report/1"
     assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]
     assert rep["medications"]["recognised"] == {"clopidogrel": "clopidogrel"}  # X-Medications reached the job
-    # the report names the uploaded file, not the server's stored copy
+    # the job read an indexed copy (windows around definition positions) ...
+    assert (data / "indexed" / f"{sample['sha256']}.vcf.gz.csi").is_file()
+    # ... and the report names the uploaded file and its hash, not the server's stored copy
     assert rep["inputs"] == [{"file": "example.vcf", "sha256": sample["sha256"], "notices": []}]
     assert set(rep["gene_sources"].values()) == {"example.vcf"}
     html = client.get(f"/api/v1/samples/{sample['id']}/report?format=html", headers=_auth(tokens["clinician"]))

@@ -78,6 +78,14 @@ def is_bcf(path: Path) -> bool:
         return head + fh.read(1) == b"BCF"
 
 
+def is_bgzf(path: Path) -> bool:
+    """Blocked gzip (bgzip) — what region indexes need — rather than plain gzip: the gzip header
+    carries the extra subfield 'BC'."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    return len(head) == 18 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
 def clean_htslib(msg: str) -> str:
     return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
 

@@ -105,18 +105,27 @@ def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
     from permed.pipeline import CallOptions, call_files
     from permed.report.i18n import available_languages
     from permed.report.output import write_outputs
+    from permed.service.indexing import queryable
     from permed.service.uploads import OUTSIDE_CALLS_NAME
 
     with store.session() as s:
         sample = s.get(Sample, job.sample_id)
-    path = upload_path(data_dir, sample.sha256)
+    upload = upload_path(data_dir, sample.sha256)
+    path = upload  # what the job reads: the upload or its indexed copy
+
+    def as_uploaded(text: str) -> str:  # messages and reports name the lab's file, never a server path
+        for p in (str(path), str(upload), path.name, upload.name):
+            text = text.replace(p, sample.filename)
+        return text
+
     delay = float(os.environ.get("PERMED_TEST_JOB_DELAY", "0"))  # tests: a window to kill the worker in
     try:
+        path = queryable(upload, data_dir, sample.sha256)
         kb = load_kb()
         callset = call_files([path], kb, CallOptions())
-        # reports name the file the lab uploaded, not its stored name (the SHA-256 is reported beside it)
-        callset.inputs = [replace(i, file=sample.filename,
-                                  notices=[n.replace(path.name, sample.filename) for n in i.notices])
+        # the uploaded file's name and hash (an indexed copy holds the same records, compressed anew)
+        callset.inputs = [replace(i, file=sample.filename, sha256=sample.sha256,
+                                  notices=[as_uploaded(n) for n in i.notices])
                           for i in callset.inputs]
         if delay:
             time.sleep(delay)
@@ -129,7 +138,7 @@ def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
                       also_html=tuple(available_languages()[1:]))
         state, error = "done", None
     except UserError as exc:
-        state, error = "failed", str(exc).replace(str(path), sample.filename)
+        state, error = "failed", as_uploaded(str(exc))
     except Exception as exc:  # a bug: fail this job (a retry would fail the same way), keep the worker
         state, error = "failed", f"internal error ({type(exc).__name__}); the server log names job {job.id}"
         # where it happened, without the exception's message: messages can quote sample names or data
