@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -39,8 +40,13 @@ def _config(conn: Connection) -> Config:
     return cfg
 
 
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
+
+
 def head() -> str:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    return _scripts().get_current_head()
 
 
 def current(conn: Connection) -> str | None:
@@ -67,8 +73,10 @@ def upgrade(engine: Engine) -> None:
 
     where = describe(engine)
     with engine.begin() as conn, _one_at_a_time(engine, conn):
-        cfg = _config(conn)
         at = current(conn)
+        if at == head():  # the usual start: nothing to do, and no Alembic environment to load
+            return
+        cfg = _config(conn)
         if at is None and inspect(conn).has_table("samples"):
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             if diffs:
@@ -78,7 +86,7 @@ def upgrade(engine: Engine) -> None:
             return
         if at is not None:
             try:
-                ScriptDirectory.from_config(cfg).get_revision(at)
+                _scripts().get_revision(at)
             except CommandError:
                 raise UserError(f"{where}: database schema revision {at} is newer than this permed ({__version__}) "
                                 f"knows; upgrade permed") from None
