@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pysam.libcbgzf import BGZFile
 
-from permed.cli import example_vcf
-from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
+from permed.engine import Engine, Inputs
+from permed.examples import example_vcf
+from permed.options import Options
 from permed.service.indexing import queryable
 
 FORMAT_HEADER = [
@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=5_000_000)
     args = ap.parse_args()
-    kb = load_kb()
+    engine = Engine()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         plain = tmp / "wgs.vcf"
@@ -81,9 +81,9 @@ def main() -> None:
               f"lines; {plain.stat().st_size / 1e6:,.0f} MB plain, {bgz.stat().st_size / 1e6:,.0f} MB bgzip "
               f"(written in {t_write:.0f} s)")
         for upload in (plain, bgz):
-            full, t_full = timed(call_files, [upload], kb, CallOptions(use_index=False))
+            full, t_full = timed(engine.match, Inputs.of(vcfs=upload), Options(use_index=False))
             read, t_index = timed(queryable, upload, tmp / f"data-{upload.name}", "wgs")
-            win, t_win = timed(call_files, [read], kb, CallOptions())
+            win, t_win = timed(engine.match, Inputs.of(vcfs=read), Options())
             same = all([full.table[i] for i in full.choice[g]] == [win.table[j] for j in win.choice[g]]
                        for g in full.genes)
             print(f"{upload.name:>11}: whole file decoded {t_full:6.1f} s | index {t_index:5.1f} s + windowed read "

@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 import psutil
 
-from permed.cli import example_vcf
+from permed.examples import example_vcf
 
 
 def _cli(*args: str) -> str:

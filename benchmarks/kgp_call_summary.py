@@ -7,8 +7,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
+from permed.engine import Engine, Inputs
+from permed.options import Options
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "1kgp-grch38"
 
@@ -18,14 +18,14 @@ def main() -> None:
     ap.add_argument("--missing-to-ref", action="store_true")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
-    cs = call_files(sorted(args.data.glob("*.vcf.gz")), load_kb(),
-                    CallOptions(missing_to_ref=args.missing_to_ref, workers=2))
+    cs = Engine().match(Inputs.of(vcfs=sorted(args.data.glob("*.vcf.gz"))),
+                        Options(missing_to_ref=args.missing_to_ref, workers=2))
     print(f"{len(cs.samples)} samples, missing_to_ref={args.missing_to_ref}")
     print(f"{'gene':8s} {'unique':>7s} {'ambiguous':>9s} {'uncallable':>10s} {'no data':>8s} {'other':>6s}")
     for g in cs.genes:
         c = Counter()
-        for s in cs.samples:
-            call = cs.calls[s][g]
+        for si in range(len(cs.samples)):
+            call = cs.call(si, g)
             if call.status == "called":
                 c["ambiguous" if len(call.source_diplotypes) > 1 and call.diplotypes else "unique"] += 1
             else:

@@ -8,8 +8,8 @@ a change in calling shows up as a test failure to be explained.  Run after a del
 from collections import Counter
 from pathlib import Path
 
-from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
+from permed.engine import Engine, Inputs
+from permed.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "1kgp-grch38"
@@ -18,15 +18,15 @@ OUT = ROOT / "tests" / "data" / "1kgp_regression.tsv"
 
 
 def main() -> None:
-    cs = call_files([DATA / f"{g}.vcf.gz" for g in GENES], load_kb(), CallOptions(genes=GENES))
+    cs = Engine().match(Inputs.of(vcfs=[DATA / f"{g}.vcf.gz" for g in GENES]), Options(genes=GENES))
     lines = ["kind\tsample_or_count\tgene\tcall"]
     for g in GENES:
-        counts = Counter(" OR ".join(cs.calls[s][g].source_diplotypes) for s in cs.samples)
+        counts = Counter(" OR ".join(cs.call(si, g).source_diplotypes) for si in range(len(cs.samples)))
         for call, n in sorted(counts.items()):
             lines.append(f"count\t{n}\t{g}\t{call}")
-    for s in cs.samples[::10]:
+    for si in range(0, len(cs.samples), 10):
         for g in GENES:
-            lines.append(f"sample\t{s}\t{g}\t{' OR '.join(cs.calls[s][g].source_diplotypes)}")
+            lines.append(f"sample\t{cs.samples[si]}\t{g}\t{' OR '.join(cs.call(si, g).source_diplotypes)}")
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT} ({len(lines) - 1} rows)")
 

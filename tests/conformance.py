@@ -1,4 +1,4 @@
-"""Helpers that run permed on PharmCAT's conformance cases (../shared/conformance)."""
+"""Helpers that run permed on PharmCAT's conformance cases (../shared/conformance), through the engine."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 from functools import cache
 from pathlib import Path
 
+from permed.engine import Engine, Inputs
 from permed.genotypes.vcf_reader import ReadOptions, read_genotypes
 from permed.kb.build import DEFINITION_SUFFIX, read_definition_file, read_exemptions
 from permed.kb.load import load_kb, seal
 from permed.kb.model import KB_SCHEMA, KnowledgeBase
-from permed.matcher.cohort import CohortCaller, sample_alleles
 from permed.matcher.gene_caller import GeneCaller, MatchOptions
+from permed.matcher.patterns import sample_alleles
+from permed.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -26,7 +28,8 @@ def have_shared() -> bool:
 def case_kb(definition: str, exemptions: str | None, with_phenotypes: bool = False) -> KnowledgeBase:
     """A KB built (with permed's own converter) from the definition file(s) a case names.
 
-    Phenotype facts, when asked for, come from the packaged KB (same PharmCAT release as the cases).
+    Phenotype and guideline facts, when asked for, come from the packaged KB (same PharmCAT release as
+    the cases).
     """
     ex = read_exemptions(CONFORMANCE / exemptions) if exemptions else {}
     target = CONFORMANCE / definition
@@ -35,11 +38,19 @@ def case_kb(definition: str, exemptions: str | None, with_phenotypes: bool = Fal
     for p in paths:
         g = read_definition_file(p, ex)
         genes[g.gene] = g
+    packaged = load_kb()
     kb = KnowledgeBase(
         schema=KB_SCHEMA, kb_version="conformance", built="test", sources=(), licence="test", attribution="test",
-        genes=genes, phenotypes=load_kb().phenotypes if with_phenotypes else {},
+        genes=genes, phenotypes=packaged.phenotypes if with_phenotypes else {},
+        phenotypes_dpwg=packaged.phenotypes_dpwg if with_phenotypes else {},
+        guidelines=packaged.guidelines if with_phenotypes else (),
     )
     return seal(kb)
+
+
+@cache
+def case_engine(definition: str, exemptions: str | None, with_phenotypes: bool = False) -> Engine:
+    return Engine(case_kb(definition, exemptions, with_phenotypes))
 
 
 def load_cases(kind: str) -> list[dict]:
@@ -66,13 +77,19 @@ def _setup(case: dict):
 
 
 def run_matcher_case(case: dict):
-    """(gene call or None, GenotypeSet, sample index) for one matcher case."""
-    gs, si, options = _setup(case)
+    """(gene call or None, CallSet, sample index) for one matcher case, read and matched by the engine."""
+    opts = case["options"]
+    definition = case.get("definition") or "definitions/"
+    use_ex = bool(opts.get("withExemptions")) and case.get("exemptions") is not None
+    exemptions = case.get("exemptions") if use_ex else None
+    options = Options(find_combinations=bool(opts.get("findCombinations")),
+                      all_matches=not opts.get("topCandidateOnly"), cyp2d6_from_vcf=bool(opts.get("callCyp2d6")))
+    calls = case_engine(definition, exemptions).match(Inputs.of(CONFORMANCE / case["vcf"]), options)
+    si = calls.sample_index(case["sample"]) if case.get("sample") else 0
     gene = case["gene"]
-    if gene not in gs.genes:
-        return None, gs, si
-    calls, inverse = CohortCaller(options).call(gs.genes[gene])
-    return calls[inverse[si]], gs, si
+    if gene not in calls.genes or (gene == "CYP2D6" and not options.cyp2d6_from_vcf):
+        return None, calls, si
+    return calls.call(si, gene), calls, si
 
 
 def sample_result(case: dict):
@@ -85,21 +102,15 @@ def sample_result(case: dict):
 
 @cache
 def run_pipeline_case(case_id: str):
-    """(callset, phenotype set) for one whole-pipeline case, computed once per test session."""
-    from permed.phenotype.phenotype_set import interpret
-    from permed.pipeline import CallOptions, call_files, empty_callset
-
+    """The engine's Result for one whole-pipeline case, computed once per test session."""
     case = next(c for c in load_cases("pipeline") if c["id"] == case_id)
     opts = case["options"]
-    kb = case_kb("definitions/", "definitions/exemptions.json", with_phenotypes=True)
-    options = CallOptions(
+    options = Options(
         find_combinations=bool(opts.get("findCombinations")),
         all_matches=not opts.get("topCandidateOnly", True),
         cyp2d6_from_vcf=bool(opts.get("callCyp2d6")),
     )
-    if case["input"].get("vcf"):
-        callset = call_files([CONFORMANCE / case["input"]["vcf"]], kb, options)
-    else:  # outside calls only
-        callset = empty_callset(kb, "outside-only", options)
-    pset = interpret(callset, [CONFORMANCE / oc["file"] for oc in case["input"].get("outside_calls", [])])
-    return callset, pset
+    vcf = case["input"].get("vcf")
+    inputs = Inputs.of(vcfs=[CONFORMANCE / vcf] if vcf else [], patient="outside-only",
+                       outside_calls=[CONFORMANCE / oc["file"] for oc in case["input"].get("outside_calls", [])])
+    return case_engine("definitions/", "definitions/exemptions.json", with_phenotypes=True).run(inputs, options)

@@ -1,13 +1,20 @@
-"""Shared test helpers: run the CLI as a real process, build small VCFs."""
+"""Shared test helpers: run the CLI in this process or as a real one, read reports, build small VCFs."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import json
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
-from permed.cli import example_vcf
+from permed.examples import example_vcf
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT_SCHEMA_FILE = ROOT / "docs" / "schema" / "report.schema.json"
 
 HEADER = """##fileformat=VCFv4.2
 ##contig=<ID=chr10,length=133797422>
@@ -17,9 +24,65 @@ HEADER = """##fileformat=VCFv4.2
 """
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`permed ARGS` as a real process (the command-line contract: exit codes, streams, files)."""
     return subprocess.run([sys.executable, "-m", "permed", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, env=env)
+
+
+def slow_jobs_env(delay: float) -> dict:
+    """Environment for a `permed worker` / `permed serve` process whose jobs each wait `delay` seconds
+    first (tests/hooks/slow_jobs, loaded through PYTHONPATH)."""
+    import os
+
+    hook = str(Path(__file__).parent / "hooks" / "slow_jobs")
+    path = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PERMED_TEST_JOB_DELAY": str(delay)}
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """`permed ARGS` in this process (same code path as the real command, without its start-up cost):
+    the exit code and what was written to stdout and stderr."""
+    from permed.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run([str(a) for a in args])
+    return subprocess.CompletedProcess(["permed", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def match(paths, **options):
+    """Read and match VCF files with the packaged knowledge base (the engine's match stage)."""
+    from permed.api import engine
+    from permed.engine import Inputs
+    from permed.options import Options
+
+    return engine().match(Inputs.of(vcfs=paths), Options(**options))
+
+
+@cache
+def _report_validator():
+    import jsonschema
+
+    schema = json.loads(REPORT_SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def check_report(data: dict, where: str = "report") -> dict:
+    """A report (parsed JSON) checked against the published schema (docs/schema/report.schema.json)
+    and the model the service loads it with."""
+    from permed.report.model import PatientReport
+
+    errors = sorted(_report_validator().iter_errors(data), key=lambda e: list(e.path))
+    assert not errors, f"{where}: {errors[0].message} at {list(errors[0].path)}"
+    PatientReport.model_validate(data)
+    return data
+
+
+def read_report(path: Path) -> dict:
+    """A written report.json, parsed and checked (check_report)."""
+    return check_report(json.loads(Path(path).read_text(encoding="utf-8")), str(path))
 
 
 def example_text() -> str:
@@ -96,6 +159,7 @@ class Served:
     """`permed serve` as a real process on a free loopback port; its log (stdout+stderr) goes to a file."""
 
     def __init__(self, data: Path, database: str | None = None, env: dict | None = None):
+        """`env`: the whole environment of the server (default: this process's)."""
         import os
         import socket
 
@@ -108,7 +172,7 @@ class Served:
         self.cmd = [sys.executable, "-m", "permed", "serve", "--port", str(self.port), "--data-dir", str(data)]
         if database:
             self.cmd += ["--database", database]
-        self.env = {**os.environ, **(env or {})}
+        self.env = env or dict(os.environ)
 
     def __enter__(self) -> Served:
         import time

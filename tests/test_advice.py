@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from helpers import run_cli
+from helpers import cli, read_report
 
-from permed.advice.advice_set import AdviceSet
-from permed.advice.engine import AdviceEngine
-from permed.advice.medications import drug_index, parse_medications
-from permed.kb.load import load_kb
-from permed.phenotype.phenotype_set import interpret
-from permed.pipeline import empty_callset
+import permed
 
 
 @pytest.fixture(scope="module")
 def kb():
-    return load_kb()
+    return permed.load_kb()
 
 
 def _patient(kb, tmp_path, lines: str, meds: str | None = None):
+    """A patient known from outside calls only, through the public API."""
     oc = tmp_path / "oc.tsv"
     oc.write_text(lines)
-    pset = interpret(empty_callset(kb, "P1"), [oc])
-    advice = AdviceSet(AdviceEngine(kb), pset, parse_medications(meds, drug_index(kb)))
-    return advice.sample(0)
+    return permed.call(outside_calls=oc, medications=meds, patient="P1").advice.sample(0)
 
 
 def _recs(sa, drug, source="CPIC"):
@@ -81,7 +73,7 @@ def test_phenoconversion_moderate_cyp2c19(kb, tmp_path):
 
 
 def test_medications_by_code(kb):
-    meds = parse_medications("32968; J05AF06 ,Codeine", drug_index(kb))
+    meds = permed.Engine(kb).medications("32968; J05AF06 ,Codeine")
     assert meds.drugs == {"clopidogrel", "abacavir", "codeine"}
     assert not meds.unrecognised
 
@@ -90,11 +82,10 @@ def test_cli_medications_and_report_fields(tmp_path):
     oc = tmp_path / "oc.tsv"
     oc.write_text("CYP2D6\t*1/*1\n")
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--outside-calls", oc, "--medications", "paroxetine,clopidogrel,xyzzy",
-                  "-o", out)
+    res = cli("call", "--example", "--outside-calls", oc, "--medications", "paroxetine,clopidogrel,xyzzy", "-o", out)
     assert res.returncode == 0, res.stderr
     assert "xyzzy" in res.stderr
-    r = json.loads((out / "EXAMPLE-PATIENT.report.json").read_text())
+    r = read_report(out / "EXAMPLE-PATIENT.report.json")
     assert r["medications"]["unrecognised"] == ["xyzzy"]
     assert r["phenoconversion"][0]["inhibitor"] == "paroxetine"
     assert r["actionable_drugs"][0] == "clopidogrel"  # on the list and actionable (CYP2C19 *2/*17)

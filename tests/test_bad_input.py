@@ -1,4 +1,7 @@
-"""Bad input: one line naming the file and record, exit code 2, no traceback, nothing left in OUT."""
+"""Bad input: one line naming the file and record, exit code 2, no traceback, nothing left in OUT.
+
+Every case runs through the command line in this process (`cli`); one runs as a real process too, so
+what reaches the terminal (htslib's own messages included) is checked as a user sees it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import HEADER, example_text, rec, run_cli, write_vcf
+from helpers import HEADER, cli, example_text, read_report, rec, run_cli, write_vcf
 
 
 def _example_lines() -> tuple[list[str], list[str]]:
@@ -129,7 +132,7 @@ def make_plain_gzip_garbage(d: Path) -> Path:
 
 BAD_INPUTS = {
     "empty file": (make_empty, "file is empty"),
-    "truncated gzip": (make_truncated_gzip, ""),
+    "truncated gzip": (make_truncated_gzip, "corrupt gzip data"),
     "not a VCF (TSV)": (make_not_vcf, "not a VCF file"),
     "binary garbage": (make_binary, "not a VCF file"),
     "no GT field": (make_no_gt, "GT"),
@@ -140,21 +143,16 @@ BAD_INPUTS = {
     "CRLF line endings": (make_crlf, "CRLF"),
     "GT allele out of range": (make_gt_out_of_range, "GT allele 3"),
     "sites-only VCF (no samples)": (make_sites_only, "no sample columns"),
-    "records without #CHROM line": (make_no_chrom_line, ""),
+    "records without #CHROM line": (make_no_chrom_line, "line 6: record before the #CHROM header line"),
     "gVCF END not an integer": (make_bad_end, "END"),
     "missing file": (make_missing_file, "no such file"),
     "directory instead of file": (make_directory, "is a directory"),
-    "POS not a number": (make_bad_pos, ""),
+    "POS not a number": (make_bad_pos, "line 8: malformed record (Could not parse the position 'notanumber')"),
     "gzip of non-VCF text": (make_plain_gzip_garbage, "not a VCF file"),
 }
 
 
-@pytest.mark.parametrize("name", list(BAD_INPUTS))
-def test_bad_input_clear_error(tmp_path, name):
-    make, expected = BAD_INPUTS[name]
-    inp = make(tmp_path)
-    out = tmp_path / "out"
-    res = run_cli("call", inp, "-o", out)
+def _check_refused(res, inp: Path, expected: str, out: Path) -> None:
     assert res.returncode == 2, (res.returncode, res.stderr)
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1, res.stderr
@@ -165,29 +163,63 @@ def test_bad_input_clear_error(tmp_path, name):
     assert not out.exists() or not any(out.iterdir()), "no partial output may be left"
 
 
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_clear_error(tmp_path, name):
+    make, expected = BAD_INPUTS[name]
+    inp = make(tmp_path)
+    out = tmp_path / "out"
+    _check_refused(cli("call", inp, "-o", out), inp, expected, out)
+
+
+@pytest.mark.parametrize("name", ["truncated gzip", "binary garbage"])
+def test_bad_input_as_a_real_process(tmp_path, name):
+    """htslib writes to the process's stderr itself: a real process shows only our one line."""
+    make, expected = BAD_INPUTS[name]
+    inp = make(tmp_path)
+    out = tmp_path / "out"
+    _check_refused(run_cli("call", inp, "-o", out), inp, expected, out)
+
+
 def test_bad_input_does_not_disturb_existing_output(tmp_path):
     out = tmp_path / "out"
-    good = run_cli("call", "--example", "-o", out)
+    good = cli("call", "--example", "-o", out)
     assert good.returncode == 0, good.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    bad = run_cli("call", make_bad_allele(tmp_path), "-o", out)
+    bad = cli("call", make_bad_allele(tmp_path), "-o", out)
     assert bad.returncode == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_usage_errors_exit_2(tmp_path):
-    for args in (["call", "--genes", "NOTAGENE", "--example", "-o", tmp_path / "o1"],
-                 ["call", "--workers", "0", "--example", "-o", tmp_path / "o2"],
-                 ["call", "-o", tmp_path / "o3"]):
-        res = run_cli(*args)
-        assert res.returncode == 2, (args, res.stderr)
-        assert "Traceback" not in res.stderr
+@pytest.mark.parametrize("args, message", [
+    (["call", "--genes", "NOTAGENE", "--example"], "--genes: unknown gene(s) NOTAGENE"),
+    (["call", "--workers", "0", "--example"], "--workers"),
+    (["call", "--no-such-flag", "--example"], "No such option: --no-such-flag"),
+    (["call"], "no input files: give VCF/BCF paths, --outside-calls or --example"),
+    (["call", "--example", "--lang", "xx"], "--lang xx: no report catalog"),
+])
+def test_bad_flags_exit_64_not_2(tmp_path, args, message):
+    """A bad flag or option value (usage, 64) is told apart from a bad file (2); nothing is written."""
+    res = cli(*args, "-o", tmp_path / "o")
+    assert res.returncode == 64, (args, res.returncode, res.stderr)
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.startswith("permed: error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_exit_codes_of_a_real_process(tmp_path):
+    """As scripts see them: 64 for a flag the parser refuses, 2 for a bad file, 3 for a bad knowledge base."""
+    assert run_cli("call", "--no-such-flag", "-o", tmp_path / "a").returncode == 64
+    assert run_cli("call", make_bad_allele(tmp_path), "-o", tmp_path / "b").returncode == 2
+    bad_kb = tmp_path / "kb.json"
+    bad_kb.write_text("{}")
+    res = run_cli("call", "--example", "--kb", bad_kb, "-o", tmp_path / "c")
+    assert res.returncode == 3 and res.stderr.count("\n") == 1 and "knowledge base schema" in res.stderr
 
 
 def test_output_path_is_a_file(tmp_path):
     target = tmp_path / "taken"
     target.write_text("x")
-    res = run_cli("call", "--example", "-o", target)
+    res = cli("call", "--example", "-o", target)
     assert res.returncode == 2
     assert "not a directory" in res.stderr
     assert target.read_text() == "x"
@@ -196,14 +228,14 @@ def test_output_path_is_a_file(tmp_path):
 def test_same_input_twice(tmp_path):
     src = tmp_path / "p.vcf"
     src.write_text(example_text())
-    res = run_cli("call", src, src, "-o", tmp_path / "out")
-    assert res.returncode == 2
+    res = cli("call", src, src, "-o", tmp_path / "out")
+    assert res.returncode == 64
     assert "given more than once" in res.stderr
 
 
 def test_header_only_vcf_is_no_data_not_an_error(tmp_path):
     p = write_vcf(tmp_path / "header_only.vcf", "")
-    res = run_cli("call", p, "-o", tmp_path / "out")
+    res = cli("call", p, "-o", tmp_path / "out")
     assert res.returncode == 0, res.stderr
     rows = (tmp_path / "out" / "calls.tsv").read_text().splitlines()[1:]
     statuses = {r.split("\t")[1]: r.split("\t")[8] for r in rows}
@@ -218,16 +250,14 @@ def test_unsorted_records_are_read_correctly(tmp_path):
     body = [x for x in lines if not x.startswith("#")]
     shuffled = tmp_path / "unsorted.vcf"
     shuffled.write_text("".join(head) + "".join(reversed(body)))
-    res = run_cli("call", shuffled, "-o", tmp_path / "out")
+    res = cli("call", shuffled, "-o", tmp_path / "out")
     assert res.returncode == 0, res.stderr
-    ref = run_cli("call", "--example", "-o", tmp_path / "ref")
+    ref = cli("call", "--example", "-o", tmp_path / "ref")
     assert ref.returncode == 0
     calls = (tmp_path / "out" / "calls.tsv").read_text().replace("unsorted.vcf", "X")
     expected = (tmp_path / "ref" / "calls.tsv").read_text().replace("example_patient.vcf", "X")
     assert calls == expected
-    import json
-
-    report = json.loads(next((tmp_path / "out").glob("*.report.json")).read_text())
+    report = read_report(next((tmp_path / "out").glob("*.report.json")))
     assert any("not sorted" in n for n in report["inputs"][0]["notices"])
 
 
@@ -236,7 +266,7 @@ def test_shared_example_runs_unchanged(tmp_path):
     gz = tmp_path / "example.vcf.gz"
     with gzip.open(gz, "wt") as fh:
         fh.write(example_text())
-    res = run_cli("call", gz, "-o", tmp_path / "out")
+    res = cli("call", gz, "-o", tmp_path / "out")
     assert res.returncode == 0, res.stderr
     assert "*2/*17" in (tmp_path / "out" / "calls.tsv").read_text()
     shutil.rmtree(tmp_path / "out")

@@ -1,17 +1,18 @@
-"""The `permed call` contract: output files, columns, report fields, determinism, several inputs."""
+"""The `permed call` contract: output files, columns, report fields, determinism, several inputs.
+
+One test runs the command as a real process; the others run it in this process (`cli`), which is the
+same code without the interpreter's start-up."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import os
 from pathlib import Path
 
 import pytest
-from helpers import HEADER, example_text, rec, run_cli, write_vcf
+from helpers import HEADER, cli, example_text, read_report, rec, run_cli, write_vcf
 
-from permed.cli import example_vcf
+from permed.examples import example_vcf
 from permed.report.calls_tsv import COLUMNS
 
 CONTRACT_COLUMNS = ["Sample", "Gene", "Source Diplotype", "Phenotype", "Activity Score", "Match Score",
@@ -25,9 +26,13 @@ def read_calls(out: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.fixture(scope="module")
 def example_out(tmp_path_factory) -> Path:
+    """The README's first command, as a real process: exit 0, the summary table, three files."""
     out = tmp_path_factory.mktemp("example") / "out"
     res = run_cli("call", "--example", "-o", out)
     assert res.returncode == 0, res.stderr
+    assert "1 sample(s), 20 gene(s)" in res.stderr and "*2/*17" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "EXAMPLE-PATIENT.report.html", "EXAMPLE-PATIENT.report.json", "calls.tsv"]
     return out
 
 
@@ -51,7 +56,7 @@ def test_calls_tsv_header_contract(example_out):
 
 
 def test_report_json_contract(example_out):
-    report = json.loads((example_out / "EXAMPLE-PATIENT.report.json").read_text())
+    report = read_report(example_out / "EXAMPLE-PATIENT.report.json")
     assert report["schema"] == "permed.report/1"
     assert report["knowledge_base"]["kb_version"].startswith("2025-11-05")
     assert "CC BY-SA 4.0" in report["knowledge_base"]["licence"]
@@ -77,20 +82,20 @@ def test_missing_positions_reported_not_guessed(tmp_path):
     p = tmp_path / "gaps.vcf"
     p.write_text("".join(kept))
     out = tmp_path / "out"
-    assert run_cli("call", p, "-o", out).returncode == 0
+    assert cli("call", p, "-o", out).returncode == 0
     row = read_calls(out)[("EXAMPLE-PATIENT", "CYP2C19")]
     assert row["Missing Positions"] == "94761900;94775367"
     # without the *17-defining position, *17 cannot be told from *1: the top call loses it
     assert row["Source Diplotype"] == "*1/*2"
     out_all = tmp_path / "all"
-    assert run_cli("call", p, "-o", out_all, "--all-matches").returncode == 0
+    assert cli("call", p, "-o", out_all, "--all-matches").returncode == 0
     assert "*2/*17" in read_calls(out_all)[("EXAMPLE-PATIENT", "CYP2C19")]["Source Diplotype"].split(" OR ")
-    report = json.loads((out / "EXAMPLE-PATIENT.report.json").read_text())
+    report = read_report(out / "EXAMPLE-PATIENT.report.json")
     assert report["genes"]["CYP2C19"]["missing_positions"] == [94761900, 94775367]
 
     out2 = tmp_path / "out2"
-    assert run_cli("call", p, "-o", out2, "--missing-to-ref").returncode == 0
-    report2 = json.loads((out2 / "EXAMPLE-PATIENT.report.json").read_text())
+    assert cli("call", p, "-o", out2, "--missing-to-ref").returncode == 0
+    report2 = read_report(out2 / "EXAMPLE-PATIENT.report.json")
     assert report2["options"]["missing_to_ref"] is True
     assert report2["genes"]["CYP2C19"]["missing_positions"] == []
     ev = {e["position"]: e for e in report2["genes"]["CYP2C19"]["evidence"]}
@@ -100,11 +105,11 @@ def test_missing_positions_reported_not_guessed(tmp_path):
 
 def test_cyp2d6_from_vcf_carries_warning(tmp_path):
     out = tmp_path / "out"
-    assert run_cli("call", "--example", "-o", out, "--cyp2d6-from-vcf").returncode == 0
+    assert cli("call", "--example", "-o", out, "--cyp2d6-from-vcf").returncode == 0
     row = read_calls(out)[("EXAMPLE-PATIENT", "CYP2D6")]
     assert row["Source Diplotype"] == "*1/*1"
     assert "cyp2d6-from-vcf" in row["Warnings"]
-    report = json.loads((out / "EXAMPLE-PATIENT.report.json").read_text())
+    report = read_report(out / "EXAMPLE-PATIENT.report.json")
     assert any(w["name"] == "cyp2d6-from-vcf" for w in report["genes"]["CYP2D6"]["warnings"])
 
 
@@ -132,13 +137,13 @@ def test_multisample_and_worker_count_do_not_change_output(tmp_path):
     env_outs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        res = run_cli("call", p, "-o", out, "--workers", workers)
+        res = cli("call", p, "-o", out, "--workers", workers)
         assert res.returncode == 0, res.stderr
         env_outs.append(out)
     a, b = env_outs
     assert (a / "calls.tsv").read_bytes() == (b / "calls.tsv").read_bytes()
     for f in a.glob("*.report.json"):
-        ja, jb = json.loads(f.read_text()), json.loads((b / f.name).read_text())
+        ja, jb = read_report(f), read_report(b / f.name)
         ja.pop("created"), jb.pop("created")
         assert ja == jb
     calls = read_calls(a)
@@ -150,17 +155,13 @@ def test_multisample_and_worker_count_do_not_change_output(tmp_path):
     assert calls[("P5", "CYP2C19")]["Phased"] == "no"  # one phased position does not make the gene phased
 
 
-def test_reports_are_byte_identical_with_source_date_epoch(tmp_path):
+def test_reports_are_byte_identical_with_source_date_epoch(tmp_path, monkeypatch):
     p = _multisample(tmp_path)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1764000000"}
-    import subprocess
-    import sys
-
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764000000")
     outs = []
     for workers in ("1", "2"):
         out = tmp_path / f"e{workers}"
-        subprocess.run([sys.executable, "-m", "permed", "call", str(p), "-o", str(out), "--workers", workers],
-                       check=True, env=env, capture_output=True)
+        assert cli("call", p, "-o", out, "--workers", workers).returncode == 0
         outs.append(out)
     for f in outs[0].iterdir():
         assert f.read_bytes() == (outs[1] / f.name).read_bytes(), f.name
@@ -176,7 +177,7 @@ def test_several_inputs_split_by_chromosome(tmp_path):
     chr10.write_text("".join(head + [x for x in body if x.startswith("chr10\t")]))
     rest.write_text("".join(head + [x for x in body if not x.startswith("chr10\t")]))
     out = tmp_path / "out"
-    res = run_cli("call", chr10, rest, "-o", out, "--workers", "2")
+    res = cli("call", chr10, rest, "-o", out, "--workers", "2")
     assert res.returncode == 0, res.stderr
     calls = read_calls(out)
     assert calls[("EXAMPLE-PATIENT", "CYP2C19")]["Source Diplotype"] == "*2/*17"
@@ -188,13 +189,13 @@ def test_several_inputs_split_by_chromosome(tmp_path):
 def test_same_gene_in_two_files_is_refused(tmp_path):
     a = write_vcf(tmp_path / "a.vcf", rec("chr10", 94761900, "C", "T", "0/1"))
     b = write_vcf(tmp_path / "b.vcf", rec("chr10", 94761900, "C", "T", "0/0"))
-    res = run_cli("call", a, b, "-o", tmp_path / "out")
-    assert res.returncode == 2
+    res = cli("call", a, b, "-o", tmp_path / "out")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "CYP2C19" in res.stderr and "a.vcf" in res.stderr and "b.vcf" in res.stderr
 
 
 def test_kb_info(tmp_path):
-    res = run_cli("kb", "info")
+    res = cli("kb", "info")
     assert res.returncode == 0, res.stderr
     assert "2025-11-05-00-25" in res.stdout
     assert "CC BY-SA 4.0" in res.stdout
@@ -205,7 +206,7 @@ def test_sample_names_become_safe_file_names(tmp_path):
     p = write_vcf(tmp_path / "odd.vcf", rec("chr10", 94761900, "C", "T", "0/1", "0/0"),
                   samples=("../evil", "ok sample"))
     out = tmp_path / "out"
-    assert run_cli("call", p, "-o", out).returncode == 0
+    assert cli("call", p, "-o", out).returncode == 0
     names = sorted(f.name for f in out.iterdir())
     assert names == [".._evil.report.html", ".._evil.report.json", "calls.tsv", "ok_sample.report.html",
                      "ok_sample.report.json"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conformance import SHARED
-from helpers import ChromiumPage, rec, run_cli, write_vcf
+from helpers import ChromiumPage, cli, rec, write_vcf
 
 from permed.cohort.frequencies import undetermined
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not DATA.exists(), reason="../shared/data/1kgp-g
 
 
 def _cohort(out: Path, *extra: str, files=FILES) -> Path:
-    r = run_cli("cohort", *files, "-o", out, "--populations", POPS, "--quiet", *extra)
+    r = cli("cohort", *files, "-o", out, "--populations", POPS, "--quiet", *extra)
     assert r.returncode == 0, r.stderr
     return out
 
@@ -56,7 +56,7 @@ def test_outputs_and_metadata(base):
 
 
 def test_same_calls_as_permed_call(base, tmp_path):
-    r = run_cli("call", *FILES, "-o", tmp_path / "call", "--no-sample-reports", "--workers", "2")
+    r = cli("call", *FILES, "-o", tmp_path / "call", "--no-sample-reports", "--workers", "2")
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "call" / "calls.tsv") as fh:
         tsv = list(csv.DictReader(fh, delimiter="\t"))
@@ -102,9 +102,10 @@ def test_dask_local_cluster_gives_identical_output(base, tmp_path):
         assert a[name].equals(b[name]), name
 
 
-def test_unreachable_scheduler_is_a_user_error(tmp_path):
-    r = run_cli("cohort", FILES[0], "-o", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9", "--quiet")
-    assert r.returncode == 2
+def test_unreachable_scheduler_is_a_configuration_error(tmp_path):
+    r = cli("cohort", FILES[0], "-o", tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1",
+            "--quiet")
+    assert r.returncode == 64
     assert "--scheduler tcp://127.0.0.1:9: cannot connect" in r.stderr
     assert not (tmp_path / "x" / "calls.parquet").exists()
 
@@ -161,7 +162,7 @@ def test_frequency_counts_add_up(base):
 
 
 def test_query_expression_matches_parquet(base, tmp_path):
-    r = run_cli("query", base, "CYP2C19 phenotype == 'Poor Metabolizer'", "--format", "json")
+    r = cli("query", base, "CYP2C19 phenotype == 'Poor Metabolizer'", "--format", "json")
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     want = [x["sample"] for x in pq.read_table(base / "calls.parquet").to_pylist()
@@ -170,7 +171,7 @@ def test_query_expression_matches_parquet(base, tmp_path):
     assert all(x["CYP2C19 phenotype"] == "Poor Metabolizer" for x in got)
     assert f"{len(want)} of 3202 samples match" in r.stderr
 
-    r = run_cli("query", base, "superpopulation == EAS and (CYP2C19 phenotype == 'Poor Metabolizer' "
+    r = cli("query", base, "superpopulation == EAS and (CYP2C19 phenotype == 'Poor Metabolizer' "
                 "or CYP2C9 activity_score <= 1) and not TPMT diplotype contains '*3A'", "--format", "tsv")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().split("\n")
@@ -198,7 +199,7 @@ def test_query_expression_matches_parquet(base, tmp_path):
 def test_query_sql(base, tmp_path):
     sql = ("SELECT s.superpopulation, count(*) AS n FROM calls c JOIN samples s USING (sample) "
            "WHERE c.gene = 'CYP2C19' AND c.phenotype = 'Poor Metabolizer' GROUP BY 1 ORDER BY 1")
-    r = run_cli("query", base, "--sql", sql, "--format", "csv", "-o", tmp_path / "pm.csv")
+    r = cli("query", base, "--sql", sql, "--format", "csv", "-o", tmp_path / "pm.csv")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(tmp_path / "pm.csv")))
     pm = _freq(base, "CYP2C19", "phenotype", "superpopulation")
@@ -214,14 +215,14 @@ def test_query_sql(base, tmp_path):
     (("--sql", "SELECT nope FROM calls"), "--sql: "),
 ])
 def test_query_errors_are_one_line(base, args, message):
-    r = run_cli("query", base, *args)
+    r = cli("query", base, *args)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_query_needs_a_cohort(tmp_path):
-    r = run_cli("query", tmp_path, "CYP2C19 phenotype == 'x'")
+    r = cli("query", tmp_path, "CYP2C19 phenotype == 'x'")
     assert r.returncode == 2 and "no calls.parquet here" in r.stderr
 
 
@@ -234,7 +235,7 @@ def test_bad_populations_file(tmp_path, text, message):
     pops = tmp_path / "pops.tsv"
     pops.write_text(text)
     vcf = write_vcf(tmp_path / "a.vcf", rec("chr10", 94781859, "G", "A", "0/1"))
-    r = run_cli("cohort", vcf, "-o", tmp_path / "out", "--populations", pops, "--quiet")
+    r = cli("cohort", vcf, "-o", tmp_path / "out", "--populations", pops, "--quiet")
     assert r.returncode == 2
     assert f"{pops}: {message}" in r.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -242,12 +243,12 @@ def test_bad_populations_file(tmp_path, text, message):
 
 def test_cohort_of_one_equals_call(tmp_path):
     """The example patient through both commands: the same row values."""
-    from permed.cli import example_vcf
+    from permed.examples import example_vcf
 
     src = tmp_path / "example.vcf"
     shutil.copy(example_vcf(), src)
-    r1 = run_cli("call", src, "-o", tmp_path / "c", "--no-sample-reports")
-    r2 = run_cli("cohort", src, "-o", tmp_path / "k", "--quiet")
+    r1 = cli("call", src, "-o", tmp_path / "c", "--no-sample-reports")
+    r2 = cli("cohort", src, "-o", tmp_path / "k", "--quiet")
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     tsv = list(csv.DictReader(open(tmp_path / "c" / "calls.tsv"), delimiter="\t"))
     rows = pq.read_table(tmp_path / "k" / "calls.parquet").to_pylist()

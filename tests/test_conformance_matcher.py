@@ -27,9 +27,9 @@ def phased_reduce(names: list[str]) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_matcher_case(case):
-    call, gs, si = run_matcher_case(case)
+    call, calls, si = run_matcher_case(case)
     exp = case["expect"]
-    warnings = gs.warnings_for(si)
+    warnings = calls.sample_vcf_warnings(si)
     names = [d.name for d in call.diplotypes] if call else []
 
     if "gene_call_count" in exp:
@@ -75,14 +75,14 @@ def test_matcher_case(case):
         assert len(call.missing_positions) == exp["missing_position_count"]
     if "undocumented_variation_position_count" in exp:
         assert len(call.undocumented_positions) == exp["undocumented_variation_position_count"]
-    n_def = len(gs.genes[case["gene"]].definition.loci) if call else 0
+    n_def = len(calls.kb.genes[case["gene"]].loci) if call else 0
     present = sum(1 for e in call.evidence if e.status != "missing") if call else 0
     if "variant_count_equals_definition" in exp:
         assert (present == n_def) == exp["variant_count_equals_definition"]
     if "variant_count" in exp:
         assert exp["variant_count"] == "definition variant count - 1" and present == n_def - 1
     if "variants_of_interest" in exp:
-        got = [{"rsid": v["rsid"], "vcf_call": v["call"]} for v in call.variants_of_interest]
+        got = [{"rsid": v.rsid, "vcf_call": v.call} for v in call.variants_of_interest]
         assert got == exp["variants_of_interest"]
     if "is_phased" in exp:
         assert call.phased == exp["is_phased"]

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ChromiumPage, run_cli
+from helpers import ChromiumPage, cli
 
 from permed.report import i18n
 
@@ -15,7 +15,7 @@ from permed.report import i18n
 @pytest.fixture(scope="module")
 def report_en(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rep") / "out"
-    res = run_cli("call", "--example", "--medications", "clopidogrel,paroxetine", "-o", out)
+    res = cli("call", "--example", "--medications", "clopidogrel,paroxetine", "-o", out)
     assert res.returncode == 0, res.stderr
     return out / "EXAMPLE-PATIENT.report.html"
 
@@ -52,7 +52,7 @@ def test_report_content_order_and_self_containment(report_en):
 
 def test_chinese_report(tmp_path):
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--medications", "clopidogrel", "--lang", "zh", "-o", out)
+    res = cli("call", "--example", "--medications", "clopidogrel", "--lang", "zh", "-o", out)
     assert res.returncode == 0, res.stderr
     html = (out / "EXAMPLE-PATIENT.report.html").read_text()
     assert 'lang="zh"' in html
@@ -91,7 +91,7 @@ def test_new_language_needs_only_a_catalog(tmp_path, monkeypatch):
 
 def test_pdf_reports(tmp_path):
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--format", "html,pdf", "--lang", "zh", "-o", out)
+    res = cli("call", "--example", "--format", "html,pdf", "--lang", "zh", "-o", out)
     assert res.returncode == 0, res.stderr
     pdf = out / "EXAMPLE-PATIENT.report.pdf"
     data = pdf.read_bytes()
@@ -100,15 +100,15 @@ def test_pdf_reports(tmp_path):
 
 
 def test_unknown_language_and_format(tmp_path):
-    res = run_cli("call", "--example", "--lang", "xx", "-o", tmp_path / "o1")
-    assert res.returncode == 2 and "--lang xx" in res.stderr and "zh" in res.stderr
-    res = run_cli("call", "--example", "--format", "docx", "-o", tmp_path / "o2")
-    assert res.returncode == 2 and "--format" in res.stderr
+    res = cli("call", "--example", "--lang", "xx", "-o", tmp_path / "o1")
+    assert res.returncode == 64 and "--lang xx" in res.stderr and "zh" in res.stderr
+    res = cli("call", "--example", "--format", "docx", "-o", tmp_path / "o2")
+    assert res.returncode == 64 and "--format" in res.stderr
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
 def test_json_only_format(tmp_path):
-    res = run_cli("call", "--example", "--format", "json", "-o", tmp_path / "o")
+    res = cli("call", "--example", "--format", "json", "-o", tmp_path / "o")
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["EXAMPLE-PATIENT.report.json", "calls.tsv"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conformance import SHARED
-from helpers import run_cli
+from helpers import cli
 
 from permed.kb.load import load_kb, load_kb_file
 
@@ -119,8 +119,8 @@ def _packaged_bytes() -> bytes:
 def test_truncated_kb_is_refused(tmp_path):
     bad = tmp_path / "kb.json.gz"
     bad.write_bytes(_packaged_bytes()[:500])
-    res = run_cli("call", "--example", "--kb", bad, "-o", tmp_path / "out")
-    assert res.returncode == 2
+    res = cli("call", "--example", "--kb", bad, "-o", tmp_path / "out")
+    assert res.returncode == 3
     assert "kb.json.gz" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -130,16 +130,16 @@ def test_edited_kb_fails_checksum(tmp_path):
     data["genes"]["CYP2C19"]["loci"][0]["ref"] = "G"  # a single changed fact
     bad = tmp_path / "kb.json"
     bad.write_text(json.dumps(data))
-    res = run_cli("kb", "info", "--kb", bad)
-    assert res.returncode == 2
+    res = cli("kb", "info", "--kb", bad)
+    assert res.returncode == 3
     assert "checksum mismatch" in res.stderr
 
 
 def test_wrong_schema_is_refused(tmp_path):
     bad = tmp_path / "kb.json"
     bad.write_text(json.dumps({"schema": "permed.kb/99", "genes": {}}))
-    res = run_cli("kb", "info", "--kb", bad)
-    assert res.returncode == 2
+    res = cli("kb", "info", "--kb", bad)
+    assert res.returncode == 3
     assert "permed.kb/99" in res.stderr
 
 
@@ -148,13 +148,13 @@ def test_invalid_definition_is_refused(tmp_path):
     data["genes"]["TPMT"]["alleles"][1]["defined"] = {"9999": "A"}
     bad = tmp_path / "kb.json"
     bad.write_text(json.dumps(data))
-    res = run_cli("kb", "info", "--kb", bad)
-    assert res.returncode == 2
+    res = cli("kb", "info", "--kb", bad)
+    assert res.returncode == 3
     assert "out of range" in res.stderr
 
 
 def test_kb_build_refuses_missing_source(tmp_path):
-    res = run_cli("kb", "build", "--source", tmp_path, "--output", tmp_path / "kb.json.gz")
+    res = cli("kb", "build", "--source", tmp_path, "--output", tmp_path / "kb.json.gz")
     assert res.returncode == 2
     assert "no *_translation.json" in res.stderr
     assert not (tmp_path / "kb.json.gz").exists()

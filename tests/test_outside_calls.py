@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import cli, read_report
 
 from permed.kb.load import load_kb
 from permed.phenotype.outside_calls import normalize_phenotype, read_outside_calls
@@ -21,7 +20,7 @@ def _calls(out: Path) -> dict[str, dict]:
 
 
 def _report(out: Path, sample: str = "EXAMPLE-PATIENT") -> dict:
-    return json.loads((out / f"{sample}.report.json").read_text())
+    return read_report(out / f"{sample}.report.json")
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -54,7 +53,7 @@ def test_outside_call_replaces_vcf_gene_and_says_so(tmp_path):
     oc = tmp_path / "oc.tsv"
     oc.write_text("CYP2D6\t*1/*4\nCYP2C19\t*1/*1\n")
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--outside-calls", oc, "-o", out)
+    res = cli("call", "--example", "--outside-calls", oc, "-o", out)
     assert res.returncode == 0, res.stderr
     rows = _calls(out)
     assert rows["CYP2D6"]["Status"] == "outside_call" and rows["CYP2D6"]["Outside Call"] == "yes"
@@ -75,7 +74,7 @@ def test_bad_line_affects_only_its_gene(tmp_path):
     oc = tmp_path / "oc.tsv"
     oc.write_text("CYP2C19\t*1/*2/*3\nCYP2D6\t*1/*1\n")
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--outside-calls", oc, "-o", out)
+    res = cli("call", "--example", "--outside-calls", oc, "-o", out)
     assert res.returncode == 0, res.stderr
     assert "oc.tsv:1" in res.stderr and "too many alleles" in res.stderr and "Traceback" not in res.stderr
     genes = _report(out)["genes"]
@@ -90,7 +89,7 @@ def test_line_without_gene_is_a_user_error(tmp_path):
     oc = tmp_path / "oc.tsv"
     oc.write_text("CYP2D6\t*1/*1\n\t*1/*2\n")
     out = tmp_path / "out"
-    res = run_cli("call", "--example", "--outside-calls", oc, "-o", out)
+    res = cli("call", "--example", "--outside-calls", oc, "-o", out)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "oc.tsv:2" in res.stderr
     assert not out.exists() or not any(out.iterdir())
@@ -99,7 +98,7 @@ def test_line_without_gene_is_a_user_error(tmp_path):
 def test_non_utf8_outside_calls(tmp_path):
     oc = tmp_path / "oc.tsv"
     oc.write_bytes(b"CYP2D6\t*1/*1\xff\n")
-    res = run_cli("call", "--example", "--outside-calls", oc, "-o", tmp_path / "out")
+    res = cli("call", "--example", "--outside-calls", oc, "-o", tmp_path / "out")
     assert res.returncode == 2 and "UTF-8" in res.stderr
 
 
@@ -107,7 +106,7 @@ def test_outside_calls_only(tmp_path):
     oc = tmp_path / "patient7.tsv"
     oc.write_text("CYP2D6\t*1/*1x3\nHLA-B\t*57:01/*44:02\nCYP2C19\t\tPM\n")
     out = tmp_path / "out"
-    res = run_cli("call", "--outside-calls", oc, "-o", out)
+    res = cli("call", "--outside-calls", oc, "-o", out)
     assert res.returncode == 0, res.stderr
     genes = _report(out, "patient7")["genes"]
     assert set(genes) == {"CYP2D6", "HLA-B", "CYP2C19"}

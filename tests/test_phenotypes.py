@@ -7,8 +7,8 @@ import json
 import pytest
 
 from permed.kb.load import load_kb
+from permed.kb.policy import KEY_RSIDS
 from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, PositionEvidence
-from permed.matcher.policy import KEY_RSIDS
 from permed.phenotype.annotate import GeneAnnotator, function_summary, normalize_activity
 from permed.phenotype.notes import note_rules
 from permed.phenotype.phenotyper import Phenotyper

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 from conformance import SHARED
-
-from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
+from helpers import match
 
 DATA = SHARED / "data" / "1kgp-grch38"
 POPS = SHARED / "data" / "1kgp_populations.tsv"
@@ -22,8 +20,8 @@ pytestmark = pytest.mark.skipif(not DATA.exists(), reason="../shared/data/1kgp-g
 
 @pytest.fixture(scope="module")
 def callset():
-    cs = call_files([DATA / f"{g}.vcf.gz" for g in GENES], load_kb(), CallOptions(genes=GENES))
-    cs.by_sample = cs.calls  # sample -> gene -> call, built once
+    cs = match([DATA / f"{g}.vcf.gz" for g in GENES], genes=GENES)
+    cs.by_sample = {s: cs.sample_calls(si) for si, s in enumerate(cs.samples)}  # built once
     return cs
 
 
@@ -86,10 +84,9 @@ def test_index_window_reading_matches_streaming(missing_to_ref):
     workers); calls, warnings and notices must equal those of a full pass over every record."""
     files = sorted(DATA.glob("*.vcf.gz")) if not missing_to_ref else [
         DATA / f for f in ("CACNA1S.vcf.gz", "CYP2B6.vcf.gz", "RYR1.vcf.gz", "IFNL3.vcf.gz")]
-    kb = load_kb()
-    full = call_files(files, kb, CallOptions(use_index=False, missing_to_ref=missing_to_ref))
+    full = match(files, use_index=False, missing_to_ref=missing_to_ref)
     for workers in (1, 2):
-        win = call_files(files, kb, CallOptions(workers=workers, missing_to_ref=missing_to_ref))
+        win = match(files, workers=workers, missing_to_ref=missing_to_ref)
         assert win.samples == full.samples
         for g in full.genes:
             for i, j in set(zip(full.choice[g].tolist(), win.choice[g].tolist())):

@@ -10,11 +10,11 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import Served, example_text, run_cli, two_patient_text
+from helpers import Served, check_report, cli, example_text, slow_jobs_env, two_patient_text
 from sqlalchemy import select
 
 from permed.service.app import Settings, create_app
-from permed.service.store import ApiToken, AuditEvent, Job, Sample
+from permed.service.store import ApiToken, AuditEvent, Job, Upload
 from permed.service.tokens import create_token, hash_token
 
 
@@ -84,9 +84,9 @@ def test_upload_is_idempotent_and_audited(service):
     assert one.status_code == 200 and one.json()["filename"] == "patient 1.vcf"
     assert client.get("/api/v1/samples/999", headers=_auth(tokens["clinician"])).status_code == 404
     with store.session() as s:
-        query = select(AuditEvent).where(AuditEvent.sample_id.is_not(None))
-        events = [(e.action, e.sample_id) for e in s.scalars(query)]
-        assert len(list(s.scalars(select(Job)))) == 1 and len(list(s.scalars(select(Sample)))) == 1
+        query = select(AuditEvent).where(AuditEvent.upload_id.is_not(None))
+        events = [(e.action, e.upload_id) for e in s.scalars(query)]
+        assert len(list(s.scalars(select(Job)))) == 1 and len(list(s.scalars(select(Upload)))) == 1
     assert events == [("upload", sample["id"]), ("upload-duplicate", sample["id"]), ("read", sample["id"])]
 
 
@@ -103,17 +103,17 @@ def test_bad_uploads_leave_nothing(service, body, code, message):
     assert str(data) not in r.json()["detail"]  # the client's file name, not server paths
     assert list((data / "uploads").iterdir()) == []
     with store.session() as s:
-        assert list(s.scalars(select(Sample))) == []
+        assert list(s.scalars(select(Upload))) == []
 
 
 def test_token_create_cli(tmp_path):
-    r = run_cli("token", "create", "--role", "clinician", "--data-dir", tmp_path / "d")
+    r = cli("token", "create", "--role", "clinician", "--data-dir", tmp_path / "d")
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
     assert token.startswith("pmd_") and token not in (tmp_path / "d" / "permed.sqlite").read_bytes().decode(
         "latin-1")
-    bad = run_cli("token", "create", "--role", "doctor", "--data-dir", tmp_path / "d")
-    assert bad.returncode == 2 and "--role: 'doctor' is not one of lab, clinician, admin" in bad.stderr
+    bad = cli("token", "create", "--role", "doctor", "--data-dir", tmp_path / "d")
+    assert bad.returncode == 64 and "--role: 'doctor' is not one of lab, clinician, admin" in bad.stderr
 
 
 def _upload_example(client, tokens, meds: str | None = "clopidogrel") -> dict:
@@ -140,6 +140,7 @@ def test_worker_runs_the_job_then_reports_and_advice(service):
     assert client.get(f"/api/v1/jobs/{job['id']}", headers=_auth(tokens["lab"])).json()["state"] == "done"
     assert client.get("/api/v1/jobs/999", headers=_auth(tokens["lab"])).status_code == 404
     rep = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"])).json()
+    check_report(rep)
     assert rep["schema"] == "permed.report/1"
     assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]
     assert rep["medications"]["recognised"] == {"clopidogrel": "clopidogrel"}  # X-Medications reached the job
@@ -207,7 +208,7 @@ def test_a_file_with_several_samples_has_one_report_each(service):
     assert missing.status_code == 404 and "no report for that sample name" in missing.json()["detail"]
     assert client.get("/api/v1/samples/999/reports", headers=reader).status_code == 404
     with store.session() as s:
-        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.sample_id == sid)))
+        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.upload_id == sid)))
     assert {"reports", "report-json", "report-html", "advice"} <= actions
 
 
@@ -244,9 +245,9 @@ def test_killed_worker_job_is_retried_never_half_served(tmp_path, database_url):
     tokens = {r: create_token(store, r)[1] for r in ("lab", "clinician")}
     client = TestClient(app)
     sample = _upload_example(client, tokens)
-    env = {**os.environ, "PERMED_TEST_JOB_DELAY": "30"}
     db = ["--database", database_url] if database_url else []
-    worker = subprocess.Popen([sys.executable, "-m", "permed", "worker", "--data-dir", str(data), *db], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "permed", "worker", "--data-dir", str(data), *db],
+                              env=slow_jobs_env(30))
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -301,9 +302,9 @@ def test_permed_serve_end_to_end(tmp_path, database_url):
 
     data = tmp_path / "data"
     db = ["--database", database_url] if database_url else []
-    lab = run_cli("token", "create", "--role", "lab", "--data-dir", data, *db).stdout.strip()
-    clinician = run_cli("token", "create", "--role", "clinician", "--data-dir", data, *db).stdout.strip()
-    with Served(data, database_url, env={"PERMED_TEST_JOB_DELAY": "3"}) as server:
+    lab = cli("token", "create", "--role", "lab", "--data-dir", data, *db).stdout.strip()
+    clinician = cli("token", "create", "--role", "clinician", "--data-dir", data, *db).stdout.strip()
+    with Served(data, database_url, env=slow_jobs_env(3)) as server:
         base = server.api
         r = httpx.post(f"{base}/samples", content=example_text().encode(),
                        headers={**_auth(lab), "X-Filename": "example.vcf", "X-Medications": "clopidogrel"})
@@ -374,7 +375,7 @@ def test_concurrent_identical_uploads_make_one_sample(service):
                                 range(8)))
     assert set(codes) <= {200, 201} and codes.count(201) == 1, codes
     with store.session() as s:
-        assert len(list(s.scalars(select(Sample)))) == 1 and len(list(s.scalars(select(Job)))) == 1
+        assert len(list(s.scalars(select(Upload)))) == 1 and len(list(s.scalars(select(Job)))) == 1
 
 
 def test_multipart_upload_with_outside_calls_and_medications(service):
@@ -434,7 +435,7 @@ def test_bad_multipart_uploads_leave_nothing(service, kwargs, code, message):
     assert str(data) not in r.json()["detail"]
     assert list((data / "uploads").iterdir()) == []
     with store.session() as s:
-        assert list(s.scalars(select(Sample))) == []
+        assert list(s.scalars(select(Upload))) == []
 
 
 def test_every_concurrent_read_is_audited(service):
@@ -451,7 +452,7 @@ def test_every_concurrent_read_is_audited(service):
         codes = list(pool.map(lambda u: client.get(u, headers=_auth(tokens["clinician"])).status_code, urls))
     assert codes == [200] * 40
     with store.session() as s:
-        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.sample_id == sid))]
+        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.upload_id == sid))]
     assert actions.count("advice") == 20 and actions.count("report-json") == 20
 
 

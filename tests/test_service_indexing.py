@@ -8,12 +8,11 @@ import gzip
 
 import pytest
 from cyvcf2 import VCF, Writer
-from helpers import two_patient_text
+from helpers import match, two_patient_text
 
 from permed.genotypes.files import has_index, is_bgzf
 from permed.genotypes.vcf_reader import VcfReader
 from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
 from permed.service.indexing import queryable
 
 KB = load_kb()
@@ -56,7 +55,7 @@ def test_every_upload_form_gets_an_indexed_copy_with_the_same_calls(tmp_path, fo
     assert read.is_symlink() == (form in ("bgzf", "bcf"))  # already bgzipped: linked, not copied
     assert VcfReader(read, KB, sorted(KB.genes)).windowed
     assert sorted(p.name for p in (data / "indexed").iterdir()) == [read.name, f"{read.name}.csi"]
-    _same_calls(call_files([upload], KB, CallOptions(use_index=False)), call_files([read], KB, CallOptions()))
+    _same_calls(match([upload], use_index=False), match([read]))
     assert queryable(upload, data, "abc123") == read  # built once, then reused
 
 
@@ -72,5 +71,4 @@ def test_a_file_that_cannot_be_indexed_is_read_as_uploaded(tmp_path):
     raw_bcf.write_bytes(gzip.decompress(_upload(tmp_path, "bcf").read_bytes()))
     assert raw_bcf.read_bytes()[:3] == b"BCF" and queryable(raw_bcf, data, "u2") == raw_bcf
     assert list((data / "indexed").iterdir()) == []
-    _same_calls(call_files([raw_bcf], KB, CallOptions()), call_files([unsorted.with_name("two.vcf")], KB,
-                                                                     CallOptions()))
+    _same_calls(match([raw_bcf]), match([unsorted.with_name("two.vcf")]))

@@ -11,10 +11,10 @@ import sys
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from helpers import run_cli
+from helpers import cli
 from sqlalchemy import create_engine, select, text
 
-from permed.errors import UserError
+from permed.errors import ServiceError
 from permed.service import schema
 from permed.service.store import ApiToken, Base, Store
 from permed.service.tokens import create_token
@@ -60,10 +60,10 @@ def test_a_database_of_another_schema_is_refused_in_one_line(database_url, tmp_p
     Base.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE jobs DROP COLUMN heartbeat_at"))
-    with pytest.raises(UserError, match=r"before schema migrations, with a different schema .*heartbeat_at"):
+    with pytest.raises(ServiceError, match=r"before schema migrations, with a different schema .*heartbeat_at"):
         Store(url)
-    r = run_cli("token", "create", "--role", "lab", *_cli_database(database_url, tmp_path))
-    assert r.returncode == 2 and r.stdout == ""
+    r = cli("token", "create", "--role", "lab", *_cli_database(database_url, tmp_path))
+    assert r.returncode == 4 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "start with a new database" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -71,14 +71,14 @@ def test_a_database_from_a_newer_permed_is_refused(database_url, tmp_path):
     url = _url(database_url, tmp_path)
     with Store(url).engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    r = run_cli("token", "create", "--role", "lab", *_cli_database(database_url, tmp_path))
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    r = cli("token", "create", "--role", "lab", *_cli_database(database_url, tmp_path))
+    assert r.returncode == 4 and r.stderr.count("\n") == 1
     assert "revision 9999 is newer than this permed" in r.stderr and "upgrade permed" in r.stderr
 
 
 def test_an_unreachable_database_is_one_line_without_the_password():
-    r = run_cli("token", "create", "--role", "lab", "--database", "postgresql://permed:secret@127.0.0.1:1/none")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    r = cli("token", "create", "--role", "lab", "--database", "postgresql://permed:secret@127.0.0.1:1/none")
+    assert r.returncode == 4 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "postgresql://permed:***@127.0.0.1:1/none: cannot open the database" in r.stderr
     assert "secret" not in r.stderr
 

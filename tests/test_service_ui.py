@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import httpx
-from helpers import ChromiumPage, Served, example_vcf, run_cli, two_patient_text
+from helpers import ChromiumPage, Served, cli, example_vcf, two_patient_text
 from PIL import Image
 
 ARTEFACTS = Path(os.environ.get("PERMED_TEST_ARTEFACTS", Path(__file__).parent.parent / "test-artefacts"))
@@ -18,8 +18,8 @@ ARTEFACTS = Path(os.environ.get("PERMED_TEST_ARTEFACTS", Path(__file__).parent.p
 
 def test_browser_ui_end_to_end(tmp_path):
     data = tmp_path / "data"
-    lab = run_cli("token", "create", "--role", "lab", "--data-dir", data).stdout.strip()
-    clinician = run_cli("token", "create", "--role", "clinician", "--data-dir", data).stdout.strip()
+    lab = cli("token", "create", "--role", "lab", "--data-dir", data).stdout.strip()
+    clinician = cli("token", "create", "--role", "clinician", "--data-dir", data).stdout.strip()
     with Served(data) as server, ChromiumPage(1280, 1100) as browser:
         page = browser.page
         page.goto(server.url + "/")

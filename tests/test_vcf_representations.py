@@ -5,12 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cyvcf2 import VCF, Writer
-from helpers import example_text
+from helpers import example_text, match
 
-from permed.kb.load import load_kb
-from permed.pipeline import CallOptions, call_files
-
-KB = load_kb()
 SAMPLE = "EXAMPLE-PATIENT"
 
 
@@ -42,8 +38,8 @@ def line(chrom, pos, ref, alt, gt, filt="PASS", fmt="GT", info="."):
 
 
 def call(path: Path, **opts):
-    cs = call_files([path], KB, CallOptions(**opts))
-    return cs, cs.calls[cs.samples[0]]
+    cs = match([path], **opts)
+    return cs, cs.sample_calls(0)
 
 
 def test_contigs_without_chr_prefix(tmp_path):
@@ -109,7 +105,7 @@ def test_split_multiallelic_records_are_combined(tmp_path):
     assert ev[94781859].call == "A/T"  # 0/1 + 0/1 of different ALTs is one het genotype A/T
     assert calls["CYP2C19"].status == "uncallable"  # T is not in any definition: no guess
     assert 94781859 in calls["CYP2C19"].undocumented_positions
-    assert any("split multi-allelic" in m for m in cs.vcf_warnings[SAMPLE]["chr10:94781859"])
+    assert any("split multi-allelic" in m for m in cs.sample_vcf_warnings(0)["chr10:94781859"])
 
     ref_second = edited_example(tmp_path, {94781859: [line("chr10", 94781859, "G", "A", "0/1"),
                                                       line("chr10", 94781859, "G", "T", "0/0")]}, name="b.vcf")
@@ -176,14 +172,14 @@ def test_filter_handling(tmp_path):
     assert calls["CYP2C19"].source_diplotypes == ["*2/*17"]
     cs, calls = call(p, require_pass=True)
     assert 94781859 in calls["CYP2C19"].missing_positions
-    assert any("FILTER" in m for m in cs.vcf_warnings[SAMPLE]["chr10:94781859"])
+    assert any("FILTER" in m for m in cs.sample_vcf_warnings(0)["chr10:94781859"])
 
 
 def test_half_calls_and_no_calls(tmp_path):
     half = edited_example(tmp_path, {94781859: [line("chr10", 94781859, "G", "A", "./1")]}, name="half.vcf")
     cs, calls = call(half)
     assert calls["CYP2C19"].status == "uncallable"  # one allele unknown: no call rather than a guess
-    assert any("1 genotype found" in m for m in cs.vcf_warnings[SAMPLE]["chr10:94781859"])
+    assert any("1 genotype found" in m for m in cs.sample_vcf_warnings(0)["chr10:94781859"])
     nocall = edited_example(tmp_path, {94781859: [line("chr10", 94781859, "G", "A", "./.")]}, name="nc.vcf")
     cs, calls = call(nocall)
     assert 94781859 in calls["CYP2C19"].missing_positions
@@ -198,4 +194,4 @@ def test_undocumented_alt_in_toxicity_gene_reads_as_reference(tmp_path):
     cs, calls = call(p)
     assert calls["TPMT"].source_diplotypes == ["*1/*1"]
     assert 18130694 in calls["TPMT"].undocumented_positions
-    assert any("replaced with reference" in m for m in cs.vcf_warnings[SAMPLE]["chr6:18130694"])
+    assert any("replaced with reference" in m for m in cs.sample_vcf_warnings(0)["chr6:18130694"])

@@ -1,34 +1,36 @@
-"""Command line: `permed call`, `cohort`, `query`, `serve`, `token create`, `kb build`, `kb info`."""
+"""Command line: `permed call`, `cohort`, `query`, `schema`, `serve`, `worker`, `token create`, `kb build|info`.
+
+A thin layer over the library: it turns flags into `Inputs` and `Options`, runs the one `Engine`,
+writes through the report and cohort writers, and maps errors to exit codes (permed.errors).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from permed import __version__, service
-from permed.errors import UserError
+from permed import __version__
+from permed.api import engine
+from permed.errors import INTERNAL_ERROR, INTERRUPTED, USAGE_ERROR, ConfigurationError, OutputError, PermedError
+from permed.service import DEFAULT_MAX_UPLOAD_MB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build from a PharmCAT release, inspect.")
 app.add_typer(kb_app, name="kb")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens of the permed service.")
 app.add_typer(token_app, name="token")
+schema_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of permed's outputs.")
+app.add_typer(schema_app, name="schema")
 DATA_DIR = Path("permed-data")
 err = Console(stderr=True)
 
-
-def example_vcf() -> Path:
-    ref = resources.files("permed") / "examples" / "example_patient.vcf"
-    with resources.as_file(ref) as p:
-        return Path(p)
+REPORT_FORMATS = ("html", "pdf", "json")
 
 
 def _version(value: bool) -> None:
@@ -42,6 +44,19 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")] = False,
 ) -> None:
     pass
+
+
+def _genes(genes: str | None) -> tuple[str, ...] | None:
+    return tuple(g.strip() for g in genes.split(",") if g.strip()) if genes else None
+
+
+def _formats(report_format: str) -> tuple[str, ...]:
+    formats = tuple(f.strip().lower() for f in report_format.split(",") if f.strip())
+    bad = [f for f in formats if f not in REPORT_FORMATS]
+    if bad or not formats:
+        raise ConfigurationError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json "
+                                 "(comma-separated)")
+    return tuple(f for f in formats if f != "json")  # the JSON report is always written
 
 
 @app.command("call")
@@ -76,79 +91,51 @@ def call_cmd(
     lang: Annotated[str, typer.Option("--lang", help="Report language: en, zh (any language with a catalog).")] = "en",
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""
-    from permed.advice.advice_set import AdviceSet
-    from permed.advice.engine import AdviceEngine
-    from permed.advice.medications import drug_index, parse_medications
-    from permed.kb.load import load_kb
-    from permed.phenotype.phenotype_set import interpret
-    from permed.pipeline import CallOptions, call_files, empty_callset
-    from permed.report.output import write_outputs
+    from permed.engine import Inputs
+    from permed.options import Options
+    from permed.report.i18n import check_language
 
-    formats = tuple(f.strip().lower() for f in report_format.split(",") if f.strip())
-    bad = [f for f in formats if f not in ("html", "pdf", "json")]
-    if bad or not formats:
-        raise UserError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json "
-                        "(comma-separated)")
-    formats = tuple(f for f in formats if f != "json")  # the JSON report is always written
-    from permed.report.i18n import translations
-
-    translations(lang)  # refuse an unknown language before any work
+    formats = _formats(report_format)
+    check_language(lang)  # refuse an unknown language before any work
     paths = list(inputs or [])
     if example:
+        from permed.examples import example_vcf
+
         paths.insert(0, example_vcf())
-    outside = list(outside_calls or [])
-    for p in outside:
-        if not p.is_file():
-            raise UserError(f"{p}: outside-calls file not found")
-    if not paths and not outside:
-        raise UserError("no input files: give VCF/BCF paths, --outside-calls or --example")
+    run_inputs = Inputs.of(vcfs=paths, outside_calls=list(outside_calls or []), medications=medications)
+    options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
+                      find_combinations=combinations, all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf,
+                      workers=workers)
     t0 = time.perf_counter()
-    kb = load_kb(kb_path)
-    options = CallOptions(
-        genes=tuple(g.strip() for g in genes.split(",") if g.strip()) if genes else None,
-        missing_to_ref=missing_to_ref, require_pass=require_pass, find_combinations=combinations,
-        all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
-    )
-    if paths:
-        callset = call_files(paths, kb, options)
-    else:  # a patient known only from outside calls: a cohort of one named after the first file
-        callset = empty_callset(kb, outside[0].name.split(".")[0], options)
-    pset = interpret(callset, outside)
-    engine = AdviceEngine(kb)
-    meds = parse_medications(medications, drug_index(kb))
-    for m in meds.unrecognised:
-        print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP inhibitor",
-              file=sys.stderr)
-    advice = AdviceSet(engine, pset, meds)
-    written = write_outputs(callset, pset, out, sample_reports=not no_sample_reports, advice=advice,
-                            formats=formats, lang=lang)
+    eng = engine(kb_path)
+    result = eng.run(run_inputs, options)
+    if result.advice is not None:
+        for m in result.advice.medications.unrecognised:
+            print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP "
+                  "inhibitor", file=sys.stderr)
+    written = result.write(out, formats=formats if not no_sample_reports else (), lang=lang,
+                           sample_reports=not no_sample_reports)
     elapsed = time.perf_counter() - t0
-    for e in pset.outside_errors:
+    for e in result.phenotypes.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it
         print(f"permed: warning: {e.where}: {e.reason} ({e.gene} reported as not called)", file=sys.stderr)
-    _summary(callset, pset, out, len(written), elapsed)
+    _summary(result, out, len(written), elapsed)
 
 
-def _summary(callset, pset, out: Path, n_files: int, elapsed: float) -> None:
-    console = Console(stderr=True)
-    n = len(callset.samples)
-    console.print(f"permed: {n} sample(s), {len(callset.genes)} gene(s) in {elapsed:.2f} s -> {out}/ ({n_files} files)")
+def _summary(result, out: Path, n_files: int, elapsed: float) -> None:
+    n = len(result.samples)
+    err.print(f"permed: {n} sample(s), {len(result.calls.genes)} gene(s) in {elapsed:.2f} s -> {out}/ "
+              f"({n_files} files)", markup=False, highlight=False)
     if n == 1:
+        from rich.table import Table
+
         table = Table(show_header=True, header_style="bold")
         for col in ("Gene", "Call", "Phenotype", "Status", "Missing"):
             table.add_column(col)
-        from permed.report.calls_tsv import activity_text, gene_status, phenotype_text
-
-        called = set(callset.genes)
-        for gene in pset.genes:
-            c = callset.call(0, gene) if gene in called else None
-            r = pset.report(0, gene)
-            pheno = phenotype_text(r) if r.reportable else ""
-            if activity_text(r):
-                pheno += f" (AS {activity_text(r)})"
-            missing = str(len(c.missing_positions)) if c is not None and not r.outside_call else ""
-            table.add_row(gene, " OR ".join(r.print_calls), pheno, gene_status(c, r), missing)
-        console.print(table)
+        for s in result.summaries(0):
+            pheno = s.phenotype + (f" (AS {s.activity_score})" if s.activity_score else "")
+            table.add_row(s.gene, s.call_text, pheno, s.status, "" if s.n_missing is None else str(s.n_missing))
+        err.print(table)
 
 
 @app.command("cohort")
@@ -166,6 +153,8 @@ def cohort_cmd(
         "(more parallel units; each re-reads its file's records).")] = None,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Dask distributed scheduler address (tcp://host:8786): run units on that cluster.")] = None,
+    scheduler_timeout: Annotated[float, typer.Option(
+        "--scheduler-timeout", min=0.1, help="Seconds to wait for the Dask scheduler to answer.")] = 30.0,
     genes: Annotated[str | None, typer.Option("--genes", help="Comma-separated genes to call (default: all).")] = None,
     missing_to_ref: Annotated[bool, typer.Option(
         "--missing-to-ref", help="Read definition positions absent from the file as homozygous reference.")] = False,
@@ -188,25 +177,22 @@ def cohort_cmd(
         TimeRemainingColumn,
     )
 
-    from permed.cohort.output import write_cohort
+    from permed.cohort.output import CohortTables
     from permed.cohort.populations import read_populations
-    from permed.kb.load import load_kb
-    from permed.phenotype.phenotype_set import interpret
-    from permed.pipeline import CallOptions, call_files
+    from permed.engine import Inputs
+    from permed.options import Options
 
     t0 = time.perf_counter()
     pops = read_populations(populations) if populations else None
-    kb = load_kb(kb_path)
-    options = CallOptions(
-        genes=tuple(g.strip() for g in genes.split(",") if g.strip()) if genes else None,
-        missing_to_ref=missing_to_ref, require_pass=require_pass, all_matches=all_matches,
-        cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
-    )
-    runner = None
+    options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
+                      all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
+                      chunk_size=chunk_size, split_samples=split_samples, parallel_regions=scheduler is not None,
+                      evidence=False, advice=False)
+    executor = None
     if scheduler:
-        from permed.cohort.dask_runner import dask_runner
+        from permed.engine.executors import dask_executor
 
-        runner = dask_runner(scheduler)
+        executor = dask_executor(scheduler, scheduler_timeout)
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), TaskProgressColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=err, disable=quiet, transient=False)
@@ -220,22 +206,21 @@ def cohort_cmd(
             if advance:
                 progress.advance(task, advance)
 
-        callset = call_files(list(inputs), kb, options, evidence=False, chunk_size=chunk_size, runner=runner,
-                             progress=tick, split_samples=split_samples, parallel_regions=scheduler is not None)
+        result = engine(kb_path).run(Inputs.of(vcfs=list(inputs)), options, progress=tick, executor=executor)
         progress.update(task, description="writing")
-        pset = interpret(callset)
-        written = write_cohort(callset, pset, out, pops)
+        written = CohortTables(result, pops).write(out)
         progress.update(task, description="done")
     if not quiet:
-        n = len(callset.samples)
+        n = len(result.samples)
         elapsed = time.perf_counter() - t0
         rate = n / max(elapsed, 1e-9)
-        err.print(f"permed: {n} samples x {len(pset.genes)} genes in {elapsed:.1f} s "
-                  f"({rate:.0f} samples/s) -> {out}/ ({', '.join(p.name for p in written)})" if rate >= 10 else
-                  f"permed: {n} sample(s) x {len(pset.genes)} genes in {elapsed:.1f} s -> {out}/ "
-                  f"({', '.join(p.name for p in written)})")
-        if pops and pops.unassigned(callset.samples):
-            err.print(f"permed: warning: {pops.unassigned(callset.samples)} sample(s) not in {populations} "
+        names = ", ".join(p.name for p in written)
+        err.print(f"permed: {n} samples x {len(result.genes)} genes in {elapsed:.1f} s "
+                  f"({rate:.0f} samples/s) -> {out}/ ({names})" if rate >= 10 else
+                  f"permed: {n} sample(s) x {len(result.genes)} genes in {elapsed:.1f} s -> {out}/ ({names})",
+                  markup=False, highlight=False)
+        if pops and pops.unassigned(result.samples):
+            err.print(f"permed: warning: {pops.unassigned(result.samples)} sample(s) not in {populations} "
                       "are grouped as (unassigned)", markup=False)
 
 
@@ -254,13 +239,13 @@ def query_cmd(
     import io
     import json
 
-    from permed.cohort.query import Cohort
+    from permed.cohort.query import CohortQuery
 
     if fmt not in ("table", "tsv", "csv", "json"):
-        raise UserError(f"--format: {fmt!r} is not one of table, tsv, csv, json")
+        raise ConfigurationError(f"--format: {fmt!r} is not one of table, tsv, csv, json")
     if (expression is None) == (sql is None):
-        raise UserError("give either a filter expression or --sql QUERY (not both)")
-    cohort = Cohort(cohort_dir)
+        raise ConfigurationError("give either a filter expression or --sql QUERY (not both)")
+    cohort = CohortQuery(cohort_dir)
     if sql is not None:
         cols, rows = cohort.sql(sql)
         note = f"{len(rows)} row(s)"
@@ -268,6 +253,8 @@ def query_cmd(
         cols, rows, total = cohort.filter(expression)
         note = f"{len(rows)} of {total} samples match"
     if fmt == "table" and output is None:
+        from rich.table import Table
+
         table = Table(show_header=True, header_style="bold")
         for c in cols:
             table.add_column(str(c))
@@ -290,7 +277,7 @@ def query_cmd(
                 os.replace(tmp, output)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise UserError(f"{output}: cannot write ({exc.strerror})") from None
+                raise OutputError(f"{output}: cannot write ({exc.strerror})") from None
         else:
             sys.stdout.write(buf.getvalue())
     err.print(f"permed: {note}", markup=False, highlight=False)
@@ -306,7 +293,7 @@ def serve_cmd(
     job_workers: Annotated[int, typer.Option(
         "--job-workers", min=1, help="Worker processes running jobs in parallel (one job each).")] = 1,
     max_upload_mb: Annotated[int, typer.Option(
-        "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = service.DEFAULT_MAX_UPLOAD_MB,
+        "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = DEFAULT_MAX_UPLOAD_MB,
 ) -> None:
     """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
@@ -374,6 +361,8 @@ def kb_build(
         "--guidelines", help="Directory of PharmCAT guideline files (CPIC_*.json, DPWG_*.json).")] = None,
 ) -> None:
     """Convert PharmCAT allele definitions, exemptions and phenotype tables into permed's KB format."""
+    from importlib import resources
+
     from permed.kb.build import build_kb
     from permed.kb.load import PACKAGED_KB, dump_kb, load_kb_file
 
@@ -393,6 +382,8 @@ def kb_info(
     from permed.kb.load import load_kb
 
     kb = load_kb(kb_path)
+    from rich.table import Table
+
     console = Console()
     console.print(f"KB version: {kb.kb_version}  (built {kb.built}, sha256 {kb.sha256})")
     for s in kb.sources:
@@ -409,25 +400,42 @@ def kb_info(
     console.print(table)
 
 
-def main() -> None:
+@schema_app.command("report")
+def schema_report() -> None:
+    """Print the JSON Schema of OUT/<sample>.report.json (permed.report/1)."""
+    from permed.report.model import report_schema_text
+
+    sys.stdout.write(report_schema_text())
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on `argv` and return the exit code (errors: one line on stderr)."""
     try:
-        app(standalone_mode=False)
-    except UserError as exc:
+        app(args=argv, prog_name="permed", standalone_mode=False)
+    except PermedError as exc:
         err.print(f"permed: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return INTERRUPTED
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
-            sys.exit(2)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click.UsageError, BadParameter...
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "permed"
+            err.print(f"permed: error: {exc.format_message()} (see {where} --help)", markup=False, highlight=False,
+                      soft_wrap=True)
+            return USAGE_ERROR
         if os.environ.get("PERMED_DEBUG"):
             raise
         err.print(f"permed: internal error: {type(exc).__name__}: {exc} (set PERMED_DEBUG=1 for a traceback)",
                   markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        return INTERNAL_ERROR
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,65 @@
-"""User-facing errors: one line naming the file, the record and the problem; exit code 2."""
+"""Errors permed reports to its users: one line each (file, record, problem), never a traceback.
+
+Every error a user can cause or fix derives from `PermedError`; its `exit_code` is what the command
+line exits with (docs/cli.md, "Exit codes"). Anything else escaping is a bug (exit code 1).
+
+    PermedError
+    ├── UserError              2   something the user gave cannot be used
+    │   ├── InputFileError     2   a VCF/BCF, populations file, query ... is unreadable or malformed
+    │   │   └── OutsideCallsError  2   an outside-calls file
+    │   ├── OutputError        2   the output location cannot be written
+    │   └── ConfigurationError 64  an option value or combination (as the parser's usage errors)
+    ├── KnowledgeBaseError     3   the knowledge base is missing, damaged or of another schema
+    └── ServiceError           4   the service's database or data directory cannot be used
+"""
+
+from __future__ import annotations
+
+INTERNAL_ERROR = 1
+USAGE_ERROR = 64  # sysexits.h EX_USAGE: a bad flag or option value, told apart from a bad file (2)
+INTERRUPTED = 130
 
 
-class UserError(Exception):
-    """Bad input or usage.  The message is shown as-is, without a traceback."""
+class PermedError(Exception):
+    """Base of every error permed reports to a user. The message is shown as-is, on one line."""
+
+    exit_code = INTERNAL_ERROR
+
+    def __init__(self, message: str):
+        super().__init__(message.replace("\r", " ").replace("\n", " "))
+
+
+class UserError(PermedError):
+    """Bad input: something the user gave cannot be used."""
 
     exit_code = 2
 
-    def __init__(self, message: str):
-        super().__init__(message.replace("\n", " "))
+
+class InputFileError(UserError):
+    """A data file (VCF/BCF, populations table, query text...) is unreadable or malformed."""
+
+
+class OutsideCallsError(InputFileError):
+    """An outside-calls file as a whole cannot be used (one bad line only affects its gene)."""
+
+
+class OutputError(UserError):
+    """The output location cannot be written."""
+
+
+class ConfigurationError(UserError):
+    """An option value or a combination of options is invalid (unknown gene, language, format...)."""
+
+    exit_code = USAGE_ERROR
+
+
+class KnowledgeBaseError(PermedError):
+    """The knowledge base is missing, damaged, or of a schema this permed cannot read."""
+
+    exit_code = 3
+
+
+class ServiceError(PermedError):
+    """The service's database or data directory cannot be used."""
+
+    exit_code = 4

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import OutputError
 
 
 class StagedOutput:
@@ -19,12 +19,12 @@ class StagedOutput:
 
     def __enter__(self) -> StagedOutput:
         if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise UserError(f"{self.out_dir}: exists and is not a directory")
+            raise OutputError(f"{self.out_dir}: exists and is not a directory")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(prefix=".permed-", dir=self.out_dir))
         except OSError as exc:
-            raise UserError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None
+            raise OutputError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None
         return self
 
     def path(self, name: str) -> Path:
@@ -43,4 +43,4 @@ class StagedOutput:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise UserError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None
+            raise OutputError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib import resources
 
 from permed.advice.model import Phenoconversion
-from permed.errors import UserError
+from permed.errors import ConfigurationError
 from permed.phenotype.annotate import GeneAnnotator, _format_activity
 from permed.phenotype.model import NA, NO_RESULT, Diplotype, GeneReport
 
@@ -67,7 +67,7 @@ def parse_medications(text: str | None, drug_index: dict[str, str]) -> Medicatio
         if not token:
             continue
         if len(token) > 100:
-            raise UserError(f"--medications: entry {token[:40]!r}... is too long to be a drug name or code")
+            raise ConfigurationError(f"--medications: entry {token[:40]!r}... is too long to be a drug name or code")
         key = token.lower()
         drug = drug_index.get(key) or drug_index.get(token.upper())
         name = drug or key

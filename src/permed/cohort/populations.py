@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 
 UNASSIGNED = "(unassigned)"
 LEVELS = ("superpopulation", "population")
@@ -53,15 +53,15 @@ def read_populations(path: Path) -> Populations:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: populations file not found") from None
+        raise InputFileError(f"{path}: populations file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+        raise InputFileError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
     lines = text.splitlines()
     if not lines:
-        raise UserError(f"{path}: line 1: empty file; expected a header with columns sample, population")
+        raise InputFileError(f"{path}: line 1: empty file; expected a header with columns sample, population")
     header = [h.strip().lower() for h in lines[0].split("\t")]
     if "sample" not in header or "population" not in header:
-        raise UserError(f"{path}: line 1: header must name tab-separated columns 'sample' and 'population' "
+        raise InputFileError(f"{path}: line 1: header must name tab-separated columns 'sample' and 'population' "
                         f"(found {', '.join(header)})")
     cols = {name: header.index(name) for name in ("sample", *LEVELS) if name in header}
     levels = tuple(x for x in LEVELS if x in cols)
@@ -71,12 +71,12 @@ def read_populations(path: Path) -> Populations:
             continue
         fields = line.split("\t")
         if len(fields) <= max(cols.values()):
-            raise UserError(f"{path}: line {no}: expected at least {max(cols.values()) + 1} tab-separated "
+            raise InputFileError(f"{path}: line {no}: expected at least {max(cols.values()) + 1} tab-separated "
                             f"fields, found {len(fields)}")
         sample = fields[cols["sample"]].strip()
         if not sample:
-            raise UserError(f"{path}: line {no}: empty sample name")
+            raise InputFileError(f"{path}: line {no}: empty sample name")
         if sample in table:
-            raise UserError(f"{path}: line {no}: sample {sample!r} is listed twice")
+            raise InputFileError(f"{path}: line {no}: sample {sample!r} is listed twice")
         table[sample] = {level: fields[cols[level]].strip() for level in levels}
     return Populations(str(path), table, levels)

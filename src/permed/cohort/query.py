@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 
 FIELDS = ("status", "diplotype", "phenotype", "activity_score", "match_score", "phased", "haplotype_1",
           "haplotype_2", "outside_call", "recommendation_diplotype", "lookup_keys", "input_file")
@@ -39,7 +39,7 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
         if not m or m.end() == pos:
-            raise UserError(f"query: cannot read {expr[pos:pos + 20]!r} (at character {pos + 1})")
+            raise InputFileError(f"query: cannot read {expr[pos:pos + 20]!r} (at character {pos + 1})")
         kind = m.lastgroup
         text = m.group(kind)
         if kind == "str":
@@ -67,7 +67,7 @@ class _Parser:
     def take(self):
         t = self.peek()
         if t[0] is None:
-            raise UserError("query: unexpected end of expression")
+            raise InputFileError("query: unexpected end of expression")
         self.i += 1
         return t
 
@@ -81,7 +81,7 @@ class _Parser:
     def parse(self) -> str:
         sql = self.expr()
         if self.peek()[0] is not None:
-            raise UserError(f"query: unexpected {self.peek()[1]!r}; combine conditions with and / or")
+            raise InputFileError(f"query: unexpected {self.peek()[1]!r}; combine conditions with and / or")
         return sql
 
     def expr(self) -> str:
@@ -103,7 +103,7 @@ class _Parser:
             self.take()
             inner = self.expr()
             if self.take() != ("op", ")"):
-                raise UserError("query: missing ')'")
+                raise InputFileError("query: missing ')'")
             return inner
         return self.atom()
 
@@ -112,34 +112,34 @@ class _Parser:
         if kind == "word" and op.lower() == "contains":
             vkind, value = self.take()
             if vkind not in ("str", "word", "num"):
-                raise UserError(f"query: expected a value after contains, found {value!r}")
+                raise InputFileError(f"query: expected a value after contains, found {value!r}")
             self.params.append(value)
             return f"contains({column}, ?)"
         if kind != "op" or op not in _SQL_OP:
-            raise UserError(f"query: expected a comparison (== != < <= > >= contains), found {op!r}")
+            raise InputFileError(f"query: expected a comparison (== != < <= > >= contains), found {op!r}")
         vkind, value = self.take()
         if vkind == "num":
             self.params.append(float(value))
             return f"TRY_CAST({column} AS DOUBLE) {_SQL_OP[op]} ?"
         if vkind not in ("str", "word"):
-            raise UserError(f"query: expected a value after {op}, found {value!r}")
+            raise InputFileError(f"query: expected a value after {op}, found {value!r}")
         self.params.append(value)
         return f"{column} {_SQL_OP[op]} ?"
 
     def atom(self) -> str:
         kind, name = self.take()
         if kind != "word":
-            raise UserError(f"query: expected a gene name, found {name!r}")
+            raise InputFileError(f"query: expected a gene name, found {name!r}")
         if name.lower() in self.sample_fields:
             cond = self._op_value(name.lower())
             return f"sample IN (SELECT sample FROM samples WHERE {cond})"
         if name not in self.genes:
             hint = " (population fields need a cohort run with --populations)" if name.lower() in SAMPLE_FIELDS else ""
-            raise UserError(f"query: {name!r} is not a gene of this cohort{hint}; "
+            raise InputFileError(f"query: {name!r} is not a gene of this cohort{hint}; "
                             f"genes: {', '.join(sorted(self.genes))}")
         fkind, field = self.take()
         if fkind != "word" or field.lower() not in FIELDS:
-            raise UserError(f"query: {field!r} is not a field; fields: {', '.join(FIELDS)}")
+            raise InputFileError(f"query: {field!r} is not a field; fields: {', '.join(FIELDS)}")
         if name not in self.used:
             self.used.append(name)
         self.params.append(name)
@@ -147,7 +147,7 @@ class _Parser:
         return f"sample IN (SELECT sample FROM calls WHERE gene = ? AND {cond})"
 
 
-class Cohort:
+class CohortQuery:
     """A cohort output directory opened in DuckDB: views calls, frequencies (and samples)."""
 
     def __init__(self, out_dir: Path):
@@ -156,7 +156,7 @@ class Cohort:
         self.dir = Path(out_dir)
         calls = self.dir / "calls.parquet"
         if not calls.is_file():
-            raise UserError(f"{self.dir}: no calls.parquet here; run `permed cohort ... -o {self.dir}` first")
+            raise InputFileError(f"{self.dir}: no calls.parquet here; run `permed cohort ... -o {self.dir}` first")
         self.con = duckdb.connect()
         self.tables = []
         for name in ("calls", "frequencies", "samples"):
@@ -178,7 +178,7 @@ class Cohort:
             rel = self.con.execute(query)
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0]
-            raise UserError(f"--sql: {first}") from None
+            raise InputFileError(f"--sql: {first}") from None
         cols = [d[0] for d in rel.description] if rel.description else []
         return cols, rel.fetchall()
 

@@ -7,13 +7,15 @@ so the cost grows with the number of distinct calls, not with samples x genes in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from permed.phenotype.phenotype_set import PhenotypeSet
-from permed.pipeline import CallSet
 from permed.report.calls_tsv import DATA_LICENCE, call_row
+
+if TYPE_CHECKING:
+    from permed.engine.result import Result
 
 _TEXT = pa.dictionary(pa.int32(), pa.string())  # few distinct values per column: store each once
 
@@ -47,7 +49,8 @@ class DistinctRows:
     keys: dict[str, np.ndarray]  # gene -> int64 per sample: row of `table`
 
 
-def distinct_rows(callset: CallSet, pset: PhenotypeSet) -> DistinctRows:
+def distinct_rows(result: Result) -> DistinctRows:
+    callset, pset = result.calls, result.phenotypes
     called = set(callset.genes)
     n = len(callset.samples)
     rows: list = []
@@ -104,12 +107,12 @@ def _dictionary(values: list[str]) -> tuple[pa.Array, np.ndarray]:
     return pa.array(uniq, pa.string()), np.array([index[v] for v in values], dtype=np.int32)
 
 
-def calls_batches(callset: CallSet, pset: PhenotypeSet, rows: DistinctRows, block: int = 10_000):
+def calls_batches(result: Result, rows: DistinctRows, block: int = 10_000):
     """calls.parquet content as record batches of `block` samples (sample-major, genes in report order).
 
     Text columns are dictionary arrays over the distinct rows, so a batch costs a few integers per
     row whatever the text (missing-position lists can be long)."""
-    genes = pset.genes
+    callset, genes = result.calls, result.phenotypes.genes
     n, g = len(callset.samples), len(genes)
     key_matrix = np.stack([rows.keys[x] for x in genes], axis=1) if genes else np.zeros((n, 0), np.int64)
     dicts = {}
@@ -137,9 +140,9 @@ def calls_batches(callset: CallSet, pset: PhenotypeSet, rows: DistinctRows, bloc
         yield pa.RecordBatch.from_pydict(cols, schema=CALLS_SCHEMA)
 
 
-def file_metadata(callset: CallSet, extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
+def file_metadata(result: Result, extra: dict[str, str] | None = None) -> dict[bytes, bytes]:
     """Provenance stored in every Parquet file's key-value metadata."""
-    kb = callset.kb
+    kb, callset = result.kb, result.calls
     meta = {
         "permed.schema": "permed.cohort/1",
         "permed.kb_version": kb.kb_version,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 
 # Chromosome lengths of GRCh37/hg19 (differ from GRCh38 for every chromosome used by the definitions).
 GRCH37_LENGTHS = {
@@ -29,28 +28,28 @@ def _fields(body: str) -> dict[str, str]:
     return out
 
 
-def check_build_header(path: Path, header: str) -> None:
+def check_build_header(where: str, header: str) -> None:
     for m in _CONTIG.finditer(header):
         f = _fields(m.group(1))
         name = f.get("ID", "").removeprefix("chr")
         length = f.get("length")
         assembly = f.get("assembly", "")
         if assembly and _B37_WORDS.search(assembly):
-            raise UserError(f"{path}: contig {f.get('ID')} is declared as assembly {assembly}; "
+            raise InputFileError(f"{where}: contig {f.get('ID')} is declared as assembly {assembly}; "
                             "permed needs GRCh38 coordinates (lift over or re-align to GRCh38)")
         if length and length.isdigit() and name in GRCH37_LENGTHS and int(length) == GRCH37_LENGTHS[name]:
-            raise UserError(f"{path}: contig {f.get('ID')} has the GRCh37 length {length}; "
+            raise InputFileError(f"{where}: contig {f.get('ID')} has the GRCh37 length {length}; "
                             "permed needs GRCh38 coordinates (lift over or re-align to GRCh38)")
     ref = re.search(r"^##reference=(.*)$", header, re.M)
     if ref and _B37_WORDS.search(ref.group(1)) and not re.search(r"(GRCh38|hg38)", ref.group(1), re.I):
-        raise UserError(f"{path}: ##reference={ref.group(1).strip()} is a GRCh37 reference; "
+        raise InputFileError(f"{where}: ##reference={ref.group(1).strip()} is a GRCh37 reference; "
                         "permed needs GRCh38 coordinates")
 
 
-def check_build_mismatches(path: Path, checked: int, mismatched: int) -> None:
+def check_build_mismatches(where: str, checked: int, mismatched: int) -> None:
     """Many REF disagreements at definition SNV positions mean the coordinates are another build."""
     if checked >= 5 and mismatched * 2 > checked:
-        raise UserError(
-            f"{path}: REF disagrees with GRCh38 at {mismatched} of {checked} definition positions present; "
+        raise InputFileError(
+            f"{where}: REF disagrees with GRCh38 at {mismatched} of {checked} definition positions present; "
             "the file looks like another genome build (e.g. GRCh37): lift over to GRCh38 first"
         )

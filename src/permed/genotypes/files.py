@@ -11,7 +11,7 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 
 
 @contextmanager
@@ -38,15 +38,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def precheck(path: Path) -> None:
-    """Problems htslib would report obscurely or not at all."""
+def precheck(path: Path, label: str | None = None) -> None:
+    """Problems htslib would report obscurely or not at all; messages name the file as `label`."""
+    where = label or str(path)
     if not path.exists():
-        raise UserError(f"{path}: no such file")
+        raise InputFileError(f"{where}: no such file")
     if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a VCF/BCF file")
+        raise InputFileError(f"{where}: is a directory, expected a VCF/BCF file")
     size = path.stat().st_size
     if size == 0:
-        raise UserError(f"{path}: file is empty")
+        raise InputFileError(f"{where}: file is empty")
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     if head[:2] == b"\x1f\x8b":
@@ -54,7 +55,7 @@ def precheck(path: Path) -> None:
             with gzip.open(path, "rb") as gz:
                 text = gz.read(1 << 16)
         except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+            raise InputFileError(f"{where}: corrupt gzip data ({exc})") from None
     elif head[:3] == b"BCF":
         return
     else:
@@ -63,10 +64,16 @@ def precheck(path: Path) -> None:
         return
     if not text.startswith(b"##fileformat=VCF") and not text.startswith(b"#CHROM"):
         first = text.split(b"\n", 1)[0][:60].decode(errors="replace")
-        raise UserError(f"{path}: line 1: not a VCF file (expected '##fileformat=VCF...', found {first!r})")
+        raise InputFileError(f"{where}: line 1: not a VCF file (expected '##fileformat=VCF...', found {first!r})")
     if b"\r\n" in text:
         line = text[: text.index(b"\r\n")].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
+        raise InputFileError(f"{where}: line {line}: Windows (CRLF) line endings; convert the file with dos2unix")
+    for no, line_text in enumerate(text.split(b"\n")[:-1], start=1):  # complete lines of the first block
+        if line_text.startswith(b"#CHROM"):
+            break
+        if not line_text.startswith(b"#"):
+            raise InputFileError(f"{where}: line {no}: record before the #CHROM header line (the header must end "
+                                 "with #CHROM POS ID REF ALT QUAL FILTER INFO FORMAT and the sample names)")
 
 
 def is_bcf(path: Path) -> bool:

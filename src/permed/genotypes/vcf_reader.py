@@ -3,7 +3,7 @@
 Semantics follow PharmCAT's VCF reader (which positions count, which calls are discarded and
 with which warning), extended for what lab files contain: chr/no-chr contig names, multi-allelic
 and split records, non-normalised indels and MNPs, gVCF reference blocks, many samples.
-Structural problems with the file itself raise UserError (exit code 2) naming the file and record.
+Structural problems with the file itself raise InputFileError (exit code 2) naming the file and record.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from cyvcf2 import VCF
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 from permed.genotypes.build import check_build_header, check_build_mismatches
 from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, has_index, is_bcf, precheck
 from permed.genotypes.locus_index import locus_index
@@ -24,7 +24,7 @@ from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_AL
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.genotypes.store import Extract, RecordStore, StoredRecord
 from permed.kb.model import KnowledgeBase, Locus
-from permed.matcher.policy import undocumented_as_reference
+from permed.kb.policy import undocumented_as_reference
 
 HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
@@ -88,7 +88,8 @@ class _GeneArrays:
 class VcfReader:
     def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
                  regions: list[str] | None = None, with_sha256: bool = True,
-                 sample_range: tuple[int, int] | None = None):
+                 sample_range: tuple[int, int] | None = None, label: str | None = None):
+        self.label = label or str(path)  # how messages name the file (the service: the uploaded file's name)
         self.regions = regions
         self.sample_range = sample_range  # read only these samples ([start, stop) in header order)
         self.with_sha256 = with_sha256
@@ -107,6 +108,10 @@ class VcfReader:
         # an indexed file is read through windows around the definition positions only
         self.windowed = options.use_index and has_index(self.path)
         self._contigs: set[str] | None = None
+
+    def _htslib(self, msg: str) -> str:
+        """An htslib message as ours: without its prefix, naming the file as we name it."""
+        return clean_htslib(msg).replace(str(self.path), self.label)
 
     # ---- warnings -----------------------------------------------------------------------
     def _warn(self, key: str, msg: str) -> None:
@@ -143,7 +148,7 @@ class VcfReader:
 
     def sample_names(self) -> tuple[str, ...]:
         """Sample names from the header (with the same checks and errors as a full read)."""
-        precheck(self.path)
+        precheck(self.path, self.label)
         with captured_stderr() as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
@@ -153,15 +158,15 @@ class VcfReader:
                 vcf, err = None, str(exc)
         if vcf is None:
             errors = [m for m in htslib if m.startswith("[E::")]
-            detail = clean_htslib(errors[0] if errors else err)
+            detail = self._htslib(errors[0] if errors else err)
             dup = re.search(r"Duplicated sample name '([^']*)'", detail)
             if dup:
-                raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
-            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
+                raise InputFileError(f"{self.label}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
+            raise InputFileError(f"{self.label}: cannot be read as VCF/BCF ({detail})")
         return names
 
     def extract(self) -> Extract:
-        precheck(self.path)
+        precheck(self.path, self.label)
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
         ext = None
@@ -185,20 +190,20 @@ class VcfReader:
                     vcf.close()
         errors = [m for m in htslib if m.startswith("[E::")]
         if record_error is not None:
-            detail = clean_htslib(errors[0]) if errors else record_error.detail
-            raise UserError(f"{self.path}: {record_error.where}: malformed record ({detail})")
+            detail = self._htslib(errors[0]) if errors else record_error.detail
+            raise InputFileError(f"{self.label}: {record_error.where}: malformed record ({detail})")
         if vcf is None:
-            detail = clean_htslib(errors[0] if errors else err)
+            detail = self._htslib(errors[0] if errors else err)
             dup = re.search(r"Duplicated sample name '([^']*)'", detail)
             if dup:
-                raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
-            raise UserError(f"{self.path}: cannot be read as VCF/BCF ({detail})")
+                raise InputFileError(f"{self.label}: duplicate sample name(s) in #CHROM line: {dup.group(1)}")
+            raise InputFileError(f"{self.label}: cannot be read as VCF/BCF ({detail})")
         if errors:
             ext.close()
-            raise UserError(f"{self.path}: {clean_htslib(errors[0])}")
+            raise InputFileError(f"{self.label}: {self._htslib(errors[0])}")
         for m in htslib:
             if m.startswith("[W::") and "is not defined in the header" not in m:
-                ext.notices.append(f"htslib: {clean_htslib(m)}")
+                ext.notices.append(f"htslib: {self._htslib(m)}")
         return ext
 
     def _contig(self, vcf: VCF, chrom: str) -> str | None:
@@ -263,15 +268,15 @@ class VcfReader:
     def _extract(self, vcf: VCF, sha: str) -> Extract:
         samples = tuple(vcf.samples)
         if not samples:
-            raise UserError(f"{self.path}: no sample columns after FORMAT; permed needs genotypes")
+            raise InputFileError(f"{self.label}: no sample columns after FORMAT; permed needs genotypes")
         dups = sorted(s for s, k in Counter(samples).items() if k > 1)
         if dups:
-            raise UserError(f"{self.path}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
+            raise InputFileError(f"{self.label}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
         header = vcf.raw_header
         header_lines = header.count("\n")
         if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
-            raise UserError(f"{self.path}: header defines no GT FORMAT field; genotypes are required")
-        check_build_header(self.path, header)
+            raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
+        check_build_header(self.label, header)
         self.ad_defined = re.search(r"^##FORMAT=<ID=AD,[^>]*Number=R", header, re.M) is not None
         self.ad_present = re.search(r"^##FORMAT=<ID=AD,", header, re.M) is not None
         self.ad_undeclared = not self.ad_present
@@ -334,7 +339,7 @@ class VcfReader:
                     try:
                         block_end = int(info_end)
                     except (TypeError, ValueError):
-                        raise UserError(f"{self.path}: {_where(line, chrom, pos)}: INFO END={info_end!r} "
+                        raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: INFO END={info_end!r} "
                                         "is not an integer") from None
             exact = self.index.exact.get((chrom, pos), ())
             near: list = []
@@ -348,7 +353,7 @@ class VcfReader:
                 continue
             for allele in (ref, *alts):
                 if not _ALLELE_OK.match(allele):
-                    raise UserError(f"{self.path}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
+                    raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
             if self.options.require_pass and rec.FILTER not in (None, "PASS"):
                 if exact:
                     self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
@@ -379,7 +384,7 @@ class VcfReader:
         for rec, gts, ps, ad in ext.store.records(chunk):
             self._record(rec, gts, ps, ad, arrays)
         self._apply_pending()
-        check_build_mismatches(self.path, self.ref_checks, self.ref_mismatches)
+        check_build_mismatches(self.label, self.ref_checks, self.ref_mismatches)
         chroms_seen, near_genes, sha = ext.chroms_seen, ext.near_genes, ext.sha256
         genes = {}
         for g, arr in arrays.items():
@@ -416,8 +421,8 @@ class VcfReader:
         alleles = alleles[:, :2]
         if alleles.max(initial=-1) >= n_alleles:
             bad = int(alleles.max())
-            raise UserError(
-                f"{self.path}: {_where(line, chrom, pos)}: GT allele {bad} but the record has only "
+            raise InputFileError(
+                f"{self.label}: {_where(line, chrom, pos)}: GT allele {bad} but the record has only "
                 f"{n_alleles - 1} ALT allele(s)"
             )
         return alleles, arr[:, -1].astype(bool)

@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 from permed.kb.model import (
     KB_SCHEMA,
     Exemptions,
@@ -117,14 +117,14 @@ def convert_definition(raw: dict, exemptions: dict | None = None, where: str = "
             suballeles=dict(raw.get("suballelesMap") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{where}: not a valid allele definition ({exc})") from None
+        raise InputFileError(f"{where}: not a valid allele definition ({exc})") from None
 
 
 def read_definition_file(path: Path, exemptions: dict | None = None) -> GeneDefinition:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read allele definition ({exc})") from None
+        raise InputFileError(f"{path}: cannot read allele definition ({exc})") from None
     gene = raw.get("gene") if isinstance(raw, dict) else None
     ex = (exemptions or {}).get(gene) if gene else None
     return convert_definition(raw, ex, where=str(path))
@@ -134,7 +134,7 @@ def read_exemptions(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read exemptions ({exc})") from None
+        raise InputFileError(f"{path}: cannot read exemptions ({exc})") from None
     if isinstance(data, list):  # older releases stored a list
         data = {e["gene"]: e for e in data}
     return data
@@ -145,7 +145,7 @@ def find_definition_dir(source: Path) -> Path:
     for cand in (source / "definition", source / "definitions", source):
         if cand.is_dir() and any(cand.glob(f"*{DEFINITION_SUFFIX}")):
             return cand
-    raise UserError(f"{source}: no *{DEFINITION_SUFFIX} allele definition files found")
+    raise InputFileError(f"{source}: no *{DEFINITION_SUFFIX} allele definition files found")
 
 
 def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True,

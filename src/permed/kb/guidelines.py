@@ -14,9 +14,9 @@ import json
 import re
 from pathlib import Path
 
-from permed.advice.wording import summary
-from permed.errors import UserError
+from permed.errors import InputFileError
 from permed.kb.model import DrugInfo, Guideline, GuidelineRecommendation
+from permed.kb.wording import summary
 
 ACTIONS = ("avoid", "alternative", "dose_decrease", "dose_increase", "monitor", "standard", "no_recommendation",
            "see_guideline")
@@ -190,13 +190,13 @@ def _lookup(raw: dict) -> dict[str, str | dict[str, int]]:
 def read_guidelines(directory: Path, pypgx_dir: Path | None = None) -> tuple[Guideline, ...]:
     paths = sorted(Path(directory).glob("*.json"))
     if not paths:
-        raise UserError(f"{directory}: no guideline *.json files")
+        raise InputFileError(f"{directory}: no guideline *.json files")
     raws = []
     for p in paths:
         try:
             raws.append((p, json.loads(p.read_text())))
         except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{p}: not a valid guideline file ({exc})") from None
+            raise InputFileError(f"{p}: not a valid guideline file ({exc})") from None
     codes = read_drug_codes(pypgx_dir)
     vocabulary = sorted({c["name"].lower() for _, raw in raws for c in raw["guideline"].get("relatedChemicals") or []}
                         | set(codes) | EXTRA_DRUG_NAMES, key=lambda s: (-len(s), s))
@@ -233,7 +233,7 @@ def read_guidelines(directory: Path, pypgx_dir: Path | None = None) -> tuple[Gui
                 has_recommendations=bool(g.get("recommendation")), recommendations=tuple(recs),
             ))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{p}: unexpected guideline structure ({exc})") from None
+            raise InputFileError(f"{p}: unexpected guideline structure ({exc})") from None
     return tuple(out)
 
 

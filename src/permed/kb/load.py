@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from permed.errors import UserError
+from permed.errors import KnowledgeBaseError
 from permed.kb.model import KB_SCHEMA, KnowledgeBase
 
 PACKAGED_KB = "permed-kb.json.gz"
@@ -49,21 +49,21 @@ def parse_kb(payload: bytes, where: str) -> KnowledgeBase:
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: knowledge base is not valid JSON ({exc})") from None
+        raise KnowledgeBaseError(f"{where}: knowledge base is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != KB_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{where}: knowledge base schema {found!r} is not {KB_SCHEMA!r}")
+        raise KnowledgeBaseError(f"{where}: knowledge base schema {found!r} is not {KB_SCHEMA!r}")
     try:
         kb = KnowledgeBase.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"{where}: knowledge base failed validation at {loc}: {first['msg']}") from None
+        raise KnowledgeBaseError(f"{where}: knowledge base failed validation at {loc}: {first['msg']}") from None
     # The checksum covers the file's own content (identical to the model dump it was written from),
     # which avoids re-serialising a large model on every start.
     expected = hashlib.sha256(_canonical_data(data)).hexdigest()
     if kb.sha256 != expected:
-        raise UserError(f"{where}: knowledge base checksum mismatch (file {kb.sha256}, content {expected})")
+        raise KnowledgeBaseError(f"{where}: knowledge base checksum mismatch (file {kb.sha256}, content {expected})")
     return kb
 
 
@@ -72,7 +72,7 @@ def load_kb_file(path: Path) -> KnowledgeBase:
         raw = path.read_bytes()
         payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UserError(f"{path}: cannot read knowledge base ({exc})") from None
+        raise KnowledgeBaseError(f"{path}: cannot read knowledge base ({exc})") from None
     return parse_kb(payload, str(path))
 
 
@@ -81,7 +81,7 @@ def packaged_kb() -> KnowledgeBase:
     ref = resources.files("permed.kb") / "data" / PACKAGED_KB
     with resources.as_file(ref) as path:
         if not path.exists():
-            raise UserError(f"{path}: packaged knowledge base missing; run `permed kb build`")
+            raise KnowledgeBaseError(f"{path}: packaged knowledge base missing; run `permed kb build`")
         return load_kb_file(path)
 
 

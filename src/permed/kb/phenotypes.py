@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import InputFileError
 from permed.kb.model import GenePhenotypes, PhenotypeRow
 
 RYR1_RULE = "malignant-hyperthermia"
@@ -37,7 +37,7 @@ def read_pharmcat_phenotypes(path: Path, source: str) -> GenePhenotypes:
                               data_version=str(raw.get("version") or "unknown"),
                               functions=functions, activity=activity, rows=tuple(rows))
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: not a valid phenotype file ({exc})") from None
+        raise InputFileError(f"{path}: not a valid phenotype file ({exc})") from None
 
 
 def read_pypgx(pypgx_dir: Path, definition_alleles: dict[str, list[str]]) -> dict[str, GenePhenotypes]:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from permed.kb.model import GeneDefinition
+from permed.kb.policy import LOWEST_FUNCTION_GENES
 from permed.matcher.alleles import SampleAllele
 from permed.matcher.combinations import combination_matches, component_names
 from permed.matcher.diplotypes import DiplotypeMatch, pair_haplotypes, top_scoring
 from permed.matcher.hapb3 import HAPB3_NAMES, REFERENCE, HapB3Caller
 from permed.matcher.match_data import HaplotypeMatch, MatchData, build_match_data
-from permed.matcher.policy import LOWEST_FUNCTION_GENES
 
 Status = Literal["called", "no_data", "uncallable"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 CallStatus = Literal["called", "no_data", "uncallable", "not_called"]
 
@@ -38,14 +38,32 @@ class DiplotypeCall(_Model):
     score: int
 
 
+def _is_none(v) -> bool:
+    return v is None
+
+
+def _is_false(v) -> bool:
+    return v is False
+
+
 class PositionEvidence(_Model):
+    """One definition position as read for one sample (defaults are left out when written)."""
+
+    position: int
+    rsid: str | None = Field(default=None, exclude_if=_is_none)
+    call: str | None = Field(default=None, exclude_if=_is_none)  # e.g. "C/T", "C|T"; absent when missing
+    status: Literal["called", "missing", "reference_filled"]
+    phase_set: int | None = Field(default=None, exclude_if=_is_none)
+    undocumented: bool = Field(default=False, exclude_if=_is_false)
+    origin: str | None = Field(default=None, exclude_if=_is_none)  # how the record was matched, when not exact
+
+
+class VariantOfInterest(_Model):
+    """A position reported for context only (not used for matching), e.g. CYP2C9 rs12777823."""
+
     position: int
     rsid: str | None = None
-    call: str | None = None  # e.g. "C/T", "C|T"; None when missing
-    status: Literal["called", "missing", "reference_filled"]
-    phase_set: int | None = None
-    undocumented: bool = False
-    origin: str | None = None  # how the record was matched, when not an exact match
+    call: str
 
 
 class GeneCall(_Model):
@@ -61,4 +79,4 @@ class GeneCall(_Model):
     undocumented_positions: list[int] = []
     warnings: list[Message] = []
     evidence: list[PositionEvidence] = []
-    variants_of_interest: list[dict] = []
+    variants_of_interest: list[VariantOfInterest] = []

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from permed.errors import UserError
+from permed.errors import OutsideCallsError
 from permed.phenotype.annotate import GeneAnnotator
 
 SINGLE_ALLELE_ONLY = frozenset({"MT-RNR1"})  # one mitochondrial genome: never two alleles
@@ -155,9 +155,9 @@ def read_outside_calls(source: Path | OutsideCallsText, known_gene,
         try:
             text = source.read_bytes().decode("utf-8-sig")
         except OSError as exc:
-            raise UserError(f"{source}: cannot read outside calls ({exc.strerror or exc})") from None
+            raise OutsideCallsError(f"{source}: cannot read outside calls ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
-            raise UserError(f"{source}: outside calls are not UTF-8 text (byte {exc.start})") from None
+            raise OutsideCallsError(f"{source}: outside calls are not UTF-8 text (byte {exc.start})") from None
     calls: list[OutsideCall] = []
     errors: list[OutsideCallError] = []
     for n, line in enumerate(text.splitlines(), start=1):
@@ -166,7 +166,7 @@ def read_outside_calls(source: Path | OutsideCallsText, known_gene,
         fields = [f.strip() for f in line.split("\t")]
         where = f"{source}:{n}"
         if not fields[0]:
-            raise UserError(f"{where}: outside call names no gene (first column is empty)")
+            raise OutsideCallsError(f"{where}: outside call names no gene (first column is empty)")
         res = _parse_line(fields, where, known_gene, annotator)
         (errors if isinstance(res, OutsideCallError) else calls).append(res)
     return calls, errors

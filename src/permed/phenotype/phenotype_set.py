@@ -1,4 +1,8 @@
-"""Phenotypes for every sample of a call set, stored like the calls: shared reports plus index arrays."""
+"""Phenotypes for every sample of a call set, stored like the calls: shared reports plus index arrays.
+
+A `PhenotypeSet` can be saved as JSON (`permed.phenotypes/1`) and loaded again, so advice can be
+looked up for phenotypes interpreted earlier or elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
 
+from permed.documents import Document, load_document, read_text
 from permed.phenotype.model import GeneReport
 from permed.phenotype.outside_calls import OutsideCall, OutsideCallError, OutsideCallsText, read_outside_calls
 from permed.phenotype.phenotyper import Phenotyper, outside_report
 
 OUTSIDE_ONLY_GENES = ("HLA-A", "HLA-B", "MT-RNR1")
+PHENOTYPES_SCHEMA = "permed.phenotypes/1"
 
 
 @dataclass
@@ -27,6 +34,48 @@ class PhenotypeSet:
 
     def report(self, si: int, gene: str) -> GeneReport:
         return self.reports[self.choice[gene][si]]
+
+    # ---- saving and loading (permed.phenotypes/1) ---------------------------------------------
+    def to_json(self, kb) -> str:
+        return PhenotypeSetDocument(
+            schema=PHENOTYPES_SCHEMA, kb_version=kb.kb_version, kb_sha256=kb.sha256, genes=self.genes,
+            samples=self.samples, reports=self.reports, choice={g: a.tolist() for g, a in self.choice.items()},
+            outside_files=self.outside_files,
+            outside_errors=[OutsideCallErrorDocument(gene=e.gene, where=e.where, reason=e.reason)
+                            for e in self.outside_errors],
+        ).dumps()
+
+    def save(self, path: Path, kb) -> None:
+        Path(path).write_text(self.to_json(kb), encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes, kb, where: str = "phenotypes") -> PhenotypeSet:
+        doc = load_document(PhenotypeSetDocument, text, where, PHENOTYPES_SCHEMA, kb)
+        return cls(genes=list(doc.genes), samples=list(doc.samples), reports=list(doc.reports),
+                   choice={g: np.asarray(v, dtype=np.int32) for g, v in doc.choice.items()},
+                   outside_files=list(doc.outside_files),
+                   outside_errors=[OutsideCallError(e.gene, e.where, e.reason) for e in doc.outside_errors])
+
+    @classmethod
+    def load(cls, path: Path, kb) -> PhenotypeSet:
+        return cls.from_json(read_text(path), kb, str(path))
+
+
+class OutsideCallErrorDocument(BaseModel):
+    gene: str
+    where: str
+    reason: str
+
+
+class PhenotypeSetDocument(Document):
+    """A saved PhenotypeSet: distinct gene reports plus, per gene, each sample's index into them."""
+
+    genes: list[str]
+    samples: list[str]
+    reports: list[GeneReport]
+    choice: dict[str, list[int]]
+    outside_files: list[str]
+    outside_errors: list[OutsideCallErrorDocument]
 
 
 def known_genes(kb) -> set[str]:

@@ -10,10 +10,10 @@ from collections import Counter
 from functools import cmp_to_key
 
 from permed.kb.model import KnowledgeBase
+from permed.kb.policy import LOWEST_FUNCTION_GENES
 from permed.matcher.labels import HOMOZYGOUS
 from permed.matcher.model import GeneCall, Message
 from permed.matcher.names import name_cmp
-from permed.matcher.policy import LOWEST_FUNCTION_GENES
 from permed.phenotype.annotate import GeneAnnotator, sort_diplotypes
 from permed.phenotype.lowest_function import infer_from_strands, infer_unphased
 from permed.phenotype.model import NO_DATA, NOT_CALLED, Diplotype, GeneReport

@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from permed.phenotype.model import NO_RESULT, GeneReport, unspecified
-from permed.phenotype.phenotype_set import PhenotypeSet
-from permed.pipeline import CallSet
+from permed.phenotype.model import GeneReport
+from permed.report.gene_summary import DIPLOTYPE_JOINER, summarize
+
+if TYPE_CHECKING:
+    from permed.engine.result import Result
 
 COLUMNS = [
     "Sample", "Gene", "Source Diplotype", "Phenotype", "Activity Score", "Match Score", "Missing Positions",
     "Phased", "Status", "Haplotype 1", "Haplotype 2", "Warnings", "Input File", "KB Version", "Data Licence",
     "Outside Call", "Recommendation Diplotype", "Lookup Keys",
 ]
-DIPLOTYPE_JOINER = " OR "
 DATA_LICENCE = "CPIC CC0 1.0; ClinPGx/PharmGKB CC BY-SA 4.0"
 
 
 def _cell(value: str) -> str:
     return value.replace("\t", " ").replace("\n", " ")
-
-
-def gene_status(call, report: GeneReport) -> str:
-    if report.outside_call:
-        return "outside_call" if report.reportable else "outside_call_unusable"
-    return call.status if call is not None else "not_called"
-
-
-def phenotype_text(report: GeneReport) -> str:
-    return DIPLOTYPE_JOINER.join("; ".join(d.phenotypes) for d in report.recommendation_diplotypes
-                                 if d.phenotypes)
-
-
-def activity_text(report: GeneReport) -> str:
-    scores = [d.activity_score for d in report.recommendation_diplotypes
-              if not unspecified(d.activity_score) and d.activity_score != NO_RESULT]
-    return DIPLOTYPE_JOINER.join(scores)
 
 
 @dataclass(frozen=True)
@@ -78,14 +62,15 @@ def call_row(call, report: GeneReport) -> CallRow:
             hap2 = haps[1].name if len(haps) > 1 else ""
     matcher = call if call is not None and not report.outside_call else None
     recs = report.recommendation_diplotypes if report.reportable else []
+    summary = summarize(call, report)
     return CallRow(
         source_diplotypes=tuple(labels),
-        phenotype=phenotype_text(report),
-        activity_score=activity_text(report),
+        phenotype=summary.phenotype,
+        activity_score=summary.activity_score,
         match_score=matcher.match_score if matcher is not None else None,
         missing_positions=tuple(matcher.missing_positions) if matcher else (),
         phased=matcher is not None and matcher.phased,
-        status=gene_status(call, report),
+        status=summary.status,
         haplotype_1=hap1,
         haplotype_2=hap2,
         flags=tuple(m.name for m in report.messages),
@@ -118,8 +103,9 @@ def _extra(row: CallRow) -> str:
     ])
 
 
-def write_calls_tsv(callset: CallSet, pset: PhenotypeSet, fh: TextIO) -> None:
-    kb_version = callset.kb.kb_version
+def write_calls_tsv(result: Result, fh: TextIO) -> None:
+    callset, pset = result.calls, result.phenotypes
+    kb_version = result.kb.kb_version
     fh.write("\t".join(COLUMNS) + "\n")
     cache: dict[tuple[int, int], tuple[str, str]] = {}
     called_genes = set(callset.genes)

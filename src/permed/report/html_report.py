@@ -9,16 +9,21 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from permed import __version__
 from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
-from permed.advice.wording import N_, action_label, summary
-from permed.errors import UserError
+from permed.errors import ConfigurationError
+from permed.kb.wording import N_, action_label, summary
 from permed.phenotype.model import NO_RESULT, GeneReport
+from permed.report.gene_summary import summarize
 from permed.report.i18n import translations
+
+if TYPE_CHECKING:
+    from permed.engine.result import Result
 
 LIMITATIONS = [
     N_("Not a diagnostic device: act on these results only within a validated clinical workflow."),
@@ -40,18 +45,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     return env
-
-
-def _status(report: GeneReport, call, _) -> tuple[str, str]:
-    if report.outside_call:
-        return (_("outside call"), "s-outside") if report.reportable else (_("outside call not usable"), "s-not")
-    if report.no_data:
-        return _("no data"), "s-not"
-    if call is not None and call.status == "not_called":
-        return _("not called"), "s-not"
-    if not report.reportable:
-        return _("not callable"), "s-not"
-    return _("called"), "s-called"
 
 
 def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
@@ -90,15 +83,16 @@ def _rows(source_advice, drug_label: str, _) -> list[dict]:
     return rows
 
 
-def report_context(callset, pset, si: int, advice: SampleAdvice | None, lang: str, created: str) -> dict:
+def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: str) -> dict:
     _ = translations(lang).gettext
-    kb = callset.kb
+    callset, pset, kb = result.calls, result.phenotypes, result.kb
     called = set(callset.genes)
     genes, evidence, untested = [], [], []
     for gene in pset.genes:
         rep = pset.report(si, gene)
         call = callset.call(si, gene) if gene in called else None
-        status, cls = _status(rep, call, _)
+        gs = summarize(call, rep)
+        status, cls = _(gs.label), gs.css
         shown = summary_calls(rep, call, _)
         call_text = " / ".join(shown) if rep.reportable else status
         phenos = [_(p) for p in rep.phenotypes if p != NO_RESULT] if rep.reportable else []
@@ -159,7 +153,7 @@ def report_context(callset, pset, si: int, advice: SampleAdvice | None, lang: st
                             "to_text": ", ".join(_(p) for p in c.to_phenotypes)})
     meds = advice.medications.as_dict() if advice else {"given": [], "unrecognised": []}
     return {
-        "lang": lang, "version": __version__, "sample": callset.samples[si], "created": created,
+        "lang": lang, "version": __version__, "sample": callset.samples[si], "created": result.created,
         "kb_version": kb.kb_version, "kb_sha": (kb.sha256 or "")[:16], "attribution": kb.attribution,
         "licence": kb.licence,
         "sources": [f"{s.name} ({s.release}, {s.data_version}; {s.licence})" for s in kb.sources],
@@ -181,6 +175,6 @@ def write_pdf(html: str, path: Path) -> None:
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as exc:  # OSError: the pango/cairo system libraries are missing
-        raise UserError(f"--format pdf needs WeasyPrint and its system libraries (pango): {exc}") from None
+        raise ConfigurationError(f"--format pdf needs WeasyPrint and its system libraries (pango): {exc}") from None
     HTML(string=html).write_pdf(str(path))
 

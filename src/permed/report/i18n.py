@@ -6,15 +6,12 @@ language needs only a new `.po` file (see docs/formats.md, "Report languages").
 
 from __future__ import annotations
 
+import gettext
 import io
 from functools import lru_cache
 from importlib import resources
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
-
-from permed.errors import UserError
+from permed.errors import ConfigurationError
 
 SOURCE_LANGUAGE = "en"
 
@@ -32,14 +29,24 @@ def available_languages() -> list[str]:
     return langs
 
 
+def check_language(lang: str) -> None:
+    """Refuse a language without a catalog (before any work is done)."""
+    if lang != SOURCE_LANGUAGE and not (_locale_dir() / lang / "LC_MESSAGES" / "messages.po").is_file():
+        raise ConfigurationError(f"--lang {lang}: no report catalog for this language; available: "
+                                 f"{', '.join(available_languages())}")
+
+
 @lru_cache(maxsize=8)
-def translations(lang: str) -> NullTranslations:
+def translations(lang: str):
+    """gettext translations for `lang` (babel is imported only when a translated report is made)."""
     if lang == SOURCE_LANGUAGE:
-        return NullTranslations()
+        return gettext.NullTranslations()
+    check_language(lang)
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    from babel.support import Translations
+
     po_path = _locale_dir() / lang / "LC_MESSAGES" / "messages.po"
-    if not po_path.is_file():
-        raise UserError(f"--lang {lang}: no report catalog for this language; available: "
-                        f"{', '.join(available_languages())}")
     with po_path.open("rb") as fh:
         catalog = read_po(fh, locale=lang)
     buf = io.BytesIO()

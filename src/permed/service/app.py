@@ -10,7 +10,6 @@ go through a group-commit writer (store.AuditWriter). The browser UI is mounted 
 
 import asyncio
 import hashlib
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -30,12 +29,15 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from permed import __version__
+from permed.engine import Engine, VcfInput
 from permed.errors import UserError
-from permed.report.i18n import SOURCE_LANGUAGE, available_languages
-from permed.report.output import sample_filename
+from permed.phenotype.outside_calls import OutsideCallsText
+from permed.report.i18n import available_languages
+from permed.report.model import PatientReport
+from permed.report.naming import ReportFiles
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
-from permed.service.store import ApiToken, AuditWriter, Job, Sample, Store
+from permed.service.store import ApiToken, AuditWriter, Job, Store, Upload
 from permed.service.tokens import ROLES, TokenCache, create_token
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
@@ -55,9 +57,14 @@ UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
 
 
 REPORT_LANGUAGES = tuple(available_languages())
-DONE_CACHE_SIZE = 100_000  # finished samples whose report paths are kept in memory
+DONE_CACHE_SIZE = 100_000  # finished uploads whose report paths are kept in memory
 MAX_ROW_ID = 2**31 - 1  # INTEGER keys in SQLite and PostgreSQL; larger numbers can name no row
+# the API names an upload a "sample" (its routes and fields predate the distinction): /samples/{sample_id};
+# `?sample=NAME` names a VCF sample (a patient) inside the uploaded file
+UploadId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID, alias="sample_id")]
 RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
+PatientName = Annotated[str | None, Query(alias="sample", max_length=1000,
+                                          description="the VCF sample (patient) when the file holds several")]
 
 
 class TokenRequest(BaseModel):
@@ -72,18 +79,20 @@ class Settings:
     max_upload: int = DEFAULT_MAX_UPLOAD_MB * 1024**2  # bytes
     run_worker: bool = False  # `permed serve`: start and supervise the job workers with the app
     job_workers: int = 1
+    engine: Engine | None = None  # built at start-up when not given
 
 
-def _sample_json(sample: Sample, job: Job | None) -> dict:
-    return {"id": sample.id, "sha256": sample.sha256, "filename": sample.filename, "size": sample.size,
-            "medications": sample.medications, "outside_calls": sample.outside_calls is not None,
-            "created_at": sample.created_at.isoformat() + "Z",
+def _upload_json(upload: Upload, job: Job | None) -> dict:
+    """An upload as the API shows it (a "sample" in the API's words)."""
+    return {"id": upload.id, "sha256": upload.sha256, "filename": upload.filename, "size": upload.size,
+            "medications": upload.medications, "outside_calls": upload.outside_calls is not None,
+            "created_at": upload.created_at.isoformat() + "Z",
             "job": None if job is None else {"id": job.id, "state": job.state, "attempts": job.attempts,
                                              "error": job.error}}
 
 
-def _job_of(s, sample_id: int) -> Job | None:
-    return s.scalars(select(Job).where(Job.sample_id == sample_id)).first()
+def _job_of(s, upload_id: int) -> Job | None:
+    return s.scalars(select(Job).where(Job.upload_id == upload_id)).first()
 
 
 def _get_or_404(s, model, row_id: int, what: str):
@@ -97,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     data_dir = Path(settings.data_dir)
     (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
     store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
+    engine = settings.engine or Engine()  # the knowledge base is loaded now, not in the first request
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -112,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="permed", version=__version__, openapi_url="/openapi.json", lifespan=lifespan,
                   description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.")
     app.state.store = store
+    app.state.engine = engine
     api = APIRouter(prefix="/api/v1")
     # declared as an OpenAPI security scheme; our own 401 (auto_error=False) says what is missing
     bearer = HTTPBearer(auto_error=False, description="An API token from `permed token create`")
@@ -120,8 +131,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     audit_writer = AuditWriter(store)
 
-    async def audit(t: ApiToken, action: str, sample_id: int) -> None:
-        await asyncio.wrap_future(audit_writer.submit(t, action, sample_id))
+    async def audit(t: ApiToken, action: str, upload_id: int) -> None:
+        await asyncio.wrap_future(audit_writer.submit(t, action, upload_id))
 
     # async dependencies: a cached token costs no thread hop; a new one is looked up in the thread pool
     async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
@@ -141,10 +152,10 @@ def create_app(settings: Settings) -> FastAPI:
             return t
         return check
 
-    def _already_have(s, t: ApiToken, sample: Sample) -> JSONResponse:
-        """Idempotent upload: the same bytes again answer with the stored sample (200, not 201)."""
-        store.audit(s, t, "upload-duplicate", sample.id)
-        return JSONResponse(_sample_json(sample, _job_of(s, sample.id)), status_code=status.HTTP_200_OK)
+    def _already_have(s, t: ApiToken, upload: Upload) -> JSONResponse:
+        """Idempotent upload: the same bytes again answer with the stored upload (200, not 201)."""
+        store.audit(s, t, "upload-duplicate", upload.id)
+        return JSONResponse(_upload_json(upload, _job_of(s, upload.id)), status_code=status.HTTP_200_OK)
 
     reader = role("lab", "clinician", "admin")
     uploader = role("lab", "admin")
@@ -159,9 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @api.get("/kb", summary="The loaded knowledge base")
     def kb_info(t: Annotated[ApiToken, Depends(reader)]) -> dict:
-        from permed.kb.load import load_kb
-
-        kb = load_kb()
+        kb = engine.kb
         return {"kb_version": kb.kb_version, "sha256": kb.sha256, "built": kb.built, "licence": kb.licence,
                 "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources],
                 "report_languages": list(REPORT_LANGUAGES)}
@@ -182,39 +191,38 @@ def create_app(settings: Settings) -> FastAPI:
             up.path.unlink(missing_ok=True)
 
     def _register(up, t: ApiToken) -> JSONResponse:
-        """Keep a received upload: a new sample and its queued job, or the sample this request made before."""
+        """Keep a received upload: a new upload row and its queued job, or the one this request made before."""
         try:
             if up.outside_calls is not None:
-                _check_outside_calls(up.outside_calls)
+                # refuse what `permed call --outside-calls` would refuse (lines it merely reports are kept)
+                engine.check_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, up.outside_calls)])
             key = _request_key(up)
             with store.session() as s:
-                existing = s.scalars(select(Sample).where(Sample.request_key == key)).first()
+                existing = s.scalars(select(Upload).where(Upload.request_key == key)).first()
                 if existing is not None:
                     return _already_have(s, t, existing)
             final = data_dir / "uploads" / f"{up.sha256}{_suffix(up.filename)}"
             if not final.exists():  # else the same VCF is stored already, for another request
                 os.replace(up.path, final)
                 try:
-                    _vcf_sample_names(final)  # the header checks `permed call` makes
+                    engine.sample_names(VcfInput(final, label=up.filename))  # the header checks of a run
                 except UserError as exc:
                     final.unlink(missing_ok=True)
-                    raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                                        str(exc).replace(str(final), up.filename)) from None
+                    raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
             try:
                 with store.session() as s:
-                    sample = Sample(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
-                                    medications=up.medications, outside_calls=up.outside_calls,
-                                    created_by=t.id)
-                    s.add(sample)
+                    row = Upload(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
+                                 medications=up.medications, outside_calls=up.outside_calls, created_by=t.id)
+                    s.add(row)
                     s.flush()
-                    job = Job(sample_id=sample.id)
+                    job = Job(upload_id=row.id)
                     s.add(job)
                     s.flush()
-                    store.audit(s, t, "upload", sample.id)
-                    return JSONResponse(_sample_json(sample, job), status_code=status.HTTP_201_CREATED)
+                    store.audit(s, t, "upload", row.id)
+                    return JSONResponse(_upload_json(row, job), status_code=status.HTTP_201_CREATED)
             except IntegrityError:  # the same request made concurrently: the other one won
                 with store.session() as s:
-                    return _already_have(s, t, s.scalars(select(Sample).where(Sample.request_key == key)).one())
+                    return _already_have(s, t, s.scalars(select(Upload).where(Upload.request_key == key)).one())
         except UserError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
 
@@ -247,40 +255,40 @@ def create_app(settings: Settings) -> FastAPI:
                 state: Annotated[str | None, Query(pattern="^(queued|running|done|failed)$")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0) -> list[dict]:
-        query = select(Sample, Job).outerjoin(Job, Job.sample_id == Sample.id)
+        query = select(Upload, Job).outerjoin(Job, Job.upload_id == Upload.id)
         if q and q.strip():
             text = q.strip()
             like = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            match = [func.lower(Sample.filename).contains(like, autoescape=False, escape="\\"),
-                     Sample.sha256.startswith(text.lower(), autoescape=True)]
+            match = [func.lower(Upload.filename).contains(like, autoescape=False, escape="\\"),
+                     Upload.sha256.startswith(text.lower(), autoescape=True)]
             if text.isdigit() and len(text) < 12:
-                match.append(Sample.id == int(text))
+                match.append(Upload.id == int(text))
             query = query.where(or_(*match))
         if state:
             query = query.where(Job.state == state)
         with store.session() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery()))
-            rows = s.execute(query.order_by(Sample.id.desc()).limit(limit).offset(offset)).all()
+            rows = s.execute(query.order_by(Upload.id.desc()).limit(limit).offset(offset)).all()
             response.headers["X-Total-Count"] = str(total)
-            return [_sample_json(x, job) for x, job in rows]
+            return [_upload_json(x, job) for x, job in rows]
 
-    @api.get("/samples/{sample_id}", summary="One sample and its job")
-    def sample(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+    @api.get("/samples/{sample_id}", summary="One sample (uploaded file) and its job")
+    def sample(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
-            x = _get_or_404(s, Sample, sample_id, "sample")
+            x = _get_or_404(s, Upload, upload_id, "sample")
             store.audit(s, t, "read", x.id)
-            return _sample_json(x, _job_of(s, x.id))
+            return _upload_json(x, _job_of(s, x.id))
 
     @api.get("/jobs/{job_id}", summary="One job's state (the id an upload returns in job.id)")
     def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
         with store.session() as s:
             j = _get_or_404(s, Job, job_id, "job")
-            return {"id": j.id, "sample_id": j.sample_id, "state": j.state, "attempts": j.attempts,
+            return {"id": j.id, "sample_id": j.upload_id, "state": j.state, "attempts": j.attempts,
                     "error": j.error, "created_at": j.created_at.isoformat() + "Z",
                     "updated_at": j.updated_at.isoformat() + "Z"}
 
-    def _done_sample(s, sample_id: int) -> Sample:
-        x = _get_or_404(s, Sample, sample_id, "sample")
+    def _done_upload(s, upload_id: int) -> Upload:
+        x = _get_or_404(s, Upload, upload_id, "sample")
         job = _job_of(s, x.id)
         if job is None or job.state != "done":
             state = job.state if job else "none"
@@ -291,70 +299,69 @@ def create_app(settings: Settings) -> FastAPI:
     # a finished job's reports never change: after the first request, answer without the database
     done_reports: OrderedDict[int, list[Path]] = OrderedDict()
 
-    def _done_reports(sample_id: int) -> list[Path]:
-        found = done_reports.get(sample_id)
+    def _done_reports(upload_id: int) -> list[Path]:
+        found = done_reports.get(upload_id)
         if found is None:
             with store.session() as s:
-                _done_sample(s, sample_id)  # 404 or 409 unless the job is done
-            found = done_reports[sample_id] = sorted(results_dir(data_dir, sample_id).glob("*.report.json"))
+                _done_upload(s, upload_id)  # 404 or 409 unless the job is done
+            found = done_reports[upload_id] = sorted(results_dir(data_dir, upload_id).glob("*.report.json"))
             if len(done_reports) > DONE_CACHE_SIZE:
                 done_reports.popitem(last=False)
         return found
 
-    async def _report_json(sample_id: int, name: str | None) -> Path:
-        found = done_reports.get(sample_id) or await run_in_threadpool(_done_reports, sample_id)
-        if name is not None:
-            found = [p for p in found if p.name == f"{sample_filename(name)}.report.json"]
+    async def _report_json(upload_id: int, patient: str | None) -> Path:
+        found = done_reports.get(upload_id) or await run_in_threadpool(_done_reports, upload_id)
+        if patient is not None:
+            found = [p for p in found if p.name == ReportFiles.for_sample(patient).json]
         if len(found) != 1:
             raise HTTPException(status.HTTP_404_NOT_FOUND if not found else status.HTTP_409_CONFLICT,
                                 "no report for that sample name" if not found else
                                 "this file holds several samples: add ?sample=NAME")
         return found[0]
 
-    def _report_names(sample_id: int) -> list[str]:
+    def _report_names(upload_id: int) -> list[str]:
         with store.session() as s:
-            vcf = upload_path(data_dir, _done_sample(s, sample_id).sha256)
-        ready = {p.name for p in _done_reports(sample_id)}
-        return [n for n in _vcf_sample_names(vcf) if f"{sample_filename(n)}.report.json" in ready]
+            vcf = upload_path(data_dir, _done_upload(s, upload_id).sha256)
+        ready = {p.name for p in _done_reports(upload_id)}
+        return [n for n in engine.sample_names(vcf) if ReportFiles.for_sample(n).json in ready]
 
     @api.get("/samples/{sample_id}/reports", summary="The VCF's sample names that have a report, in file order")
-    async def reports(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
-        names = await run_in_threadpool(_report_names, sample_id)
-        await audit(t, "reports", sample_id)
-        return {"sample_id": sample_id, "samples": names}
+    async def reports(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+        names = await run_in_threadpool(_report_names, upload_id)
+        await audit(t, "reports", upload_id)
+        return {"sample_id": upload_id, "samples": names}
 
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
-    async def report(sample_id: RowId, t: Annotated[ApiToken, Depends(reader)], format: str = "json",
-                     sample: str | None = None,
+    async def report(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)], patient: PatientName = None,
+                     format: str = "json",
                      lang: Annotated[str, Query(description="HTML/PDF language: en, zh")] = "en"):
         if format not in ("json", "html", "pdf"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
         if lang not in REPORT_LANGUAGES:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"lang must be one of {', '.join(REPORT_LANGUAGES)}")
-        path = await _report_json(sample_id, sample)
-        await audit(t, f"report-{format}", sample_id)
+        path = await _report_json(upload_id, patient)
+        await audit(t, f"report-{format}", upload_id)
         if format == "json":
             return Response(_report_bytes(path), media_type="application/json")
-        stem = path.name.removesuffix(".json")
-        html = path.with_name(f"{stem}.html" if lang == SOURCE_LANGUAGE else f"{stem}.{lang}.html")
+        files = ReportFiles.from_json_name(path.name)
+        html = path.with_name(files.html(lang))
         if format == "html":
             return FileResponse(html, media_type="text/html; charset=utf-8")
-        pdf = html.with_suffix(".pdf")
+        pdf = path.with_name(files.pdf(lang))
         if not pdf.exists():  # rendered on first request (seconds: off the event loop), then kept
             await run_in_threadpool(_render_pdf, html, pdf)
         return FileResponse(pdf, media_type="application/pdf")
 
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
-    async def advice(sample_id: RowId, drug: Annotated[str, Query(max_length=200)],
-                     t: Annotated[ApiToken, Depends(reader)], sample: str | None = None):
-        report = _load_report(await _report_json(sample_id, sample))
-        await audit(t, "advice", sample_id)
+    async def advice(upload_id: UploadId, drug: Annotated[str, Query(max_length=200)],
+                     t: Annotated[ApiToken, Depends(reader)], patient: PatientName = None):
+        path = await _report_json(upload_id, patient)
+        report = _load_report(path)
+        await audit(t, "advice", upload_id)
         key = drug.strip().lower()
-        for name, entry in report["drugs"].items():
-            if key == name.lower() or key == (entry.get("rxnorm") or "") or drug.strip().upper() in entry["atc"]:
-                # already plain JSON data: skip FastAPI's generic encoder (a tenth of a request's CPU)
-                return JSONResponse({"drug": name, "sample": report["sample"],
-                                     "knowledge_base": report["knowledge_base"], **_labelled(entry)})
+        for name, entry in (report.drugs or {}).items():
+            if key == name.lower() or key == (entry.rxnorm or "") or drug.strip().upper() in entry.atc:
+                return JSONResponse(_advice_json(path, name))
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no guideline for drug {drug!r}")
 
     app.include_router(api)
@@ -369,8 +376,8 @@ def _report_bytes_cached(path: str, mtime: float) -> bytes:
 
 
 @lru_cache(maxsize=256)
-def _load_report_cached(path: str, mtime: float) -> dict:
-    return json.loads(_report_bytes_cached(path, mtime))
+def _load_report_cached(path: str, mtime: float) -> PatientReport:
+    return PatientReport.loads(_report_bytes_cached(path, mtime))
 
 
 def _report_bytes(path: Path) -> bytes:
@@ -378,9 +385,27 @@ def _report_bytes(path: Path) -> bytes:
     return _report_bytes_cached(str(path), path.stat().st_mtime)
 
 
-def _load_report(path: Path) -> dict:
-    """Parsed report JSON, cached per file version: advice lookups answer from memory."""
+def _load_report(path: Path) -> PatientReport:
+    """The report, loaded and cached per file version: advice lookups answer from memory."""
     return _load_report_cached(str(path), path.stat().st_mtime)
+
+
+@lru_cache(maxsize=4096)
+def _advice_json_cached(path: str, mtime: float, drug: str) -> dict:
+    from permed.kb.wording import action_label
+
+    report = _load_report_cached(path, mtime)
+    entry = report.drugs[drug].model_dump(mode="json")
+    for src in entry["sources"].values():  # each action also in words, as the report prints it
+        for r in src["recommendations"]:
+            r["action_label"] = action_label(r["action"])
+    return {"drug": drug, "sample": report.sample, "knowledge_base": report.knowledge_base.model_dump(mode="json"),
+            **entry}
+
+
+def _advice_json(path: Path, drug: str) -> dict:
+    """One drug's advice from a report, as the API answers it (cached per file version and drug)."""
+    return _advice_json_cached(str(path), path.stat().st_mtime, drug)
 
 
 def _render_pdf(html: Path, pdf: Path) -> None:
@@ -389,16 +414,6 @@ def _render_pdf(html: Path, pdf: Path) -> None:
     tmp = pdf.with_name(f".{pdf.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     write_pdf(html.read_text(encoding="utf-8"), tmp)
     os.replace(tmp, pdf)
-
-
-def _labelled(entry: dict) -> dict:
-    """The drug entry with each recommendation's action also in words (what the report prints)."""
-    from permed.advice.wording import action_label
-
-    sources = {name: {**src, "recommendations": [{**r, "action_label": action_label(r["action"])}
-                                                 for r in src.get("recommendations", [])]}
-               for name, src in entry.get("sources", {}).items()}
-    return {**entry, "sources": sources}
 
 
 def _suffix(name: str) -> str:
@@ -411,22 +426,3 @@ def _suffix(name: str) -> str:
 def _request_key(up) -> str:
     parts = (up.sha256, up.outside_calls or "", up.medications or "")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
-def _check_outside_calls(text: str) -> None:
-    """Refuse what `permed call --outside-calls` would refuse (lines it merely reports are kept)."""
-    from permed.kb.load import load_kb
-    from permed.phenotype.outside_calls import OutsideCallsText
-    from permed.phenotype.phenotype_set import read_all_outside_calls
-    from permed.phenotype.phenotyper import Phenotyper
-
-    read_all_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, text)], Phenotyper(load_kb()))
-
-
-def _vcf_sample_names(path: Path) -> tuple[str, ...]:
-    """The VCF's sample names, read with the same header checks `permed call` makes."""
-    from permed.genotypes.vcf_reader import VcfReader
-    from permed.kb.load import load_kb
-
-    kb = load_kb()
-    return VcfReader(path, kb, sorted(kb.genes)).sample_names()

@@ -19,7 +19,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 
 from permed import __version__
-from permed.errors import UserError
+from permed.errors import ServiceError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 PG_LOCK_KEY = 0x7065726D  # any constant: the advisory lock that serialises migrations on PostgreSQL
@@ -68,7 +68,7 @@ def _one_at_a_time(engine: Engine, conn: Connection):
 
 def upgrade(engine: Engine) -> None:
     """Bring the database to the current schema. A database of this schema made before migrations
-    existed is adopted; one from a newer permed, or an older unmigratable one, is refused (UserError)."""
+    existed is adopted; one from a newer permed, or an older unmigratable one, is refused (ServiceError)."""
     from permed.service.store import Base
 
     where = describe(engine)
@@ -80,7 +80,7 @@ def upgrade(engine: Engine) -> None:
         if at is None and inspect(conn).has_table("samples"):
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             if diffs:
-                raise UserError(f"{where}: database made by a development version of permed before schema "
+                raise ServiceError(f"{where}: database made by a development version of permed before schema "
                                 f"migrations, with a different schema ({_first(diffs)}); start with a new database")
             command.stamp(cfg, "head")
             return
@@ -88,7 +88,7 @@ def upgrade(engine: Engine) -> None:
             try:
                 _scripts().get_revision(at)
             except CommandError:
-                raise UserError(f"{where}: database schema revision {at} is newer than this permed ({__version__}) "
+                raise ServiceError(f"{where}: database schema revision {at} is newer than this permed ({__version__}) "
                                 f"knows; upgrade permed") from None
         command.upgrade(cfg, "head")
 

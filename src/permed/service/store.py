@@ -1,4 +1,4 @@
-"""Persistent state of the service (SQLAlchemy): API tokens, samples, jobs and the audit log.
+"""Persistent state of the service (SQLAlchemy): API tokens, uploads, jobs and the audit log.
 
 SQLite in the data directory by default; any SQLAlchemy URL (e.g. postgresql://) through the same code.
 Genotypes never enter the database: uploaded files live in the data directory, named by SHA-256.
@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, even
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from permed.errors import UserError
+from permed.errors import ServiceError
 
 
 def utcnow() -> datetime:
@@ -38,11 +38,15 @@ class ApiToken(Base):
     revoked: Mapped[bool] = mapped_column(default=False)
 
 
-class Sample(Base):
+class Upload(Base):
+    """An uploaded VCF/BCF file with its request (outside calls, medications). The API calls it a
+    "sample" (routes /samples/{sample_id}, fields sample_id), as it did from the start; the VCF samples
+    (patients) it holds are the report's `sample`. The table keeps its first name."""
+
     __tablename__ = "samples"
     id: Mapped[int] = mapped_column(primary_key=True)
     # the VCF's SHA-256 names its file; the request key adds the outside calls and medications, so the
-    # same upload twice is one sample while the same VCF with a new medication list is a new report
+    # same upload twice is one row while the same VCF with a new medication list is a new report
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     request_key: Mapped[str] = mapped_column(String(64), unique=True)
     filename: Mapped[str] = mapped_column(String(500))
@@ -56,7 +60,7 @@ class Sample(Base):
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
-    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id"), index=True)
+    upload_id: Mapped[int] = mapped_column("sample_id", ForeignKey("samples.id"), index=True)
     state: Mapped[str] = mapped_column(String(20), default="queued", index=True)  # queued running done failed
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -73,11 +77,12 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
     action: Mapped[str] = mapped_column(String(50))
-    sample_id: Mapped[int | None] = mapped_column(ForeignKey("samples.id"), default=None)
+    upload_id: Mapped[int | None] = mapped_column("sample_id", ForeignKey("samples.id"), default=None)
 
 
-def _audit_row(token: ApiToken | None, action: str, sample_id: int | None) -> dict:
-    return {"at": utcnow(), "token_id": token.id if token else None, "action": action, "sample_id": sample_id}
+def _audit_row(token: ApiToken | None, action: str, upload_id: int | None) -> dict:
+    """An audit row keyed by column name (inserted through the table: one path for both writers)."""
+    return {"at": utcnow(), "token_id": token.id if token else None, "action": action, "sample_id": upload_id}
 
 
 class Store:
@@ -99,7 +104,7 @@ class Store:
             schema.upgrade(self.engine)
         except OperationalError as exc:  # unreachable server, wrong password, unwritable file: say which
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise UserError(f"{schema.describe(self.engine)}: cannot open the database ({reason})") from None
+            raise ServiceError(f"{schema.describe(self.engine)}: cannot open the database ({reason})") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @staticmethod
@@ -118,10 +123,10 @@ class Store:
         with self._sessions() as s, s.begin():
             yield s
 
-    def audit(self, s: Session, token: ApiToken | None, action: str, sample_id: int | None = None) -> None:
+    def audit(self, s: Session, token: ApiToken | None, action: str, upload_id: int | None = None) -> None:
         """One audit row in the session's transaction (a Core INSERT: cheaper than the ORM). Reports and
         advice go through AuditWriter instead."""
-        s.execute(insert(AuditEvent), [_audit_row(token, action, sample_id)])
+        s.execute(insert(AuditEvent.__table__), [_audit_row(token, action, upload_id)])
 
 
 class AuditWriter:
@@ -138,9 +143,9 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="permed-audit", daemon=True)
         self._thread.start()
 
-    def submit(self, token: ApiToken | None, action: str, sample_id: int | None = None) -> Future:
+    def submit(self, token: ApiToken | None, action: str, upload_id: int | None = None) -> Future:
         done: Future = Future()
-        self._queue.put((_audit_row(token, action, sample_id), done))
+        self._queue.put((_audit_row(token, action, upload_id), done))
         return done
 
     def _run(self) -> None:
@@ -153,7 +158,7 @@ class AuditWriter:
                     break
             try:
                 with self.store.engine.begin() as conn:
-                    conn.execute(insert(AuditEvent), [row for row, _ in batch])
+                    conn.execute(insert(AuditEvent.__table__), [row for row, _ in batch])
             except Exception as exc:  # the requests waiting on these rows fail (500); the writer goes on
                 for _, done in batch:
                     done.set_exception(exc)

@@ -8,7 +8,7 @@ import time
 
 from sqlalchemy import select
 
-from permed.errors import UserError
+from permed.errors import ConfigurationError
 from permed.service.store import ApiToken, Store
 
 ROLES = ("lab", "clinician", "admin")
@@ -21,7 +21,7 @@ def hash_token(token: str) -> str:
 
 def check_role(role: str) -> None:
     if role not in ROLES:
-        raise UserError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+        raise ConfigurationError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
 
 
 def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None) -> tuple[ApiToken, str]:

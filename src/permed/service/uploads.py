@@ -30,7 +30,9 @@ class UploadRejected(Exception):
 
 
 @dataclass
-class Upload:
+class Received:
+    """A request body received to a temporary file: the VCF with its extras."""
+
     path: Path  # temporary file in the data directory; the caller keeps or deletes it
     filename: str = "upload.vcf"
     size: int = 0
@@ -46,7 +48,7 @@ class Upload:
 class _Sink:
     """Writes the VCF bytes to the temporary file, hashing and counting them."""
 
-    def __init__(self, upload: Upload, fh, limit: int):
+    def __init__(self, upload: Received, fh, limit: int):
         self.upload, self.fh, self.limit = upload, fh, limit
         self.total = 0  # every byte of the request, parts and framing, counts against the limit
 
@@ -68,7 +70,7 @@ def _text(name: str, raw: bytes) -> str:
         raise UploadRejected(400, f"form field {name!r} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> tuple[dict, MultipartParser]:
+def _multipart_parser(boundary: bytes, upload: Received, sink: _Sink) -> tuple[dict, MultipartParser]:
     state: dict = {"headers": {}, "field": b"", "value": b"", "name": None, "small": bytearray(), "seen": set(),
                    "ended": False}
 
@@ -120,12 +122,13 @@ def _multipart_parser(boundary: bytes, upload: Upload, sink: _Sink) -> tuple[dic
         "on_part_data": on_part_data, "on_part_end": on_part_end, "on_end": on_end})
 
 
-async def receive(request, tmp_dir: Path, limit: int, filename: str | None, medications: str | None) -> Upload:
-    """Read the request into an Upload. On any error the temporary file is removed and UploadRejected raised."""
+async def receive(request, tmp_dir: Path, limit: int, filename: str | None, medications: str | None) -> Received:
+    """Read the request into a Received upload. On any error the temporary file is removed and
+    UploadRejected raised."""
     import tempfile
 
     fd, tmp_name = tempfile.mkstemp(prefix=".upload-", dir=tmp_dir)
-    upload = Upload(path=Path(tmp_name))
+    upload = Received(path=Path(tmp_name))
     media, options = parse_options_header(request.headers.get("content-type"))
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -18,14 +18,17 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
-from permed.errors import UserError
-from permed.service.store import Job, Sample, Store, utcnow
+from permed.errors import PermedError
+from permed.service.store import Job, Store, Upload, utcnow
+
+if TYPE_CHECKING:
+    from permed.engine import Engine
 
 MAX_ATTEMPTS = 3
 HEARTBEAT_EVERY = 2.0  # seconds
@@ -33,8 +36,8 @@ LEASE = 10.0  # seconds without a heartbeat before a running job counts as aband
 log = logging.getLogger("permed.worker")
 
 
-def results_dir(data_dir: Path, sample_id: int) -> Path:
-    return Path(data_dir) / "results" / str(sample_id)
+def results_dir(data_dir: Path, upload_id: int) -> Path:
+    return Path(data_dir) / "results" / str(upload_id)
 
 
 def upload_path(data_dir: Path, sha256: str) -> Path:
@@ -95,50 +98,29 @@ class _Heartbeat:
         self._thread.join()
 
 
-def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
-    from permed.advice.advice_set import AdviceSet
-    from permed.advice.engine import AdviceEngine
-    from permed.advice.medications import drug_index, parse_medications
-    from permed.kb.load import load_kb
+def run_job(store: Store, data_dir: Path, job: Job, me: str, engine: Engine) -> None:
+    """Run one job through the engine; its reports appear whole in results/<upload id>/ or not at all."""
+    from permed.engine import Inputs, VcfInput
+    from permed.options import Options
     from permed.phenotype.outside_calls import OutsideCallsText
-    from permed.phenotype.phenotype_set import interpret
-    from permed.pipeline import CallOptions, call_files
     from permed.report.i18n import available_languages
-    from permed.report.output import write_outputs
     from permed.service.indexing import queryable
     from permed.service.uploads import OUTSIDE_CALLS_NAME
 
     with store.session() as s:
-        sample = s.get(Sample, job.sample_id)
-    upload = upload_path(data_dir, sample.sha256)
-    path = upload  # what the job reads: the upload or its indexed copy
-
-    def as_uploaded(text: str) -> str:  # messages and reports name the lab's file, never a server path
-        for p in (str(path), str(upload), path.name, upload.name):
-            text = text.replace(p, sample.filename)
-        return text
-
-    delay = float(os.environ.get("PERMED_TEST_JOB_DELAY", "0"))  # tests: a window to kill the worker in
+        upload = s.get(Upload, job.upload_id)
+    stored = upload_path(data_dir, upload.sha256)
     try:
-        path = queryable(upload, data_dir, sample.sha256)
-        kb = load_kb()
-        callset = call_files([path], kb, CallOptions())
-        # the uploaded file's name and hash (an indexed copy holds the same records, compressed anew)
-        callset.inputs = [replace(i, file=sample.filename, sha256=sample.sha256,
-                                  notices=[as_uploaded(n) for n in i.notices])
-                          for i in callset.inputs]
-        if delay:
-            time.sleep(delay)
-        outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, sample.outside_calls)] if sample.outside_calls else []
-        pset = interpret(callset, outside)
-        meds = parse_medications(sample.medications, drug_index(kb))
-        advice = AdviceSet(AdviceEngine(kb), pset, meds)
+        # read an indexed copy (windows around definition positions), reported as the lab's file
+        vcf = VcfInput(queryable(stored, data_dir, upload.sha256), name=upload.filename, label=upload.filename,
+                       sha256=upload.sha256)
+        outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, upload.outside_calls)] if upload.outside_calls else []
+        result = engine.run(Inputs.of(vcfs=vcf, outside_calls=outside, medications=upload.medications), Options())
         # English HTML, and one per further report language so clinicians can switch without a re-run
-        write_outputs(callset, pset, results_dir(data_dir, sample.id), advice=advice, formats=("html",),
-                      also_html=tuple(available_languages()[1:]))
+        result.write(results_dir(data_dir, upload.id), formats=("html",), also_html=tuple(available_languages()[1:]))
         state, error = "done", None
-    except UserError as exc:
-        state, error = "failed", as_uploaded(str(exc))
+    except PermedError as exc:
+        state, error = "failed", str(exc)
     except Exception as exc:  # a bug: fail this job (a retry would fail the same way), keep the worker
         state, error = "failed", f"internal error ({type(exc).__name__}); the server log names job {job.id}"
         # where it happened, without the exception's message: messages can quote sample names or data
@@ -150,8 +132,12 @@ def run_job(store: Store, data_dir: Path, job: Job, me: str) -> None:
 
 
 def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = False,
-               lease: float = LEASE) -> int:
-    """Process jobs until none is left (`once`) or forever. Returns the number of jobs run."""
+               lease: float = LEASE, engine: Engine | None = None) -> int:
+    """Process jobs until none is left (`once`) or forever. Returns the number of jobs run.
+    The engine (knowledge base and all) is built once, before the first job."""
+    from permed.engine import Engine
+
+    engine = engine or Engine()
     me = worker_id()
     done = 0
     while True:
@@ -163,5 +149,5 @@ def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = Fal
             time.sleep(poll)
             continue
         with _Heartbeat(store, job.id, me):
-            run_job(store, data_dir, job, me)
+            run_job(store, data_dir, job, me, engine)
         done += 1

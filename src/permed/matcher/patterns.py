@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
+from permed.kb.policy import KEY_RSIDS, undocumented_as_reference
 from permed.matcher.alleles import SampleAllele
 from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
 from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
 from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
-from permed.matcher.policy import KEY_RSIDS, undocumented_as_reference
 
 REFERENCE_NAME = "Reference"
 REMOTE_FILL = Message(
@@ -88,7 +88,7 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
     return _unique_rows(parts)
 
 
-class CohortCaller:
+class PatternCaller:
     """Calls genes over GenotypeSets, caching results by genotype pattern."""
 
     def __init__(self, options: MatchOptions, evidence: bool = True):

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from permed.advice.model import DrugAdvice, GenotypeUsed, MatchedRecommendation, SourceAdvice
 from permed.kb.model import Guideline, GuidelineRecommendation, KnowledgeBase
 from permed.matcher.model import Message
-from permed.phenotype.annotate import GeneAnnotator
 from permed.phenotype.model import NO_RESULT, UNKNOWN_ALLELE, Diplotype, GeneReport
 from permed.phenotype.notes import note_rules
+from permed.phenotype.phenotyper import Phenotyper
 
 SOURCES = ("CPIC", "DPWG")
 NO_RECOMMENDATION = "No recommendation"
@@ -78,9 +78,12 @@ def _dpwg_keys(gene: str, d: Diplotype) -> list[str]:
     return keys + [DPWG_ALIASES[k] for k in keys if k in DPWG_ALIASES]
 
 
-class AdviceEngine:
-    def __init__(self, kb: KnowledgeBase):
+class Advisor:
+    """Drug advice from gene reports; uses the phenotyper's gene annotators (one set per engine)."""
+
+    def __init__(self, kb: KnowledgeBase, phenotyper: Phenotyper | None = None):
         self.kb = kb
+        self.annotator = (phenotyper or Phenotyper(kb)).annotator
         self.by_drug: dict[str, list[Guideline]] = {}
         for g in kb.guidelines:
             for d in g.drugs:
@@ -91,7 +94,6 @@ class AdviceEngine:
         self._source_cache: dict[tuple, tuple[SourceAdvice, tuple]] = {}
         self._drug_cache: dict[tuple, tuple[DrugAdvice, tuple]] = {}
         self._drug_rules = [r for r in note_rules() if r.drugs]
-        self._annotators: dict[str, GeneAnnotator] = {}
 
     @property
     def drugs(self) -> list[str]:

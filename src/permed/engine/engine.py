@@ -1,0 +1,134 @@
+"""The one engine: VCF -> genotypes -> gene calls -> phenotypes -> advice, for 1..N samples.
+
+`Engine` loads the knowledge base once and builds the stage objects from it (phenotyper, advisor);
+the CLI, cohort runs, the service's jobs, the tests and the benchmarks all run through it, so a
+patient is a cohort of one and every path makes the same calls. Each stage is also usable alone:
+`match` (reading and matching), `interpret` (outside calls enter here), `advise`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from permed.advice.advice_set import AdviceSet
+from permed.advice.advisor import Advisor
+from permed.advice.medications import MedicationList, drug_index, parse_medications
+from permed.engine.assembly import CYP2D6, Assembly
+from permed.engine.executors import local_executor
+from permed.engine.inputs import Inputs, VcfInput
+from permed.engine.result import Result
+from permed.engine.units import plan_units, read_options
+from permed.errors import ConfigurationError, OutsideCallsError
+from permed.genotypes.vcf_reader import VcfReader
+from permed.kb.load import load_kb
+from permed.kb.model import KnowledgeBase
+from permed.matcher.callset import CallSet
+from permed.options import Options
+from permed.phenotype.outside_calls import OutsideCallError, OutsideCallsText
+from permed.phenotype.phenotype_set import PhenotypeSet, interpret, read_all_outside_calls
+from permed.phenotype.phenotyper import Phenotyper
+
+Progress = Callable[..., None]  # progress(total=n) once, then progress(advance=k) as samples are done
+
+
+class Engine:
+    """Holds the knowledge base and what is built from it; build one per process and reuse it."""
+
+    def __init__(self, kb: KnowledgeBase | str | Path | None = None):
+        self.kb = kb if isinstance(kb, KnowledgeBase) else load_kb(Path(kb) if kb is not None else None)
+        self.phenotyper = Phenotyper(self.kb)
+        self.advisor = Advisor(self.kb, self.phenotyper)
+        self._drug_index: dict[str, str] | None = None
+
+    # ---- checks a caller can make before any work ----------------------------------------------
+    def genes(self, options: Options) -> list[str]:
+        """The genes a run calls from VCF data, in report order."""
+        genes = sorted(self.kb.genes)
+        if options.genes:
+            unknown = [g for g in options.genes if g not in self.kb.genes]
+            if unknown:
+                raise ConfigurationError(f"--genes: unknown gene(s) {', '.join(unknown)}; known: {', '.join(genes)}")
+            genes = [g for g in genes if g in options.genes]
+        return genes
+
+    def sample_names(self, vcf: VcfInput | Path | str, options: Options | None = None) -> tuple[str, ...]:
+        """A VCF's sample names, read with the header checks a run makes (InputFileError if bad)."""
+        vcf = vcf if isinstance(vcf, VcfInput) else VcfInput(Path(vcf))
+        reader = VcfReader(Path(vcf.path), self.kb, sorted(self.kb.genes), read_options(options or Options()),
+                           label=vcf.message_label)
+        return reader.sample_names()
+
+    def check_outside_calls(self, sources: list[Path | OutsideCallsText]) -> list[OutsideCallError]:
+        """Read outside calls as a run would: a file that cannot be used raises OutsideCallsError;
+        lines that cannot be used are returned (a run reports their gene as not called)."""
+        _check_exist(sources)
+        return read_all_outside_calls(list(sources), self.phenotyper)[1]
+
+    def medications(self, medications: str | list[str] | None) -> MedicationList:
+        """The patient's medication list, recognised against the knowledge base's drugs."""
+        if self._drug_index is None:
+            self._drug_index = drug_index(self.kb)
+        text = "\n".join(medications) if isinstance(medications, list) else medications
+        return parse_medications(text, self._drug_index)
+
+    # ---- the stages ----------------------------------------------------------------------------
+    def match(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
+              executor=None) -> CallSet:
+        """Read the VCF/BCF inputs and call every gene of every sample (no VCF: a cohort of one with
+        no calls, named after the patient)."""
+        options = options or Options()
+        genes = self.genes(options)
+        if not inputs.vcfs:
+            return CallSet.empty(self.kb, inputs.default_patient(), options)
+        _check_distinct(inputs.vcfs)
+        vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
+        paths = [Path(v.path) for v in inputs.vcfs]
+        labels = [v.message_label for v in inputs.vcfs]
+        file_samples = [self.sample_names(v, options) for v in inputs.vcfs]
+        units = plan_units(paths, labels, self.kb, vcf_genes, options, file_samples)
+        if progress:
+            progress(total=sum(u.n_samples for u in units))
+        assembly = Assembly(self.kb, options, genes, [v.report_name for v in inputs.vcfs], file_samples)
+        for r in (executor or local_executor)(units, self.kb, options, progress):
+            assembly.add(r)
+        return assembly.finish(paths, [v.sha256 for v in inputs.vcfs])
+
+    def interpret(self, calls: CallSet, outside_calls: list[Path | OutsideCallsText] = ()) -> PhenotypeSet:
+        """Phenotypes, activity scores and lookup keys; outside calls replace their gene's VCF call."""
+        return interpret(calls, list(outside_calls), self.phenotyper)
+
+    def advise(self, phenotypes: PhenotypeSet, medications: str | list[str] | MedicationList | None = None
+               ) -> AdviceSet:
+        """Drug advice for every sample (computed per sample on demand)."""
+        meds = medications if isinstance(medications, MedicationList) else self.medications(medications)
+        return AdviceSet(self.advisor, phenotypes, meds)
+
+    def run(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
+            executor=None) -> Result:
+        """Read -> match -> interpret -> advise for every sample of the inputs."""
+        options = options or Options()
+        if not inputs.vcfs and not inputs.outside_calls:
+            raise ConfigurationError("no input files: give VCF/BCF paths, --outside-calls or --example")
+        _check_exist(inputs.outside_calls)  # before reading VCFs, which can take long
+        meds = self.medications(inputs.medications) if options.advice else None
+        calls = self.match(inputs, options, progress=progress, executor=executor)
+        phenotypes = self.interpret(calls, inputs.outside_calls)
+        advice = self.advise(phenotypes, meds) if options.advice else None
+        return Result(kb=self.kb, options=options, calls=calls, phenotypes=phenotypes, advice=advice)
+
+
+def _check_exist(sources: list[Path | OutsideCallsText]) -> None:
+    for p in sources:
+        if not isinstance(p, OutsideCallsText) and not Path(p).is_file():
+            raise OutsideCallsError(f"{p}: outside-calls file not found")
+
+
+def _check_distinct(vcfs: list[VcfInput]) -> None:
+    seen = set()
+    for v in vcfs:
+        key = os.path.realpath(v.path)
+        if key in seen:
+            raise ConfigurationError(f"{v.message_label}: given more than once")
+        seen.add(key)

@@ -1,0 +1,81 @@
+"""Where units run: in this process, on local worker processes, or on a Dask cluster.
+
+An executor takes (units, kb, options, progress) and yields UnitResults in unit order, so the
+assembled output cannot depend on where or in which order units ran.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+from permed.engine.units import Unit, UnitResult, run_unit, unit_cost
+from permed.errors import ConfigurationError
+from permed.kb.model import KnowledgeBase
+from permed.options import Options
+
+_WORKER_STATE: dict = {}
+
+
+def _init_worker(kb: KnowledgeBase, options: Options) -> None:
+    _WORKER_STATE.update(kb=kb, options=options)
+
+
+def _run_in_worker(unit: Unit) -> UnitResult:
+    return run_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"])
+
+
+def local_executor(units: list[Unit], kb: KnowledgeBase, options: Options, progress=None):
+    """Run units here (one worker) or on local worker processes; yield results in unit order.
+
+    The largest units are started first so that one big file does not finish last on its own."""
+    if options.workers > 1 and len(units) > 1:
+        with ProcessPoolExecutor(max_workers=options.workers, initializer=_init_worker,
+                                 initargs=(kb, options)) as pool:
+            futures = {}
+            for i in sorted(range(len(units)), key=lambda i: -unit_cost(units[i])):
+                futures[i] = pool.submit(_run_in_worker, units[i])
+                if progress:
+                    futures[i].add_done_callback(lambda _f, k=units[i].n_samples: progress(advance=k))
+            for i in range(len(units)):
+                yield futures[i].result()
+    else:
+        for u in units:
+            on_chunk = (lambda k: progress(advance=k)) if progress else None
+            yield run_unit(u, kb, options, on_chunk)
+
+
+DASK_CONNECT_TIMEOUT = 30.0  # seconds
+
+
+def dask_executor(address: str, timeout: float = DASK_CONNECT_TIMEOUT):
+    """Run units on the Dask distributed scheduler at `address` (workers need permed installed and
+    read access to the input paths)."""
+
+    def run(units: list[Unit], kb: KnowledgeBase, options: Options, progress=None):
+        from distributed import Client, as_completed
+
+        try:
+            client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigurationError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+        try:
+            # the KB travels once per worker, not once per unit
+            [kb_future] = client.scatter([kb], broadcast=True, hash=False)
+            futures = [client.submit(run_unit, u, kb_future, options, pure=False,
+                                     priority=int(unit_cost(u) // 1024), key=f"permed-unit-{i}-{id(units)}")
+                       for i, u in enumerate(units)]
+            position = {f.key: i for i, f in enumerate(futures)}
+            done: dict[int, UnitResult] = {}
+            next_i = 0
+            for fut in as_completed(futures):
+                done[position[fut.key]] = fut.result()  # re-raises a worker's PermedError here
+                fut.release()
+                if progress:
+                    progress(advance=units[position[fut.key]].n_samples)
+                while next_i in done:
+                    yield done.pop(next_i)
+                    next_i += 1
+        finally:
+            client.close()
+
+    return run

@@ -1,0 +1,52 @@
+"""How a run calls and what it computes: one options object for the engine, the CLI and the API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from permed.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Options:
+    """Options of a run. The calling options (genes ... cyp2d6_from_vcf) change calls and are
+    recorded in every report; the others only change how the work is done or what is kept."""
+
+    genes: tuple[str, ...] | None = None  # genes to call (default: every gene of the knowledge base)
+    missing_to_ref: bool = False  # read definition positions absent from the file as homozygous reference
+    require_pass: bool = False  # ignore records whose FILTER is not PASS (PharmCAT uses every record)
+    find_combinations: bool = False  # research mode: combination and partial alleles
+    all_matches: bool = False  # every matching diplotype, not only the top-scoring ones
+    cyp2d6_from_vcf: bool = False  # call CYP2D6 from SNVs/indels (blind to copy number)
+    workers: int = 1  # worker processes on this machine
+    chunk_size: int | None = None  # samples held in memory at once per unit of work (None: all)
+    split_samples: int | None = None  # also split each file into units of this many samples
+    parallel_regions: bool = False  # split indexed files by chromosome even on one worker (clusters)
+    use_index: bool = True  # indexed files: read only windows around definition positions
+    evidence: bool = True  # per-position evidence in each call (reports show it; cohort tables do without)
+    advice: bool = True  # match drug recommendations (cohort tables do without)
+
+    RECORDED = ("missing_to_ref", "require_pass", "find_combinations", "all_matches", "cyp2d6_from_vcf")
+
+    def __post_init__(self) -> None:
+        if self.genes is not None:
+            object.__setattr__(self, "genes", tuple(self.genes))
+        for name in ("workers", "chunk_size", "split_samples"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"--{name.replace('_', '-')}: {value!r} is not a whole number >= 1")
+
+    def recorded(self) -> dict[str, bool]:
+        """The options that change calls, as every report records them."""
+        return {name: getattr(self, name) for name in self.RECORDED}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Options:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes) -> Options:
+        return type(self)(**{**asdict(self), **changes})

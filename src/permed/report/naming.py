@@ -1,0 +1,56 @@
+"""File names of a patient's reports, in one place (the CLI, the service and its worker use them)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from permed.errors import InputFileError
+from permed.report.i18n import SOURCE_LANGUAGE
+
+CALLS_TSV = "calls.tsv"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sample_filename(sample: str) -> str:
+    """A file name for a sample ID that is safe on every filesystem."""
+    name = _UNSAFE.sub("_", sample)
+    return name if name not in ("", ".", "..") else f"sample_{name}"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """OUT/<stem>.report.json, .report.html (.report.<lang>.html for other languages), .report.pdf."""
+
+    stem: str  # e.g. "NA12878.report"
+
+    @classmethod
+    def for_sample(cls, sample: str) -> ReportFiles:
+        return cls(f"{sample_filename(sample)}.report")
+
+    @classmethod
+    def from_json_name(cls, name: str) -> ReportFiles:
+        return cls(name.removesuffix(".json"))
+
+    @property
+    def json(self) -> str:
+        return f"{self.stem}.json"
+
+    def html(self, lang: str = SOURCE_LANGUAGE) -> str:
+        return f"{self.stem}.html" if lang == SOURCE_LANGUAGE else f"{self.stem}.{lang}.html"
+
+    def pdf(self, lang: str = SOURCE_LANGUAGE) -> str:
+        return f"{self.stem}.pdf" if lang == SOURCE_LANGUAGE else f"{self.stem}.{lang}.pdf"
+
+
+def report_files(samples: list[str]) -> list[ReportFiles]:
+    """Each sample's report files; two samples whose names would write the same files are refused."""
+    seen: dict[str, str] = {}
+    out = []
+    for s in samples:
+        files = ReportFiles.for_sample(s)
+        if files.json in seen:
+            raise InputFileError(f"samples {seen[files.json]!r} and {s!r} would write the same file {files.json}")
+        seen[files.json] = s
+        out.append(files)
+    return out
