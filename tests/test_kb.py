@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from conformance import SHARED
 from helpers import cli
 
+from permed.errors import KnowledgeBaseError
 from permed.kb.load import load_kb, load_kb_file
 
 RELEASE = SHARED / "reference" / "pharmcat"
@@ -23,7 +25,7 @@ needs_release = pytest.mark.skipif(not RELEASE.exists(), reason="../shared/refer
 
 def test_packaged_kb_loads_with_provenance():
     kb = load_kb()
-    assert kb.schema_ == "permed.kb/1"
+    assert kb.schema_ == "permed.kb/2"
     assert len(kb.genes) == 20
     assert kb.sources[0].release == "3.1.1"
     assert kb.sources[0].data_version == "2025-11-05-00-25"
@@ -116,6 +118,19 @@ def _packaged_bytes() -> bytes:
     return (resources.files("permed.kb") / "data" / "permed-kb.json.gz").read_bytes()
 
 
+def _packaged_json() -> dict:
+    """The packaged KB file as JSON: {"sha256": ..., "kb": body}."""
+    data = json.loads(gzip.decompress(_packaged_bytes()))
+    assert set(data) == {"sha256", "kb"} and data["kb"]["schema"] == "permed.kb/2"
+    return data
+
+
+def _resealed(body: dict) -> str:
+    """A KB file whose checksum matches its (edited) body, so that what is checked is the content."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps({"sha256": hashlib.sha256(canonical).hexdigest(), "kb": body})
+
+
 def test_truncated_kb_is_refused(tmp_path):
     bad = tmp_path / "kb.json.gz"
     bad.write_bytes(_packaged_bytes()[:500])
@@ -126,8 +141,8 @@ def test_truncated_kb_is_refused(tmp_path):
 
 
 def test_edited_kb_fails_checksum(tmp_path):
-    data = json.loads(gzip.decompress(_packaged_bytes()))
-    data["genes"]["CYP2C19"]["loci"][0]["ref"] = "G"  # a single changed fact
+    data = _packaged_json()
+    data["kb"]["genes"]["CYP2C19"]["loci"][0]["ref"] = "G"  # a single changed fact
     bad = tmp_path / "kb.json"
     bad.write_text(json.dumps(data))
     res = cli("kb", "info", "--kb", bad)
@@ -144,13 +159,36 @@ def test_wrong_schema_is_refused(tmp_path):
 
 
 def test_invalid_definition_is_refused(tmp_path):
-    data = json.loads(gzip.decompress(_packaged_bytes()))
-    data["genes"]["TPMT"]["alleles"][1]["defined"] = {"9999": "A"}
+    data = _packaged_json()
+    data["kb"]["genes"]["TPMT"]["alleles"][1]["defined"] = {"9999": "A"}
     bad = tmp_path / "kb.json"
-    bad.write_text(json.dumps(data))
+    bad.write_text(_resealed(data["kb"]))
     res = cli("kb", "info", "--kb", bad)
     assert res.returncode == 3
     assert "out of range" in res.stderr
+
+
+def test_a_permed_kb_1_file_still_loads(tmp_path):
+    """KB files from before the compact phenotype tables (one JSON document, rows one by one) load to
+    the same facts."""
+    kb = load_kb()
+    body = kb.model_dump(mode="json", by_alias=True, exclude={"sha256"})
+    body["schema"] = "permed.kb/1"
+    for section in ("phenotypes", "phenotypes_dpwg"):
+        for gene, gp in body[section].items():
+            del gp["table"]
+            gp["rows"] = [r._asdict() for r in getattr(kb, section)[gene].rows]
+    old_hash = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**body, "sha256": old_hash}, indent=1))
+    loaded = load_kb_file(old)
+    assert loaded.sha256 == old_hash and loaded.schema_ == "permed.kb/2"
+    assert loaded.genes == kb.genes and loaded.guidelines == kb.guidelines
+    assert all(loaded.phenotypes[g].rows == kb.phenotypes[g].rows for g in kb.phenotypes)
+    body["genes"]["TPMT"]["loci"][0]["ref"] = "G"
+    old.write_text(json.dumps({**body, "sha256": old_hash}))
+    with pytest.raises(KnowledgeBaseError, match="checksum mismatch"):
+        load_kb_file(old)
 
 
 def test_kb_build_refuses_missing_source(tmp_path):

@@ -195,3 +195,12 @@ def test_undocumented_alt_in_toxicity_gene_reads_as_reference(tmp_path):
     assert calls["TPMT"].source_diplotypes == ["*1/*1"]
     assert 18130694 in calls["TPMT"].undocumented_positions
     assert any("replaced with reference" in m for m in cs.sample_vcf_warnings(0)["chr6:18130694"])
+
+
+def test_an_undocumented_longer_allele_is_not_read_as_a_shorter_one(tmp_path):
+    """CYP2C19 rs4244285 is G>A (*2); a G/AT genotype there (an insertion no definition knows) must make
+    the gene uncallable. It was once cut to the definitions' width and read as A: a silent *1/*2."""
+    p = edited_example(tmp_path, {94781859: [line("chr10", 94781859, "G", "AT", "0/1")]})
+    _, calls = call(p)
+    assert calls["CYP2C19"].status == "uncallable" and calls["CYP2C19"].source_diplotypes == ["Unknown/Unknown"]
+    assert 94781859 in calls["CYP2C19"].undocumented_positions

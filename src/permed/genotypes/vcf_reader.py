@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ class _GeneArrays:
 
     def set_phase_sets(self, rows: np.ndarray, li: int, values: np.ndarray) -> None:
         # PS is a 32-bit VCF Integer; a wider value (PS given as text) widens the array, never wraps
-        if values.size and (values.max() > _I32.max or values.min() < _I32.min):
+        if values.any() and (values.max() > _I32.max or values.min() < _I32.min):
             self.phase_set = self.phase_set.astype(np.int64)
         self.phase_set[rows, li] = values
 
@@ -97,7 +98,6 @@ class VcfReader:
         self.kb = kb
         self.genes = genes
         self.options = options
-        self.index = locus_index(kb, genes)
         self.position_warnings: dict[str, list[str]] = {}
         self.sample_warnings: dict[tuple[int, str], list[str]] = {}
         self.notices: list[str] = []
@@ -108,6 +108,11 @@ class VcfReader:
         # an indexed file is read through windows around the definition positions only
         self.windowed = options.use_index and has_index(self.path)
         self._contigs: set[str] | None = None
+
+    @cached_property
+    def index(self):
+        """Where the genes' definition positions are (built on first use: reading sample names needs none)."""
+        return locus_index(self.kb, self.genes)
 
     def _htslib(self, msg: str) -> str:
         """An htslib message as ours: without its prefix, naming the file as we name it."""
@@ -120,6 +125,8 @@ class VcfReader:
             lst.append(msg)
 
     def _warn_samples(self, idx: np.ndarray, key: str, msg_for) -> None:
+        if not idx.any():
+            return
         for si in np.flatnonzero(idx):
             lst = self.sample_warnings.setdefault((int(si), key), [])
             m = msg_for(int(si))
@@ -506,7 +513,6 @@ class VcfReader:
         """Per-sample calls at one locus from one record: (usable mask, codes, phased, phase sets)."""
         g, phased = gts
         n = g.shape[0]
-        gene = arr.gdef.gene
         # record allele index -> locus allele-table code; -3 = unusable (symbolic, N, '*', not this locus)
         codes: list[int] = []
         invalid: dict[int, str] = {}
@@ -527,40 +533,19 @@ class VcfReader:
             return None
         code_arr = np.array(codes, dtype=np.int16)
         nonmissing = g >= 0
-        sel = np.where(nonmissing, code_arr[np.clip(g, 0, None)], 0)
-        selected_any = {int(a) for a in np.unique(g[nonmissing])} if nonmissing.any() else set()
-        for ai, msg in invalid.items():
-            if ai and ai not in selected_any and mapping.exact and not mapping.alleles[ai].startswith("<"):
-                self._warn(key, msg)
+        sel = np.where(nonmissing, code_arr[np.maximum(g, 0)], 0)
+        if invalid:  # record alleles that are unusable here: warn about those no sample carries
+            carried = np.bincount(g[nonmissing].ravel(), minlength=len(codes))
+            for ai, msg in invalid.items():
+                if ai and not carried[ai] and mapping.exact and not mapping.alleles[ai].startswith("<"):
+                    self._warn(key, msg)
 
-        n_called = nonmissing.sum(axis=1)
-        ok = n_called > 0
-        self._warn_samples(~ok, key, lambda si: f"Ignoring: no call ({_gt_text(g[si], phased[si])})")
         haploid_chrom = chrom in HAPLOID_CHROMOSOMES
-        if haploid_chrom:
-            self._warn_samples(ok & (n_called > 1), key, lambda si: (
-                f"{int(n_called[si])} genotypes found (GT={_gt_text(g[si], phased[si])}, for {gene}) for "
-                "haploid chromosome. Will only use first non-missing genotype."))
-        else:
-            single = ok & (n_called == 1)
-            if chrom != "chrX":
-                ref_only = single & (np.where(nonmissing, g, 0).max(axis=1) == 0)
-                self._warn_samples(ref_only, key, lambda si: (
-                    f"Ignoring: only a single genotype found (GT={_gt_text(g[si], phased[si])}).  "
-                    "Since it's reference, treating this as a missing position."))
-                self._warn_samples(single & ~ref_only, key, lambda si: (
-                    f"1 genotype found (GT={_gt_text(g[si], phased[si])}, for {gene}), expecting 2."))
-                ok &= ~ref_only
-        bad = ok & (sel == -3).any(axis=1)
-        if bad.any():
-            self._warn_samples(bad, key, lambda si: "Discarded genotype at this position because " + next(
-                invalid[int(a)] for a in g[si] if a >= 0 and codes[int(a)] == -3))
-            ok &= ~bad
-
-        # alleles the definition does not list ("undocumented variations")
         n_known = 1 + len(locus.alts)
         plain_alts = [a for a in mapping.alleles[1:] if a is not None and _VALID_BASES.match(a)]
-        if mapping.exact and any(len(a) > 1 for a in locus.alts) and not any(len(a) > 1 for a in plain_alts):
+        snp_for_indel = (mapping.exact and any(len(a) > 1 for a in locus.alts)
+                         and not any(len(a) > 1 for a in plain_alts))
+        if snp_for_indel:
             if not plain_alts:
                 self._warn(key, "Genotype at this position has no ALT allele and an indel or repeat is expected; "
                                 "the position cannot be validated")
@@ -568,18 +553,14 @@ class VcfReader:
                 self._warn(key, f"Genotype at this position has SNP{'s' if len(plain_alts) > 1 else ''} "
                                 f"({'/'.join(plain_alts)}) but an indel or repeat is expected "
                                 f"({'/'.join(locus.alts)})")
+        if (not haploid_chrom and not invalid and nonmissing.all()
+                and (snp_for_indel or sel.max(initial=0) < n_known)):
+            # the common record: every sample called on both chromosomes with alleles the definitions
+            # know, so there is nothing to check sample by sample
+            ok = np.ones(n, dtype=bool)
         else:
-            und = ok & (np.where(nonmissing, sel, 0) >= n_known).any(axis=1)
-            if und.any():
-                as_ref = undocumented_as_reference(gene, self.options.find_combinations)
-
-                def und_msg(si: int) -> str:
-                    found = sorted({arr.alleles[li][int(c)] for c in sel[si] if c >= n_known})
-                    m = (f"The genetic variation at this position does not match what is in the allele definition "
-                         f"(expected {'/'.join(locus.alts)}, found {'/'.join(found)} in VCF)")
-                    return m + (".  Undocumented variations will be replaced with reference." if as_ref else "")
-
-                self._warn_samples(und, key, und_msg)
+            ok = self._check_sample_calls(arr, li, locus, key, chrom, g, phased, sel, nonmissing, codes, invalid,
+                                          n_known, snp_for_indel)
 
         # GT says heterozygous but AD shows reads for one allele only (reference-overlap style VCFs)
         if ad is not None:
@@ -606,6 +587,47 @@ class VcfReader:
                 np.where(first_ok, NO_ALLELE, codes_gt[:, 1]),
             ], axis=1).astype(np.int16)
         return ok, codes_gt, phased, ps
+
+    def _check_sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str, g, phased, sel,
+                            nonmissing, codes: list[int], invalid: dict[int, str], n_known: int,
+                            snp_for_indel: bool) -> np.ndarray:
+        """Which samples' calls at this locus can be used, with a warning for each one that cannot."""
+        gene = arr.gdef.gene
+        n_called = nonmissing.sum(axis=1)
+        ok = n_called > 0
+        self._warn_samples(~ok, key, lambda si: f"Ignoring: no call ({_gt_text(g[si], phased[si])})")
+        if chrom in HAPLOID_CHROMOSOMES:
+            self._warn_samples(ok & (n_called > 1), key, lambda si: (
+                f"{int(n_called[si])} genotypes found (GT={_gt_text(g[si], phased[si])}, for {gene}) for "
+                "haploid chromosome. Will only use first non-missing genotype."))
+        else:
+            single = ok & (n_called == 1)
+            if chrom != "chrX":
+                ref_only = single & (np.where(nonmissing, g, 0).max(axis=1) == 0)
+                self._warn_samples(ref_only, key, lambda si: (
+                    f"Ignoring: only a single genotype found (GT={_gt_text(g[si], phased[si])}).  "
+                    "Since it's reference, treating this as a missing position."))
+                self._warn_samples(single & ~ref_only, key, lambda si: (
+                    f"1 genotype found (GT={_gt_text(g[si], phased[si])}, for {gene}), expecting 2."))
+                ok &= ~ref_only
+        bad = ok & (sel == -3).any(axis=1)
+        if bad.any():
+            self._warn_samples(bad, key, lambda si: "Discarded genotype at this position because " + next(
+                invalid[int(a)] for a in g[si] if a >= 0 and codes[int(a)] == -3))
+            ok &= ~bad
+        if not snp_for_indel:  # alleles the definition does not list ("undocumented variations")
+            und = ok & (np.where(nonmissing, sel, 0) >= n_known).any(axis=1)
+            if und.any():
+                as_ref = undocumented_as_reference(gene, self.options.find_combinations)
+
+                def und_msg(si: int) -> str:
+                    found = sorted({arr.alleles[li][int(c)] for c in sel[si] if c >= n_known})
+                    m = (f"The genetic variation at this position does not match what is in the allele definition "
+                         f"(expected {'/'.join(locus.alts)}, found {'/'.join(found)} in VCF)")
+                    return m + (".  Undocumented variations will be replaced with reference." if as_ref else "")
+
+                self._warn_samples(und, key, und_msg)
+        return ok
 
     def _commit(self, arr: _GeneArrays, li: int, key: str, calls, origin: str, alts: tuple, filt) -> None:
         ok, codes_gt, phased, ps = calls

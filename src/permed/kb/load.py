@@ -1,7 +1,11 @@
 """Serialise, checksum and load knowledge bases.
 
-The packaged KB is a gzip'd canonical JSON document with a SHA-256 over its content, so a
-truncated, edited or mismatched file is refused at load time instead of yielding calls.
+A KB file is gzip'd JSON: `{"sha256":"<hex>","kb":<body>}` where the body is the KB's canonical JSON
+(sorted keys, no spaces) and the hash is taken over exactly those bytes. Loading checks the hash
+over the bytes as read (no re-serialisation) and validates the body in one pass (pydantic-core's
+JSON parser), so the packaged KB loads in a few tens of milliseconds; a truncated, edited or
+mismatched file is refused instead of yielding calls. `permed.kb/1` files (one JSON document with a
+`sha256` field) are still read, the slow way.
 """
 
 from __future__ import annotations
@@ -19,25 +23,25 @@ from permed.errors import KnowledgeBaseError
 from permed.kb.model import KB_SCHEMA, KnowledgeBase
 
 PACKAGED_KB = "permed-kb.json.gz"
+OLD_SCHEMAS = ("permed.kb/1",)
+_PREFIX = b'{"sha256":"'
+_BODY_AT = len(_PREFIX) + 64 + len(b'","kb":')  # the body starts after the fixed-width header
 
 
-def _canonical_data(data: dict) -> bytes:
-    body = {k: v for k, v in data.items() if k != "sha256"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _canonical(kb: KnowledgeBase) -> bytes:
-    return _canonical_data(kb.model_dump(mode="json", by_alias=True))
+def canonical_body(kb: KnowledgeBase) -> bytes:
+    data = kb.model_dump(mode="json", by_alias=True, exclude={"sha256"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def seal(kb: KnowledgeBase) -> KnowledgeBase:
-    """Return the KB with its content checksum filled in."""
-    return kb.model_copy(update={"sha256": hashlib.sha256(_canonical(kb)).hexdigest()})
+    """Return the KB with its content checksum (SHA-256 of the canonical body) filled in."""
+    return kb.model_copy(update={"sha256": hashlib.sha256(canonical_body(kb)).hexdigest()})
 
 
 def dump_kb(kb: KnowledgeBase, path: Path) -> None:
-    data = kb.model_dump(mode="json", by_alias=True)
-    payload = json.dumps(data, sort_keys=True, indent=1).encode()
+    body = canonical_body(kb)
+    digest = hashlib.sha256(body).hexdigest()
+    payload = _PREFIX + digest.encode() + b'","kb":' + body + b"}"
     tmp = path.with_name(path.name + ".tmp")
     # mtime=0 keeps the file byte-identical across rebuilds of the same data
     with open(tmp, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, filename="") as gz:
@@ -45,26 +49,48 @@ def dump_kb(kb: KnowledgeBase, path: Path) -> None:
     tmp.replace(path)
 
 
-def parse_kb(payload: bytes, where: str) -> KnowledgeBase:
+def _validated(body: bytes | dict, where: str) -> KnowledgeBase:
     try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise KnowledgeBaseError(f"{where}: knowledge base is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != KB_SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise KnowledgeBaseError(f"{where}: knowledge base schema {found!r} is not {KB_SCHEMA!r}")
-    try:
-        kb = KnowledgeBase.model_validate(data)
+        return (KnowledgeBase.model_validate_json(body) if isinstance(body, bytes)
+                else KnowledgeBase.model_validate(body))
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "json_invalid":
+            raise KnowledgeBaseError(f"{where}: knowledge base is not valid JSON ({first['msg']})") from None
+        if loc == "schema":
+            raise KnowledgeBaseError(f"{where}: knowledge base schema {first.get('input')!r} is not "
+                                     f"{KB_SCHEMA!r}") from None
         raise KnowledgeBaseError(f"{where}: knowledge base failed validation at {loc}: {first['msg']}") from None
-    # The checksum covers the file's own content (identical to the model dump it was written from),
-    # which avoids re-serialising a large model on every start.
-    expected = hashlib.sha256(_canonical_data(data)).hexdigest()
-    if kb.sha256 != expected:
-        raise KnowledgeBaseError(f"{where}: knowledge base checksum mismatch (file {kb.sha256}, content {expected})")
-    return kb
+
+
+def parse_kb(payload: bytes, where: str) -> KnowledgeBase:
+    if payload.startswith(_PREFIX) and payload[_BODY_AT - 7:_BODY_AT] == b'","kb":' and payload.endswith(b"}"):
+        # as written by dump_kb: hash the body's bytes as they are
+        expected = payload[len(_PREFIX):len(_PREFIX) + 64].decode("ascii", "replace")
+        body = payload[_BODY_AT:-1]
+        found = hashlib.sha256(body).hexdigest()
+        if found != expected:
+            raise KnowledgeBaseError(f"{where}: knowledge base checksum mismatch (file {expected}, content {found})")
+        return _validated(body, where).model_copy(update={"sha256": expected})
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KnowledgeBaseError(f"{where}: knowledge base is not valid JSON ({exc})") from None
+    if isinstance(data, dict) and set(data) == {"sha256", "kb"} and isinstance(data["kb"], dict):
+        body, expected = data["kb"], data["sha256"]  # re-written by another tool: hash the canonical form
+    elif isinstance(data, dict) and data.get("schema") in OLD_SCHEMAS:
+        body, expected = {k: v for k, v in data.items() if k != "sha256"}, data.get("sha256")
+    else:
+        found = (data.get("kb") or data).get("schema") if isinstance(data, dict) else type(data).__name__
+        raise KnowledgeBaseError(f"{where}: knowledge base schema {found!r} is not {KB_SCHEMA!r}")
+    # permed.kb/1 hashed its canonical form with non-ASCII characters escaped
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=body.get("schema") in OLD_SCHEMAS)
+    found = hashlib.sha256(canonical.encode()).hexdigest()
+    if found != expected:
+        raise KnowledgeBaseError(f"{where}: knowledge base checksum mismatch (file {expected}, content {found})")
+    kb = _validated({**body, "schema": KB_SCHEMA}, where)
+    return kb.model_copy(update={"sha256": expected})
 
 
 def load_kb_file(path: Path) -> KnowledgeBase:
@@ -78,11 +104,10 @@ def load_kb_file(path: Path) -> KnowledgeBase:
 
 @lru_cache(maxsize=1)
 def packaged_kb() -> KnowledgeBase:
-    ref = resources.files("permed.kb") / "data" / PACKAGED_KB
-    with resources.as_file(ref) as path:
-        if not path.exists():
-            raise KnowledgeBaseError(f"{path}: packaged knowledge base missing; run `permed kb build`")
-        return load_kb_file(path)
+    path = Path(str(resources.files("permed.kb") / "data" / PACKAGED_KB))
+    if not path.exists():
+        raise KnowledgeBaseError(f"{path}: packaged knowledge base missing; run `permed kb build`")
+    return load_kb_file(path)
 
 
 def load_kb(path: Path | None = None) -> KnowledgeBase:

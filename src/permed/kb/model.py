@@ -8,11 +8,11 @@ threads and workers without copying.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-KB_SCHEMA = "permed.kb/1"
+KB_SCHEMA = "permed.kb/2"
 
 # IUPAC nucleotide codes used by some allele definitions ("wobbles").
 IUPAC = {
@@ -153,13 +153,73 @@ class GeneDefinition(_Frozen):
         return {loc.position: i for i, loc in enumerate(self.loci)}
 
 
-class PhenotypeRow(_Frozen):
+class PhenotypeRow(NamedTuple):
     """One diplotype (1 allele for hemizygous/single-allele genes, 2 otherwise) and what it means."""
 
     alleles: tuple[str, ...]  # sorted; a homozygote lists its allele twice
     phenotype: str
-    activity_score: str | None = None
+    activity_score: str | None
     lookup_key: str
+
+
+_ROW, _FIELD, _ALLELE = ";", ",", "+"
+
+
+class PhenotypeTable(_Frozen):
+    """A diplotype -> phenotype table in columnar form: a gene has up to 17,000 rows (G6PD), a patient
+    needs a few, so each text is stored once and rows as indexes into those lists, decoded on first use.
+    A row is "a1+a2,phenotype,activity score,lookup key" (indexes; an empty score index means none)."""
+
+    alleles: tuple[str, ...] = ()
+    phenotypes: tuple[str, ...] = ()
+    activity_scores: tuple[str, ...] = ()
+    lookup_keys: tuple[str, ...] = ()
+    rows: str = ""
+
+    @classmethod
+    def of(cls, rows) -> PhenotypeTable:
+        values: dict[str, dict[str, int]] = {"alleles": {}, "phenotypes": {}, "activity_scores": {},
+                                             "lookup_keys": {}}
+
+        def code(kind: str, value: str) -> str:
+            return str(values[kind].setdefault(value, len(values[kind])))
+
+        encoded = []
+        for r in rows:
+            r = r if isinstance(r, PhenotypeRow) else PhenotypeRow(**r)
+            score = "" if r.activity_score is None else code("activity_scores", r.activity_score)
+            encoded.append(_FIELD.join((_ALLELE.join(code("alleles", a) for a in r.alleles),
+                                        code("phenotypes", r.phenotype), score, code("lookup_keys", r.lookup_key))))
+        return cls(rows=_ROW.join(encoded), **{k: tuple(v) for k, v in values.items()})
+
+    def _decode_row(self, row: str) -> PhenotypeRow:
+        """One row (checked here rather than at load: most rows of most tables are never needed)."""
+        try:
+            a, p, s, k = row.split(_FIELD)
+            return PhenotypeRow(tuple(self.alleles[int(i)] for i in a.split(_ALLELE)), self.phenotypes[int(p)],
+                                self.activity_scores[int(s)] if s else None, self.lookup_keys[int(k)])
+        except (ValueError, IndexError):
+            raise ValueError(f"phenotype table row {row!r} is malformed") from None
+
+    def decode(self) -> tuple[PhenotypeRow, ...]:
+        return tuple(self._decode_row(row) for row in self.rows.split(_ROW)) if self.rows else ()
+
+    @cached_property
+    def _by_alleles(self) -> dict[str, str]:
+        """Row text by its allele part ("3+7" -> "3+7,2,,5"), split from the text without decoding."""
+        return {row.partition(_FIELD)[0]: row for row in self.rows.split(_ROW)} if self.rows else {}
+
+    @cached_property
+    def _allele_codes(self) -> dict[str, str]:
+        return {a: str(i) for i, a in enumerate(self.alleles)}
+
+    def lookup(self, alleles: tuple[str, ...]) -> PhenotypeRow | None:
+        """The row of a diplotype (alleles sorted), decoding only that row."""
+        codes = self._allele_codes
+        if any(a not in codes for a in alleles):
+            return None
+        row = self._by_alleles.get(_ALLELE.join(codes[a] for a in alleles))
+        return None if row is None else self._decode_row(row)
 
 
 class GenePhenotypes(_Frozen):
@@ -170,17 +230,34 @@ class GenePhenotypes(_Frozen):
     data_version: str = "unknown"
     functions: dict[str, str] = {}  # allele -> function text
     activity: dict[str, str] = {}  # allele -> activity value (activity-score genes only)
-    rows: tuple[PhenotypeRow, ...] = ()
+    table: PhenotypeTable = PhenotypeTable()
     # rule-based genes instead of a table: "malignant-hyperthermia" (RYR1)
     rule: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rows_to_table(cls, data):
+        """Rows given one by one (KB building, permed.kb/1 files) are stored as a table."""
+        if isinstance(data, dict) and "rows" in data:
+            data = dict(data)
+            data["table"] = PhenotypeTable.of(data.pop("rows"))
+        return data
 
     @property
     def is_activity_gene(self) -> bool:
         return any(v and v.strip().lower() != "n/a" for v in self.activity.values())
 
     @cached_property
+    def rows(self) -> tuple[PhenotypeRow, ...]:
+        return self.table.decode()
+
+    @cached_property
     def index(self) -> dict[tuple[str, ...], PhenotypeRow]:
         return {r.alleles: r for r in self.rows}
+
+    def lookup(self, alleles: tuple[str, ...]) -> PhenotypeRow | None:
+        """The row of a diplotype (alleles sorted)."""
+        return self.table.lookup(alleles)
 
 
 class DrugInfo(_Frozen):
@@ -232,7 +309,7 @@ class SourceInfo(_Frozen):
 
 
 class KnowledgeBase(_Frozen):
-    schema_: Literal["permed.kb/1"] = Field(alias="schema")
+    schema_: Literal["permed.kb/2"] = Field(alias="schema")
     kb_version: str
     built: str
     sources: tuple[SourceInfo, ...]

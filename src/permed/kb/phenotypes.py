@@ -78,7 +78,7 @@ def read_pypgx(pypgx_dir: Path, definition_alleles: dict[str, list[str]]) -> dic
                     alleles = tuple(sorted((a, b)))
                 else:
                     continue
-                rows.append(PhenotypeRow(alleles=alleles, phenotype=phenotype, lookup_key=phenotype))
+                rows.append(PhenotypeRow(alleles, phenotype, None, phenotype))
         out["G6PD"] = GenePhenotypes(gene="G6PD", source=source, data_version=version, functions=functions,
                                      rows=tuple(rows))
     return out

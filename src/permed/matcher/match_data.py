@@ -107,7 +107,9 @@ class MatchData:
         hits_by_hap: list[list] = [[] for _ in self.haplotypes]
         m = hs.matrix
         for s in perms:
-            seq = np.array(["\x00" if a is None else a for a in s], dtype=m.dtype if m.size else "<U1")
+            # the strand's own width: a longer allele (an undocumented insertion at an SNV) must not be cut
+            # to the definitions' width, where "AT" would read as "A"
+            seq = np.array(["\x00" if a is None else a for a in s], dtype=str)
             ok = (m == "") | (m == seq)
             for r, c, code in hs.wobble_cells:
                 ok[r, c] = allele_matches(code, s[c])
@@ -187,6 +189,49 @@ def haplotype_set(gdef: GeneDefinition, available_idx: tuple[int, ...], assume_r
     return hs
 
 
+@dataclass(frozen=True)
+class _DenseDefinitions:
+    """A gene's named alleles as arrays (alleles x loci), in matcher order: built once per definition,
+    so that restricting them to a sample's observed positions is array slicing."""
+
+    alleles: tuple  # NamedAllele, sorted by name (PharmCAT's order), then id
+    table: np.ndarray  # object: allele string, IUPAC code or None (not defined)
+    defined: np.ndarray  # bool
+    wobble: np.ndarray  # bool: defined by an IUPAC ambiguity code
+    reference_fill: np.ndarray  # object per locus: what a blank means when read as reference
+    positions: np.ndarray  # int64 per locus
+    scores: np.ndarray  # int: defined positions of each allele
+
+    @classmethod
+    def of(cls, gdef: GeneDefinition) -> _DenseDefinitions:
+        order = sorted(gdef.alleles, key=lambda na: (name_key(na.name), na.id or ""))
+        n, L = len(order), len(gdef.loci)
+        table = np.full((n, L), None, dtype=object)
+        wobble = np.zeros((n, L), dtype=bool)
+        for r, na in enumerate(order):
+            for i, a in na.defined.items():
+                table[r, i] = a
+                wobble[r, i] = a in WOBBLES
+        defined = table != None  # noqa: E711 (element-wise comparison)
+        ref = gdef.reference_allele
+        fill = np.empty(L, dtype=object)
+        fill[:] = [loc.ref if ref.defined[i] in WOBBLES else ref.defined[i] for i, loc in enumerate(gdef.loci)]
+        return cls(tuple(order), table, defined, wobble, fill,
+                   np.array([loc.position for loc in gdef.loci], dtype=np.int64), defined.sum(axis=1))
+
+
+_DENSE_CACHE: dict[int, tuple[GeneDefinition, _DenseDefinitions]] = {}
+
+
+def _dense(gdef: GeneDefinition) -> _DenseDefinitions:
+    hit = _DENSE_CACHE.get(id(gdef))
+    if hit is None or hit[0] is not gdef:
+        if len(_DENSE_CACHE) > 256:
+            _DENSE_CACHE.clear()
+        hit = _DENSE_CACHE[id(gdef)] = (gdef, _DenseDefinitions.of(gdef))  # holding gdef keeps its id unique
+    return hit[1]
+
+
 def _haplotype_set(
     gdef: GeneDefinition,
     available_idx: tuple[int, ...],
@@ -196,49 +241,42 @@ def _haplotype_set(
 ) -> HaplotypeSet:
     """PharmCAT's marshalling: keep each named allele's definition at the observed positions only,
     re-score when positions are missing, drop alleles left with nothing; optionally read blanks as
-    the reference allele."""
-    available = [(i, gdef.loci[i]) for i in available_idx]
-    avail_set = set(available_idx)
-    missing = [(i, loc) for i, loc in enumerate(gdef.loci) if i not in avail_set]
-    ref = gdef.reference_allele
+    the reference allele. Vectorised over alleles x positions."""
+    d = _dense(gdef)
+    av = np.array(available_idx, dtype=np.intp)
+    absent = np.ones(len(gdef.loci), dtype=bool)
+    absent[av] = False
+    defined = d.defined[:, av]
+    own = d.table[:, av]
+    scores = defined.sum(axis=1) if absent.any() else d.scores
+    fill = d.reference_fill[av]
+    positions = d.positions[av]
     haps: list[Haplotype] = []
-    for na in gdef.alleles:
-        if na.name in exclude:
+    rows = []
+    kept = []
+    for r, na in enumerate(d.alleles):
+        if na.name in exclude or scores[r] == 0:
             continue
         if find_combinations and gdef.gene == "UGT1A1" and "+" in na.name:
             continue  # UGT1A1 "*80+*28"-style alleles are combinations the matcher rebuilds itself
-        own = tuple(na.defined.get(i) for i, _ in available)
-        score = sum(a is not None for a in own) if missing else na.score
-        if score == 0:
-            continue
-        core = frozenset(loc.position for (i, loc), a in zip(available, own) if a is not None)
-        miss = frozenset(loc.position for i, loc in missing if i in na.defined)
-        wobbles = frozenset(loc.position for (i, loc), a in zip(available, own) if a in WOBBLES)
-        filled = own
-        if assume_reference and not na.reference:
-            filled = tuple(
-                a if a is not None else (loc.ref if ref.defined[i] in WOBBLES else ref.defined[i])
-                for (i, loc), a in zip(available, own)
-            )
-        haps.append(
-            Haplotype(
-                name=na.name, id=na.id, reference=na.reference, alleles=filled, score=score,
-                core=core, missing=miss, wobbles=wobbles, components=(na.name,),
-            )
-        )
-    haps.sort(key=lambda h: (name_key(h.name), h.id or ""))
-    width = max((len(a) for h in haps for a in h.alleles if a), default=1)
-    matrix = np.full((len(haps), len(available)), "", dtype=f"<U{width}")
-    wobble_cells = []
-    for r, h in enumerate(haps):
-        for c, a in enumerate(h.alleles):
-            if a is None:
-                continue
-            if a in WOBBLES:
-                wobble_cells.append((r, c, a))
-            else:
-                matrix[r, c] = a
-    return HaplotypeSet(tuple(haps), matrix, tuple(wobble_cells))
+        filled = np.where(defined[r], own[r], fill) if assume_reference and not na.reference else own[r]
+        rows.append(filled)
+        kept.append(r)
+        haps.append(Haplotype(
+            name=na.name, id=na.id, reference=na.reference, alleles=tuple(filled.tolist()), score=int(scores[r]),
+            core=frozenset(positions[defined[r]].tolist()),
+            missing=frozenset(d.positions[absent & d.defined[r]].tolist()),
+            wobbles=frozenset(positions[d.wobble[r, av]].tolist()), components=(na.name,),
+        ))
+    values = np.array(rows, dtype=object).reshape(len(haps), len(av))
+    wobbles = d.wobble[kept][:, av]  # a reference fill is never an ambiguity code
+    plain = (values != None) & ~wobbles  # noqa: E711 (element-wise comparison)
+    texts = values[plain].astype(str)
+    width = max(int(np.char.str_len(texts).max()) if texts.size else 1, 1)
+    matrix = np.full((len(haps), len(av)), "", dtype=f"<U{width}")
+    matrix[plain] = texts
+    wobble_cells = tuple((int(r), int(c), values[r, c]) for r, c in np.argwhere(wobbles))
+    return HaplotypeSet(tuple(haps), matrix, wobble_cells)
 
 
 def build_match_data(

@@ -157,7 +157,7 @@ class GeneAnnotator:
         unknown_alleles = not alleles or all(a == UNKNOWN_ALLELE for a in alleles)
         row = None
         if not unknown_alleles and self.table is not None:
-            row = self.table.index.get(tuple(sorted(alleles)))
+            row = self.table.lookup(tuple(sorted(alleles)))
         phenotypes: list[str] = [phenotype] if phenotype else []
         score = normalize_activity(activity_score) if activity_score else None
         lookup: list[str] = []

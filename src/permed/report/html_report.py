@@ -36,6 +36,31 @@ LIMITATIONS = [
 ]
 
 
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """The compiled report template, kept between runs in jinja2's per-user, owner-only temporary
+    directory (compiling it costs more than rendering a report); trouble with that directory only
+    costs a compile."""
+
+    def load_bytecode(self, bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, EOFError, ValueError, TypeError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    try:
+        return _QuietBytecodeCache()
+    except (OSError, RuntimeError):  # no safe temporary directory
+        return None
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -43,6 +68,7 @@ def _environment() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True, lstrip_blocks=True,
+        bytecode_cache=_bytecode_cache(),
     )
     return env
 
