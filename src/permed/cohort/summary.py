@@ -1,23 +1,29 @@
-"""summary.html: phenotype frequencies by population as embedded SVG charts (matplotlib), no network."""
+"""summary.html: phenotype frequencies by population as inline SVG charts, self-contained (no network).
+
+A chart is a stacked horizontal bar per group (each bar sums to 1), drawn from a Jinja template
+(templates/chart.svg.j2) with its geometry computed here: fast, deterministic to the byte, text kept
+as text, and each segment's exact share in its tooltip.
+"""
 
 from __future__ import annotations
 
-import io
-import re
+from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 import jinja2
-import matplotlib
+import pyarrow as pa
 
-matplotlib.use("Agg")  # no display; charts are rendered to SVG text
-import matplotlib.pyplot as plt  # noqa: E402
-import pyarrow as pa  # noqa: E402
+from permed.cohort.frequencies import undetermined
 
-from permed.cohort.frequencies import undetermined  # noqa: E402
-
-# reproducible SVG: fixed ids, no timestamp, text kept as text (small, searchable)
-_RC = {"svg.hashsalt": "permed", "svg.fonttype": "none", "font.size": 9}
+# a categorical palette for phenotypes (matplotlib's "tab10" colours) and greys for undetermined values
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")
 _GREYS = ("#bdbdbd", "#9e9e9e", "#e0e0e0", "#757575")  # undetermined values: greys, never a hue
+
+# chart geometry, in SVG user units (px at 100%)
+LABEL_W, PLOT_W, LEGEND_W = 150, 480, 240
+TOP, BAR_H, BAR_GAP, AXIS_H, LEGEND_ROW = 30, 20, 8, 34, 18
 
 
 def _level(freq: pa.Table) -> str:
@@ -32,42 +38,65 @@ def _index(freq: pa.Table) -> dict[tuple[str, str, str], list[dict]]:
     return out
 
 
+@dataclass(frozen=True)
+class Segment:
+    x: float
+    width: float
+    color: str
+    tip: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    y: float
+    segments: tuple[Segment, ...]
+
+
 def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
-    """Stacked horizontal bars: share of each phenotype per group (bars sum to 1)."""
+    """Stacked horizontal bars: share of each phenotype per group (bars sum to 1), as SVG markup."""
     order = [r["value"] for r in sorted(overall, key=lambda r: (undetermined(r["value"]), -r["count"],
                                                                  r["value"]))]
-    groups = sorted({r["group"] for r in rows}, reverse=True)
-    share = {(r["group"], r["value"]): r["share"] for r in rows}
+    colors, hue, grey = {}, 0, 0
+    for value in order:
+        if undetermined(value):
+            colors[value], grey = _GREYS[grey % len(_GREYS)], grey + 1
+        else:
+            colors[value], hue = _PALETTE[hue % len(_PALETTE)], hue + 1
+    groups = sorted({r["group"] for r in rows})
+    share = {(r["group"], r["value"]): r for r in rows}
     size = {r["group"]: r["n_samples"] for r in rows}
-    palette = plt.get_cmap("tab10").colors
-    with plt.rc_context(_RC):
-        # fixed margins instead of bbox_inches="tight": one layout pass instead of two
-        height = 0.32 * len(groups) + 0.9
-        fig, ax = plt.subplots(figsize=(8.5, height))
-        fig.subplots_adjust(left=0.14, right=0.68, top=1 - 0.35 / height, bottom=0.45 / height)
-        left = [0.0] * len(groups)
-        ci = gi = 0
+    bars = []
+    for i, g in enumerate(groups):
+        left, segments = 0.0, []
         for value in order:
-            widths = [share.get((g, value), 0.0) for g in groups]
-            grey = undetermined(value)
-            color = _GREYS[gi % len(_GREYS)] if grey else palette[ci % len(palette)]
-            gi += grey
-            ci += not grey
-            ax.barh([f"{g} (n={size[g]})" for g in groups], widths, left=left, color=color, label=value,
-                    edgecolor="white", linewidth=0.5)
-            left = [a + b for a, b in zip(left, widths)]
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("share of samples")
-        ax.set_title(title, loc="left")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-        plt.close(fig)
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML prolog: the SVG is inlined in HTML
-    return re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF boilerplate
+            r = share.get((g, value))
+            if r is None or not r["share"]:
+                continue
+            segments.append(Segment(round(LABEL_W + left * PLOT_W, 2), round(r["share"] * PLOT_W, 2), colors[value],
+                                    f"{g}: {value} {100 * r['share']:.1f}% ({r['count']} of {size[g]})"))
+            left += r["share"]
+        bars.append(Bar(f"{g} (n={size[g]})", TOP + i * (BAR_H + BAR_GAP), tuple(segments)))
+    plot_bottom = TOP + len(groups) * (BAR_H + BAR_GAP)
+    height = max(plot_bottom + AXIS_H, TOP + len(order) * LEGEND_ROW + 8)
+    return _chart_template().render(
+        title=title, bars=bars, legend=[(v, colors[v]) for v in order], width=LABEL_W + PLOT_W + LEGEND_W,
+        height=height, label_w=LABEL_W, plot_w=PLOT_W, bar_h=BAR_H, plot_bottom=plot_bottom,
+        ticks=[(round(LABEL_W + t / 5 * PLOT_W, 2), f"{20 * t}%") for t in range(6)], legend_row=LEGEND_ROW,
+        top=TOP)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("permed.cohort") / "templates")),
+        autoescape=jinja2.select_autoescape(["html", "j2", "svg"], default_for_string=True, default=True),
+        trim_blocks=True, lstrip_blocks=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _chart_template() -> jinja2.Template:
+    return _environment().get_template("chart.svg.j2")
 
 
 def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict) -> dict:
@@ -94,9 +123,6 @@ def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict
 
 
 def render_summary(ctx: dict) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.files("permed.cohort") / "templates")),
-        autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True,
-    )
+    env = _environment()
     env.filters["pct"] = lambda x: "" if x is None else f"{100 * x:.1f}%"
     return env.get_template("summary.html.j2").render(**ctx)

@@ -6,8 +6,6 @@ assembled output cannot depend on where or in which order units ran.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-
 from permed.engine.units import Unit, UnitResult, run_unit, unit_cost
 from permed.errors import ConfigurationError
 from permed.kb.model import KnowledgeBase
@@ -29,6 +27,8 @@ def local_executor(units: list[Unit], kb: KnowledgeBase, options: Options, progr
 
     The largest units are started first so that one big file does not finish last on its own."""
     if options.workers > 1 and len(units) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: imported only when used
+
         with ProcessPoolExecutor(max_workers=options.workers, initializer=_init_worker,
                                  initargs=(kb, options)) as pool:
             futures = {}

@@ -185,6 +185,7 @@ class VcfReader:
                     vcf.close()
                     # htslib then decodes only these samples' fields
                     vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names)
+                vcf.set_threads(1)  # decompress in a second thread while this one parses records
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
                 err = str(exc)
@@ -230,8 +231,9 @@ class VcfReader:
         asked = {normalise_chrom(r) for r in self.regions}
         return [c for c in wanted if c in asked]
 
-    def _records(self, vcf: VCF):
-        """All records; with an index, only those overlapping windows around definition positions.
+    def _records(self, vcf: VCF, live: dict[str, list[tuple[int, int]]] | None = None):
+        """All records; with an index, only those overlapping windows around definition positions, and
+        only windows within `live` spans (chromosome -> spans of genes the file has records near).
 
         A record overlapping two windows comes back from both queries; it is kept the first time
         (in the second window it starts at or before the previous window's end).
@@ -241,10 +243,13 @@ class VcfReader:
             return
         for chrom in self._chromosomes():
             name = self._contig(vcf, chrom)
-            if name is None:
+            spans = (live or {}).get(chrom)
+            if name is None or not spans:
                 continue
             prev_end = 0
             for lo, hi in self.index.windows[chrom]:
+                if not any(a <= hi and lo <= b for a, b in spans):
+                    continue  # no record near any gene this window serves: no query
                 for rec in vcf(f"{name}:{lo}-{hi}"):
                     if rec.POS > prev_end:
                         yield rec
@@ -304,7 +309,18 @@ class VcfReader:
             spans.setdefault(d.chromosome, []).append(
                 (g, min(loc.position for loc in d.loci) - 10_000,
                  max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
-        records = self._records(vcf)
+        live = None
+        if self.windowed:
+            # what a full pass would see, from one index query per chromosome and per gene: chromosomes
+            # with records, genes with records near them; only those genes' windows are then queried
+            chroms_seen = {c for c in self._chromosomes() if self._probe(vcf, c)}
+            near_genes = {g for c, lst in spans.items() if c in chroms_seen for g, lo, hi in lst
+                          if self._probe(vcf, c, lo, hi)}
+            live = {c: [(lo, hi) for g, lo, hi in lst if g in near_genes] for c, lst in spans.items()}
+            for g in self.genes:  # positions reported for context may lie far from the gene's own
+                d = self.kb.genes[g]
+                live.setdefault(d.chromosome, []).extend((x.position, x.position) for x in d.exemptions.extra_loci)
+        records = self._records(vcf, live)
         # line numbers exist for text VCFs read from the start; BCF and region reads name the record
         text_lines = not self.windowed and not is_bcf(self.path)
         rec_no = 0
@@ -372,12 +388,6 @@ class VcfReader:
                 gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
             )
 
-        if self.windowed:
-            # what a full pass would have seen: records on the chromosome, records near each gene
-            chroms_seen |= {c for c in self._chromosomes() if c not in chroms_seen and self._probe(vcf, c)}
-            for chrom, lst in spans.items():
-                if chrom in chroms_seen:
-                    near_genes |= {g for g, lo, hi in lst if g not in near_genes and self._probe(vcf, chrom, lo, hi)}
         return Extract(self.path, sha, samples, store, chroms_seen, near_genes, self.notices)
 
     def process(self, ext: Extract, chunk: slice) -> GenotypeSet:

@@ -97,7 +97,15 @@ class MatchData:
         return tuple(a.position for a in self.alleles if a.undocumented)
 
     def sequence_text(self, seq: Sequence) -> str:
-        return _sequence_text(self.position_numbers, seq)
+        """A strand as PharmCAT writes it ("pos:allele;" by position): its sort key, computed once per strand."""
+        text = self._texts.get(seq)
+        if text is None:
+            text = self._texts[seq] = _sequence_text(self.position_numbers, seq)
+        return text
+
+    @cached_property
+    def _texts(self) -> dict[Sequence, str]:
+        return {}
 
     # ---- matching ------------------------------------------------------------------------
     def compare_permutations(self) -> list[HaplotypeMatch]:
