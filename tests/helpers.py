@@ -158,8 +158,8 @@ class ChromiumPage:
 class Served:
     """`permed serve` as a real process on a free loopback port; its log (stdout+stderr) goes to a file."""
 
-    def __init__(self, data: Path, database: str | None = None, env: dict | None = None):
-        """`env`: the whole environment of the server (default: this process's)."""
+    def __init__(self, data: Path, database: str | None = None, env: dict | None = None, args: tuple = ()):
+        """`env`: the whole environment of the server (default: this process's); `args`: more options."""
         import os
         import socket
 
@@ -172,6 +172,7 @@ class Served:
         self.cmd = [sys.executable, "-m", "permed", "serve", "--port", str(self.port), "--data-dir", str(data)]
         if database:
             self.cmd += ["--database", database]
+        self.cmd += [str(a) for a in args]
         self.env = env or dict(os.environ)
 
     def __enter__(self) -> Served:

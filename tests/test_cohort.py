@@ -13,7 +13,7 @@ import pytest
 from conformance import SHARED
 from helpers import ChromiumPage, cli, rec, write_vcf
 
-from permed.cohort.frequencies import undetermined
+from permed.biobank.frequencies import undetermined
 
 DATA = SHARED / "data" / "1kgp-grch38"
 POPS = SHARED / "data" / "1kgp_populations.tsv"

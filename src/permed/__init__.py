@@ -23,7 +23,7 @@ _EXPORTS = {
     "VcfInput": "permed.engine",
     "Result": "permed.engine",
     "Options": "permed.options",
-    "CohortTables": "permed.cohort.output",
+    "CohortTables": "permed.biobank.output",
     "PatientReport": "permed.report.model",
     "CallSet": "permed.matcher.callset",
     "PhenotypeSet": "permed.phenotype.phenotype_set",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from permed.options import Options
 
 if TYPE_CHECKING:
-    from permed.cohort.output import CohortTables
-    from permed.cohort.populations import Populations
+    from permed.biobank.output import CohortTables
+    from permed.biobank.populations import Populations
     from permed.engine import Engine, Result
     from permed.kb.model import KnowledgeBase
 
@@ -63,8 +63,8 @@ def cohort(vcfs, *, populations: str | Path | Populations | None = None, kb: Kno
     """Call a cohort (no per-patient advice or evidence) and return its tables: `.calls`,
     `.frequencies`, `.samples` as pyarrow Tables (`.to_polars()`), `.write(out_dir)` for the files
     `permed cohort` writes."""
-    from permed.cohort.output import CohortTables
-    from permed.cohort.populations import Populations, read_populations
+    from permed.biobank.output import CohortTables
+    from permed.biobank.populations import Populations, read_populations
     from permed.engine import Inputs
 
     base = (options or Options()).replace(evidence=False, advice=False)

@@ -177,8 +177,8 @@ def cohort_cmd(
         TimeRemainingColumn,
     )
 
-    from permed.cohort.output import CohortTables
-    from permed.cohort.populations import read_populations
+    from permed.biobank.output import CohortTables
+    from permed.biobank.populations import read_populations
     from permed.engine import Inputs
     from permed.options import Options
 
@@ -239,7 +239,7 @@ def query_cmd(
     import io
     import json
 
-    from permed.cohort.query import CohortQuery
+    from permed.biobank.query import CohortQuery
 
     if fmt not in ("table", "tsv", "csv", "json"):
         raise ConfigurationError(f"--format: {fmt!r} is not one of table, tsv, csv, json")
@@ -294,6 +294,8 @@ def serve_cmd(
         "--job-workers", min=1, help="Worker processes running jobs in parallel (one job each).")] = 1,
     max_upload_mb: Annotated[int, typer.Option(
         "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = DEFAULT_MAX_UPLOAD_MB,
+    job_lease: Annotated[float, typer.Option(
+        "--job-lease", min=1.0, help="Seconds without a worker's heartbeat before its job is queued again.")] = 10.0,
 ) -> None:
     """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
@@ -303,7 +305,7 @@ def serve_cmd(
     from permed.service.app import Settings, create_app
 
     app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True, job_workers=job_workers,
-                               max_upload=max_upload_mb * 1024**2))
+                               max_upload=max_upload_mb * 1024**2, job_lease=job_lease))
     # uvicorn's access log prints query strings (sample names); permed.access logs paths only
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
@@ -316,13 +318,15 @@ def worker_cmd(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
     database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Stop when no job is queued.")] = False,
+    job_lease: Annotated[float, typer.Option(
+        "--job-lease", min=1.0, help="Seconds without a worker's heartbeat before its job is queued again.")] = 10.0,
 ) -> None:
     """Run queued jobs of the service (`permed serve` starts and supervises one worker)."""
     from permed.service.store import Store
     from permed.service.worker import run_worker
 
     store = Store(database) if database else Store.in_data_dir(data_dir)
-    run_worker(store, data_dir, once=once)
+    run_worker(store, data_dir, once=once, lease=job_lease)
 
 
 @token_app.command("create")

@@ -79,6 +79,7 @@ class Settings:
     max_upload: int = DEFAULT_MAX_UPLOAD_MB * 1024**2  # bytes
     run_worker: bool = False  # `permed serve`: start and supervise the job workers with the app
     job_workers: int = 1
+    job_lease: float | None = None  # seconds without a worker's heartbeat before its job is queued again
     engine: Engine | None = None  # built at start-up when not given
 
 
@@ -114,7 +115,8 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.run_worker:
             from permed.service.supervisor import WorkerSupervisor
 
-            with WorkerSupervisor(data_dir, settings.database, workers=settings.job_workers):
+            with WorkerSupervisor(data_dir, settings.database, workers=settings.job_workers,
+                                  lease=settings.job_lease):
                 yield
         else:
             yield

@@ -11,8 +11,11 @@ from pathlib import Path
 
 
 class WorkerSupervisor:
-    def __init__(self, data_dir: Path, database: str | None, workers: int = 1, check_every: float = 1.0):
+    def __init__(self, data_dir: Path, database: str | None, workers: int = 1, check_every: float = 1.0,
+                 lease: float | None = None):
         self.cmd = [sys.executable, "-m", "permed", "worker", "--data-dir", str(data_dir)]
+        if lease is not None:
+            self.cmd += ["--job-lease", str(lease)]
         if database:
             self.cmd += ["--database", database]
         self.check_every = check_every

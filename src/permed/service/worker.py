@@ -2,11 +2,11 @@
 
 A job is claimed with a conditional UPDATE (queued -> running, naming the worker), so two workers
 never take the same job. While it runs, the worker's heartbeat thread refreshes the job's
-`heartbeat_at` every HEARTBEAT_EVERY seconds. A job still `running` whose heartbeat is older than
-LEASE belongs to a dead worker (kill -9, a lost machine): any worker queues it again, up to
-MAX_ATTEMPTS, after which it is `failed`. Live workers' jobs are never touched, so any number of
-workers can share one queue. Results are written through StagedOutput: a report appears whole or
-not at all, so a half-written report is never served.
+`heartbeat_at` five times per lease. A job still `running` whose heartbeat is older than the
+lease (LEASE by default, `--job-lease`) belongs to a dead worker (kill -9, a lost machine): any
+worker queues it again, up to MAX_ATTEMPTS, after which it is `failed`. Live workers' jobs are never
+touched, so any number of workers can share one queue. Results are written through StagedOutput: a
+report appears whole or not at all, so a half-written report is never served.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from permed.engine import Engine
 
 MAX_ATTEMPTS = 3
-HEARTBEAT_EVERY = 2.0  # seconds
 LEASE = 10.0  # seconds without a heartbeat before a running job counts as abandoned
+BEATS_PER_LEASE = 5  # a worker that misses a few heartbeats (a busy database) keeps its job
 log = logging.getLogger("permed.worker")
 
 
@@ -78,13 +78,13 @@ def claim(store: Store, me: str) -> Job | None:
 class _Heartbeat:
     """Refreshes the running job's heartbeat from a thread while the engine works."""
 
-    def __init__(self, store: Store, job_id: int, me: str):
-        self.store, self.job_id, self.me = store, job_id, me
+    def __init__(self, store: Store, job_id: int, me: str, every: float):
+        self.store, self.job_id, self.me, self.every = store, job_id, me, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="permed-heartbeat", daemon=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
+        while not self._stop.wait(self.every):
             with self.store.session() as s:
                 s.execute(update(Job).where(Job.id == self.job_id, Job.worker == self.me,
                                             Job.state == "running").values(heartbeat_at=utcnow()))
@@ -148,6 +148,6 @@ def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = Fal
                 return done
             time.sleep(poll)
             continue
-        with _Heartbeat(store, job.id, me):
+        with _Heartbeat(store, job.id, me, lease / BEATS_PER_LEASE):
             run_job(store, data_dir, job, me, engine)
         done += 1

@@ -14,7 +14,7 @@ from importlib import resources
 import jinja2
 import pyarrow as pa
 
-from permed.cohort.frequencies import undetermined
+from permed.biobank.frequencies import undetermined
 
 # a categorical palette for phenotypes (matplotlib's "tab10" colours) and greys for undetermined values
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -88,7 +88,7 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
 
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.files("permed.cohort") / "templates")),
+        loader=jinja2.FileSystemLoader(str(resources.files("permed.biobank") / "templates")),
         autoescape=jinja2.select_autoescape(["html", "j2", "svg"], default_for_string=True, default=True),
         trim_blocks=True, lstrip_blocks=True,
     )

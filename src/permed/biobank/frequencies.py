@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from permed.cohort.populations import Grouping
-from permed.cohort.tables import DistinctRows
+from permed.biobank.populations import Grouping
+from permed.biobank.tables import DistinctRows
 from permed.report.calls_tsv import DIPLOTYPE_JOINER
 
 DETERMINED_STATUS = ("called", "outside_call")

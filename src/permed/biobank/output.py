@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from permed.cohort.frequencies import frequency_table
-from permed.cohort.populations import Populations, overall
-from permed.cohort.tables import CALLS_SCHEMA, DistinctRows, calls_batches, distinct_rows, file_metadata
+from permed.biobank.frequencies import frequency_table
+from permed.biobank.populations import Populations, overall
+from permed.biobank.tables import CALLS_SCHEMA, DistinctRows, calls_batches, distinct_rows, file_metadata
 from permed.engine.result import Result
 from permed.report.calls_tsv import DATA_LICENCE
 from permed.staging import StagedOutput
@@ -45,9 +45,9 @@ class CohortTables:
         """calls.parquet's rows, a block of samples at a time (sample-major, genes in report order)."""
         return calls_batches(self.result, self.rows, self.block)
 
-    @property
+    @cached_property
     def calls(self) -> pa.Table:
-        """One row per sample x gene (as calls.tsv)."""
+        """One row per sample x gene (as calls.tsv); `call_batches()` streams the same rows."""
         return pa.Table.from_batches(list(self.call_batches()), schema=self.schema)
 
     @cached_property
@@ -82,7 +82,7 @@ class CohortTables:
 
 
 def write_cohort(tables: CohortTables, out_dir: Path) -> list[Path]:
-    from permed.cohort.summary import render_summary, summary_context
+    from permed.biobank.summary import render_summary, summary_context
 
     result = tables.result
     with StagedOutput(out_dir) as out:
