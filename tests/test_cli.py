@@ -215,3 +215,21 @@ def test_sample_names_become_safe_file_names(tmp_path):
 
 def test_header_helper_is_grch38():
     assert "length=133797422" in HEADER
+
+
+def test_the_call_path_imports_only_what_it_uses(tmp_path):
+    """`permed call` loads no service, cluster, Parquet or PDF library (they cost start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib\nfrom permed.cli import run\n"
+            "with contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    assert run(['call', '--example', '-o', {str(tmp_path / 'out')!r}]) == 0\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    loaded = set(res.stdout.split())
+    assert {"permed", "cyvcf2", "jinja2"} <= loaded
+    heavy = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "dask", "distributed", "matplotlib",
+             "weasyprint", "pyarrow", "duckdb", "polars", "multiprocessing", "babel"}
+    assert not loaded & heavy, sorted(loaded & heavy)

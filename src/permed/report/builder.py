@@ -13,7 +13,7 @@ from permed.advice.model import DrugAdvice
 from permed.matcher.model import GeneCall
 from permed.phenotype.annotate import function_summary
 from permed.phenotype.model import Diplotype, GeneReport, unspecified
-from permed.report.gene_summary import gene_status
+from permed.report.gene_summary import summarize
 from permed.report.model import (
     DrugEntry,
     GeneEntry,
@@ -63,7 +63,7 @@ def gene_entry(call: GeneCall | None, report: GeneReport) -> GeneEntry:
     scores = report.activity_scores
     return GeneEntry(
         **data,
-        status=gene_status(call, report),
+        status=summarize(call, report).status,
         outside_call=report.outside_call,
         called=report.called,
         reportable=report.reportable,
