@@ -32,16 +32,22 @@ KB_LOAD = ("import time; from permed.kb.load import load_kb; t = time.perf_count
            "print(time.perf_counter() - t)")
 
 
-def wall(cmd: list[str], repeat: int) -> float:
-    """Median wall seconds of `cmd` in fresh processes."""
-    runs = []
+def once(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr}")
+    return time.perf_counter() - t
+
+
+def wall(*cmds: list[str], repeat: int) -> list[float]:
+    """Median wall seconds of each command in fresh processes, runs interleaved (cmd1, cmd2, cmd1, ...)
+    so that a machine getting busier or quieter affects them alike."""
+    runs: list[list[float]] = [[] for _ in cmds]
     for _ in range(repeat):
-        t = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        runs.append(time.perf_counter() - t)
-        if res.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr}")
-    return statistics.median(runs)
+        for cmd, times in zip(cmds, runs):
+            times.append(once(cmd))
+    return [statistics.median(times) for times in runs]
 
 
 def write_wgs(example: Path, path: Path, n: int, seed: int = 7) -> None:
@@ -84,8 +90,8 @@ def main() -> None:
     print(f"{version} ({py}); cores: {os.cpu_count()}; median of {args.repeat} fresh processes")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        floor = wall([py, "-c", FLOOR, str(example)], args.repeat)
-        call = wall([py, "-m", "permed", "call", "--example", "-o", str(out)], args.repeat)
+        floor, call = wall([py, "-c", FLOOR, str(example)], [py, "-m", "permed", "call", "--example", "-o", str(out)],
+                           repeat=args.repeat)
         kb = statistics.median(float(subprocess.run([py, "-c", KB_LOAD], capture_output=True, text=True,
                                                     check=True).stdout) for _ in range(args.repeat))
         print(f"{'floor: cyvcf2 reads the example VCF':52s} {floor:6.3f} s")
@@ -98,8 +104,8 @@ def main() -> None:
             write_wgs(example, plain, args.wgs_records)
             gz = pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False)
             size = Path(gz).stat().st_size / 1e6
-            full = wall([py, "-c", FLOOR, gz], 1)
-            wgs = wall([py, "-m", "permed", "call", gz, "-o", str(out)], args.repeat)
+            full = once([py, "-c", FLOOR, gz])
+            (wgs,) = wall([py, "-m", "permed", "call", gz, "-o", str(out)], repeat=args.repeat)
             print(f"{f'floor: cyvcf2 reads a WGS-sized VCF ({args.wgs_records:,} records, {size:.0f} MB)':52s} "
                   f"{full:6.3f} s")
             print(f"{'permed call on it (indexed: windows only)':52s} {wgs:6.3f} s   {wgs / floor:5.1f}x "

@@ -129,15 +129,18 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
     as_ref = undocumented_as_reference(gg.gene, find_combinations)
     out: dict[int, SampleAllele] = {}
     key: list = [gg.gene, id(gdef)]
+    # the sample's row as Python values once (indexing numpy element by element costs more than the rest)
+    statuses, gts = gg.status[si].tolist(), gg.gt[si].tolist()
+    phases, phase_sets = gg.phased[si].tolist(), gg.phase_set[si].tolist()
     for li, loc in enumerate(gdef.loci):
-        st = int(gg.status[si, li])
+        st = statuses[li]
         if st == ABSENT:
             continue
         table = gg.alleles[li]
         n_known = 1 + len(loc.alts)
-        c1, c2 = int(gg.gt[si, li, 0]), int(gg.gt[si, li, 1])
-        phased = bool(gg.phased[si, li])
-        ps = int(gg.phase_set[si, li]) if phased and gg.phase_set[si, li] else None
+        c1, c2 = gts[li]
+        phased = phases[li]
+        ps = phase_sets[li] if phased and phase_sets[li] else None
         a1 = table[c1] if c1 >= 0 else None
         a2 = table[c2] if c2 >= 0 else None
         undocumented = c1 >= n_known or c2 >= n_known
@@ -211,9 +214,10 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
     evidence = []
     undocumented = [a.position for a in data.alleles if a.undocumented]
     sample = {a.position: a for a in data.alleles}
+    statuses = gg.status[si].tolist()
     for li, loc in enumerate(gdef.loci):
         if with_evidence or loc.rsid in KEY_RSIDS:
-            st = int(gg.status[si, li])
+            st = statuses[li]
             a = sample.get(loc.position)
             if st == ABSENT:
                 evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
@@ -233,7 +237,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         match_score=res.diplotypes[0].score if res.diplotypes else None,
         phased=bool(data.alleles) and data.is_phased,
         effectively_phased=bool(data.alleles) and data.effectively_phased,
-        missing_positions=[loc.position for li, loc in enumerate(gdef.loci) if gg.status[si, li] == ABSENT],
+        missing_positions=[loc.position for loc, st in zip(gdef.loci, statuses) if st == ABSENT],
         undocumented_positions=undocumented,
         warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, si),
         evidence=evidence,
