@@ -104,3 +104,17 @@ def test_a_report_that_breaks_the_schema_is_caught(engine):
     del data["genes"]
     with pytest.raises(AssertionError, match="genes"):
         check_report(data)
+
+
+def test_the_written_report_is_the_models_dump(engine, tmp_path):
+    """The writer serialises shared entries once; its text must be exactly the model's own dump, for
+    patients with VCF calls, outside calls, phenoconversion and several samples."""
+    vcf = tmp_path / "two.vcf"
+    vcf.write_text(two_patient_text())
+    oc = tmp_path / "oc.tsv"
+    oc.write_text("CYP2D6\t*1/*4\nHLA-B\t*57:01/*44:02\n")
+    for options in (permed.Options(), permed.Options(advice=False, evidence=False)):
+        res = engine.run(Inputs.of(vcfs=vcf, outside_calls=oc, medications="paroxetine,clopidogrel"), options)
+        for si in range(len(res.samples)):
+            assert res.report_json(si) == res.report(si).dumps()
+            assert permed.PatientReport.loads(res.report_json(si)) == res.report(si)

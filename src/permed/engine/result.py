@@ -50,13 +50,21 @@ class Result:
     def index(self, sample: str) -> int:
         return self.calls.sample_index(sample)
 
-    def report(self, si: int) -> PatientReport:
-        """Sample `si`'s report (permed.report/1)."""
+    @property
+    def builder(self):
         if self._builder is None:
             from permed.report.builder import ReportBuilder
 
             self._builder = ReportBuilder(self)
-        return self._builder.patient(si)
+        return self._builder
+
+    def report(self, si: int) -> PatientReport:
+        """Sample `si`'s report (permed.report/1)."""
+        return self.builder.patient(si)
+
+    def report_json(self, si: int) -> str:
+        """Sample `si`'s report as written to `<sample>.report.json` (= `report(si).dumps()`)."""
+        return self.builder.dumps(si)
 
     def patient(self, sample: str) -> PatientReport:
         """The report of the patient (VCF sample) named `sample`."""

@@ -6,6 +6,7 @@ distinct call, not one per sample.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from permed import __version__
@@ -93,6 +94,8 @@ class ReportBuilder:
         kb = result.kb
         self._genes: dict[tuple[int, int], tuple[GeneEntry, GeneCall | None, GeneReport]] = {}
         self._drugs: dict[int, tuple[DrugEntry, DrugAdvice]] = {}  # holding the object keeps its id unique
+        self._json: dict[int, str] = {}  # entry id -> its JSON (entries are shared and live as long as self)
+        self._keys: dict[str, str] = {}  # drug and gene names as JSON strings
         self._head = dict(
             generator=Generator(version=__version__),
             created=result.created,
@@ -118,6 +121,31 @@ class ReportBuilder:
         if hit is None:
             hit = self._drugs[id(d)] = (drug_entry(d), d)
         return hit[0]
+
+    def _entry_json(self, entry) -> str:
+        text = self._json.get(id(entry))
+        if text is None:
+            text = self._json[id(entry)] = entry.model_dump_json()
+        return text
+
+    def dumps(self, si: int) -> str:
+        """Sample `si`'s report as written: exactly `self.patient(si).dumps()`, with each shared gene and drug
+        entry serialised once for all the samples that share it (a cohort's reports cost per distinct call)."""
+        report = self.patient(si)
+        head = report.model_dump_json(by_alias=True, exclude={"drugs", "genes"})[:-1]
+        parts = [head]
+        if report.drugs is not None:
+            parts.append(',"drugs":{' + ",".join(f"{self._key(k)}:{self._entry_json(v)}"
+                                                 for k, v in report.drugs.items()) + "}")
+        parts.append(',"genes":{' + ",".join(f"{self._key(k)}:{self._entry_json(v)}"
+                                             for k, v in report.genes.items()) + "}}\n")
+        return "".join(parts)
+
+    def _key(self, name: str) -> str:
+        text = self._keys.get(name)
+        if text is None:
+            text = self._keys[name] = json.dumps(name, ensure_ascii=False)
+        return text
 
     def patient(self, si: int) -> PatientReport:
         res = self.result

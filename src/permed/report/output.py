@@ -25,7 +25,7 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
             write_calls_tsv(result, fh)
         if sample_reports:
             for si, names in enumerate(files):
-                out.path(names.json).write_text(result.report(si).dumps(), encoding="utf-8")
+                out.path(names.json).write_text(result.report_json(si), encoding="utf-8")
                 if not formats and not also_html:
                     continue
                 from permed.report.html_report import render_html, report_context, write_pdf
