@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from wgs import write_wgs  # noqa: E402
 
 FLOOR = "import sys\nfrom cyvcf2 import VCF\nfor rec in VCF(sys.argv[1]):\n    rec.genotype.array()\n"
 EXAMPLE = ("import importlib.util, pathlib; "
@@ -48,34 +50,6 @@ def wall(*cmds: list[str], repeat: int) -> list[float]:
         for cmd, times in zip(cmds, runs):
             times.append(once(cmd))
     return [statistics.median(times) for times in runs]
-
-
-def write_wgs(example: Path, path: Path, n: int, seed: int = 7) -> None:
-    """A single-sample VCF the size of a whole genome: the example's records among `n` random SNVs
-    with the FORMAT fields variant callers write."""
-    rng = random.Random(seed)
-    lines = example.read_text().splitlines(keepends=True)
-    fmt_header = ['##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\n',
-                  '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">\n']
-    header = [x for x in lines if x.startswith("##")] + fmt_header + [x for x in lines if x.startswith("#C")]
-    by_chrom: dict[str, list[tuple[int, str]]] = {}
-    for x in lines:
-        if not x.startswith("#"):
-            f = x.rstrip("\n").split("\t")
-            f[8], f[9] = "GT:AD:DP", f"{f[9]}:30,0:30"
-            by_chrom.setdefault(f[0], []).append((int(f[1]), "\t".join(f) + "\n"))
-    lengths = {f"chr{i}": int(2.5e8 * (1 - i / 30)) for i in range(1, 23)}
-    total = sum(lengths.values())
-    for chrom, length in lengths.items():
-        for pos in rng.sample(range(1, length), int(n * length / total)):
-            gt = "0/1:14,16:30" if rng.random() < 0.6 else "1/1:0,31:31"
-            by_chrom.setdefault(chrom, []).append(
-                (pos, f"{chrom}\t{pos}\t.\t{rng.choice('ACGT')}\t{rng.choice('ACGT')}\t250\tPASS\t.\tGT:AD:DP\t{gt}\n"))
-    order = [f"chr{i}" for i in range(1, 23)] + sorted(c for c in by_chrom if c not in lengths)
-    with open(path, "w") as fh:
-        fh.writelines(header)
-        for chrom in order:
-            fh.writelines(line for _, line in sorted(by_chrom.get(chrom, [])))
 
 
 def main() -> None:
