@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from permed.biobank.populations import Grouping
 from permed.biobank.tables import DistinctRows
-from permed.report.calls_tsv import DIPLOTYPE_JOINER
+from permed.report.gene_summary import DIPLOTYPE_JOINER
 
 DETERMINED_STATUS = ("called", "outside_call")
 NOT_DETERMINED = "(not determined)"

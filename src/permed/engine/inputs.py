@@ -57,10 +57,6 @@ class Inputs:
             patient=patient,
         )
 
-    @property
-    def medication_text(self) -> str | None:
-        return "\n".join(self.medications) if self.medications else None
-
     def default_patient(self) -> str:
         """The name of a patient known only from outside calls: given, or the first file's stem."""
         if self.patient:

@@ -16,6 +16,7 @@ from permed.options import Options
 from permed.phenotype.phenotype_set import PhenotypeSet
 
 if TYPE_CHECKING:
+    from permed.report.builder import ReportBuilder
     from permed.report.gene_summary import GeneSummary
     from permed.report.model import PatientReport
 
@@ -37,7 +38,7 @@ class Result:
     phenotypes: PhenotypeSet
     advice: AdviceSet | None  # None when the run did not look advice up (cohort tables)
     created: str = field(default_factory=now_iso)
-    _builder: object | None = field(default=None, repr=False)
+    _builder: ReportBuilder | None = field(default=None, repr=False)
 
     @property
     def samples(self) -> list[str]:
@@ -51,7 +52,7 @@ class Result:
         return self.calls.sample_index(sample)
 
     @property
-    def builder(self):
+    def builder(self) -> ReportBuilder:
         if self._builder is None:
             from permed.report.builder import ReportBuilder
 

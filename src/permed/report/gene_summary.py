@@ -64,7 +64,6 @@ class GeneSummary:
     calls: tuple[str, ...]  # the call as shown (PharmCAT's display rules)
     phenotype: str  # per recommendation diplotype, joined by " OR "
     activity_score: str
-    reportable: bool
     n_missing: int | None  # definition positions missing from the input (None: no VCF-based call)
 
     @property
@@ -78,6 +77,5 @@ def summarize(call: GeneCall | None, report: GeneReport) -> GeneSummary:
     return GeneSummary(
         gene=report.gene, status=status, label=label, css=css, calls=tuple(report.print_calls),
         phenotype=phenotype_text(report), activity_score=activity_text(report),
-        reportable=report.reportable,
         n_missing=len(call.missing_positions) if call is not None and not report.outside_call else None,
     )
