@@ -230,5 +230,5 @@ def test_deferred_checks_are_few_and_by_design():
                     assert gene == "CYP2D6" and not case["options"].get("callCyp2d6"), (case["id"], gene)
                     assert gene not in _outside_genes(case), case["id"]
                     deferred[_kind(chk)] += 1
-    assert set(deferred) == DEFERRED and sum(deferred.values()) <= 5, deferred
+    assert deferred == {"html_element_absent": 3}, deferred  # the three docs/methods.md names
 

@@ -31,7 +31,7 @@ def test_saved_stages_give_the_same_reports(engine, tmp_path):
     vcf = tmp_path / "two.vcf"
     vcf.write_text(two_patient_text())
     oc = tmp_path / "oc.tsv"
-    oc.write_text("CYP2D6\t*1/*4\n")
+    oc.write_text("CYP2D6\t*1/*4\nCYP2C9\t*1/*2/*3\n")  # the second line is unusable: its error travels too
     inputs = Inputs.of(vcfs=vcf, outside_calls=oc, medications="codeine,omeprazole")
     direct = engine.run(inputs)
     (tmp_path / "calls.json").write_text(direct.calls.to_json())
@@ -47,6 +47,7 @@ def test_saved_stages_give_the_same_reports(engine, tmp_path):
         assert _without_time(a) == _without_time(b), name
         check_report(json.loads(b.dumps()))
     assert direct.patient("PAT-A").genes["CYP2D6"].outside_call
+    assert [e.gene for e in loaded.outside_errors] == ["CYP2C9"] and loaded.outside_errors == phenotypes.outside_errors
     assert direct.patient("PAT-A").phenoconversion[0].inhibitor == "omeprazole"
 
 

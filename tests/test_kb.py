@@ -58,7 +58,7 @@ def test_kb_phenotype_tables_match_sources():
         assert len(gp.rows) == len(raw["diplotypes"])
         for d in raw["diplotypes"]:
             key = tuple(sorted(n for n, c in d["diplotypekey"].items() for _ in range(c)))
-            row = gp.index[key]
+            row = gp.lookup(key)
             assert (row.phenotype, row.activity_score, row.lookup_key) == (
                 d["phenotype"], d.get("activityScore"), d["lookupkey"]), (stem, key)
         for a in raw["namedAlleles"]:
@@ -69,14 +69,14 @@ def test_kb_phenotype_tables_match_sources():
 @needs_release
 def test_kb_phenotype_spot_facts():
     ph = load_kb().phenotypes
-    assert ph["CYP2C19"].index[("*17", "*2")].phenotype == "Intermediate Metabolizer"
-    assert ph["CYP2C19"].index[("*38", "*38")].phenotype == "Normal Metabolizer"
-    cyp2c9 = ph["CYP2C9"].index[("*1", "*2")]
+    assert ph["CYP2C19"].lookup(("*17", "*2")).phenotype == "Intermediate Metabolizer"
+    assert ph["CYP2C19"].lookup(("*38", "*38")).phenotype == "Normal Metabolizer"
+    cyp2c9 = ph["CYP2C9"].lookup(("*1", "*2"))
     assert (cyp2c9.phenotype, cyp2c9.activity_score) == ("Intermediate Metabolizer", "1.5")
-    assert ph["CYP2D6"].index[("*1", "*4")].activity_score == "1.0"
+    assert ph["CYP2D6"].lookup(("*1", "*4")).activity_score == "1.0"
     assert ph["DPYD"].activity["c.1905+1G>A (*2A)"] == "0.0"
     # G6PD from PyPGx: hemizygous male rows are single-allele keys
-    assert ph["G6PD"].index[("B (reference)",)].phenotype == "Normal"
+    assert ph["G6PD"].lookup(("B (reference)",)).phenotype == "Normal"
     assert ph["RYR1"].rule == "malignant-hyperthermia"
     # PyPGx lists the MH-associated RYR1 alleles; other defined alleles are of uncertain function
     assert ph["RYR1"].functions["c.103T>C"] == "Malignant Hyperthermia Associated"
@@ -189,6 +189,28 @@ def test_a_permed_kb_1_file_still_loads(tmp_path):
     old.write_text(json.dumps({**body, "sha256": old_hash}))
     with pytest.raises(KnowledgeBaseError, match="checksum mismatch"):
         load_kb_file(old)
+
+
+def test_a_checksummed_file_of_another_schema_is_refused(tmp_path):
+    """A file whose checksum is right but whose body is of another schema is refused, not read as ours."""
+    data = _packaged_json()
+    data["kb"]["schema"] = "permed.kb/99"
+    bad = tmp_path / "kb.json"
+    bad.write_text(_resealed(data["kb"]))
+    res = cli("kb", "info", "--kb", bad)
+    assert res.returncode == 3 and "knowledge base schema 'permed.kb/99' is not 'permed.kb/2'" in res.stderr
+
+
+def test_a_malformed_phenotype_row_is_a_knowledge_base_error(tmp_path):
+    """Rows are checked when first looked up; a damaged one is reported as the KB's fault, not a crash."""
+    data = _packaged_json()
+    table = data["kb"]["phenotypes"]["CYP2C19"]["table"]
+    table["rows"] = table["rows"].replace(";", ";99999,0,,0;", 1)  # an allele index past the end
+    bad = tmp_path / "kb.json"
+    bad.write_text(_resealed(data["kb"]))
+    gp = load_kb_file(bad).phenotypes["CYP2C19"]
+    with pytest.raises(KnowledgeBaseError, match="phenotype table row '99999,0,,0' is malformed"):
+        gp.table.decode()
 
 
 def test_kb_build_refuses_missing_source(tmp_path):

@@ -71,5 +71,4 @@ def cohort(vcfs, *, populations: str | Path | Populations | None = None, kb: Kno
     opts = base.replace(**option_values) if option_values else base
     pops = populations if isinstance(populations, Populations) or populations is None else read_populations(
         Path(populations))
-    result = engine(kb).run(Inputs.of(vcfs=vcfs), opts)
-    return CohortTables(result, pops, block=opts.chunk_size or 10_000)
+    return CohortTables(engine(kb).run(Inputs.of(vcfs=vcfs), opts), pops)

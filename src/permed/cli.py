@@ -113,8 +113,7 @@ def call_cmd(
         for m in result.advice.medications.unrecognised:
             print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP "
                   "inhibitor", file=sys.stderr)
-    written = result.write(out, formats=formats if not no_sample_reports else (), lang=lang,
-                           sample_reports=not no_sample_reports)
+    written = result.write(out, formats=formats, lang=lang, sample_reports=not no_sample_reports)
     elapsed = time.perf_counter() - t0
     for e in result.phenotypes.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it

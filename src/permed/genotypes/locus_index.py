@@ -8,6 +8,7 @@ from permed.kb.model import KnowledgeBase
 
 NEAR = 100  # how far from an indel locus a differently-represented record may start
 WINDOW_GAP = 500  # merge windows closer than this: one index query beats two
+GENE_MARGIN = 10_000  # a record this close to a gene's positions means the file covers the gene
 
 
 def locus_index(kb: KnowledgeBase, genes: list[str]) -> LocusIndex:
@@ -67,6 +68,17 @@ class LocusIndex:
                     (max(1, loc.position - margin), loc.position + len(loc.ref) - 1 + margin))
             for x in gdef.exemptions.extra_loci:
                 spans.setdefault(gdef.chromosome, []).append((x.position, x.position))
+        # chromosome -> (gene, start, end): the gene's definition positions widened by GENE_MARGIN
+        self.gene_spans: dict[str, list[tuple[str, int, int]]] = {}
+        # chromosome -> positions reported for context only (they may lie far from their gene's own)
+        self.context_positions: dict[str, list[int]] = {}
+        for gene in genes:
+            gdef = kb.genes[gene]
+            self.gene_spans.setdefault(gdef.chromosome, []).append(
+                (gene, min(loc.position for loc in gdef.loci) - GENE_MARGIN,
+                 max(loc.position + len(loc.ref) for loc in gdef.loci) + GENE_MARGIN))
+            self.context_positions.setdefault(gdef.chromosome, []).extend(
+                x.position for x in gdef.exemptions.extra_loci)
         self.windows: dict[str, list[tuple[int, int]]] = {}
         for c, v in spans.items():
             merged: list[list[int]] = []

@@ -303,23 +303,17 @@ class VcfReader:
         unsorted_noted = False
         chroms_seen: set[str] = set()
         near_genes: set[str] = set()  # genes with some record within 10 kb of their definition positions
-        spans: dict[str, list[tuple[str, int, int]]] = {}
-        for g in self.genes:
-            d = self.kb.genes[g]
-            spans.setdefault(d.chromosome, []).append(
-                (g, min(loc.position for loc in d.loci) - 10_000,
-                 max(loc.position + len(loc.ref) for loc in d.loci) + 10_000))
+        spans = self.index.gene_spans
         live = None
         if self.windowed:
             # what a full pass would see, from one index query per chromosome and per gene: chromosomes
-            # with records, genes with records near them; only those genes' windows are then queried
+            # with records, genes with records near them; only those genes' windows (and positions
+            # reported for context) are then queried
             chroms_seen = {c for c in self._chromosomes() if self._probe(vcf, c)}
             near_genes = {g for c, lst in spans.items() if c in chroms_seen for g, lo, hi in lst
                           if self._probe(vcf, c, lo, hi)}
-            live = {c: [(lo, hi) for g, lo, hi in lst if g in near_genes] for c, lst in spans.items()}
-            for g in self.genes:  # positions reported for context may lie far from the gene's own
-                d = self.kb.genes[g]
-                live.setdefault(d.chromosome, []).extend((x.position, x.position) for x in d.exemptions.extra_loci)
+            live = {c: [(lo, hi) for g, lo, hi in lst if g in near_genes]
+                    + [(p, p) for p in self.index.context_positions.get(c, ())] for c, lst in spans.items()}
         records = self._records(vcf, live)
         # line numbers exist for text VCFs read from the start; BCF and region reads name the record
         text_lines = not self.windowed and not is_bcf(self.path)

@@ -82,14 +82,17 @@ def parse_kb(payload: bytes, where: str) -> KnowledgeBase:
     elif isinstance(data, dict) and data.get("schema") in OLD_SCHEMAS:
         body, expected = {k: v for k, v in data.items() if k != "sha256"}, data.get("sha256")
     else:
-        found = (data.get("kb") or data).get("schema") if isinstance(data, dict) else type(data).__name__
+        inner = data.get("kb") if isinstance(data, dict) else None
+        found = (inner if isinstance(inner, dict) else data).get("schema") if isinstance(data, dict) \
+            else type(data).__name__
         raise KnowledgeBaseError(f"{where}: knowledge base schema {found!r} is not {KB_SCHEMA!r}")
     # permed.kb/1 hashed its canonical form with non-ASCII characters escaped
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=body.get("schema") in OLD_SCHEMAS)
     found = hashlib.sha256(canonical.encode()).hexdigest()
     if found != expected:
         raise KnowledgeBaseError(f"{where}: knowledge base checksum mismatch (file {expected}, content {found})")
-    kb = _validated({**body, "schema": KB_SCHEMA}, where)
+    # an old schema is read as the current one (its rows become tables); any other schema is refused
+    kb = _validated({**body, "schema": KB_SCHEMA} if body.get("schema") in OLD_SCHEMAS else body, where)
     return kb.model_copy(update={"sha256": expected})
 
 

@@ -12,6 +12,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from permed.errors import KnowledgeBaseError
+
 KB_SCHEMA = "permed.kb/2"
 
 # IUPAC nucleotide codes used by some allele definitions ("wobbles").
@@ -199,7 +201,7 @@ class PhenotypeTable(_Frozen):
             return PhenotypeRow(tuple(self.alleles[int(i)] for i in a.split(_ALLELE)), self.phenotypes[int(p)],
                                 self.activity_scores[int(s)] if s else None, self.lookup_keys[int(k)])
         except (ValueError, IndexError):
-            raise ValueError(f"phenotype table row {row!r} is malformed") from None
+            raise KnowledgeBaseError(f"knowledge base: phenotype table row {row!r} is malformed") from None
 
     def decode(self) -> tuple[PhenotypeRow, ...]:
         return tuple(self._decode_row(row) for row in self.rows.split(_ROW)) if self.rows else ()
@@ -250,10 +252,6 @@ class GenePhenotypes(_Frozen):
     @cached_property
     def rows(self) -> tuple[PhenotypeRow, ...]:
         return self.table.decode()
-
-    @cached_property
-    def index(self) -> dict[tuple[str, ...], PhenotypeRow]:
-        return {r.alleles: r for r in self.rows}
 
     def lookup(self, alleles: tuple[str, ...]) -> PhenotypeRow | None:
         """The row of a diplotype (alleles sorted)."""

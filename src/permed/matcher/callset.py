@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from permed.documents import Document, load_document, read_text
 from permed.kb.model import KnowledgeBase
@@ -90,7 +89,7 @@ class CallSet:
         doc = CallSetDocument(
             schema=CALLS_SCHEMA, kb_version=self.kb.kb_version, kb_sha256=self.kb.sha256,
             options=self.options.as_dict(),
-            inputs=[InputDocument(**vars(i)) for i in self.inputs],
+            inputs=self.inputs,
             samples=self.samples, genes=self.genes, table=self.table,
             choice={g: a.tolist() for g, a in self.choice.items()},
             source={g: a.tolist() for g, a in self.source.items()},
@@ -107,7 +106,7 @@ class CallSet:
         doc = load_document(CallSetDocument, text, where, CALLS_SCHEMA, kb)
         return cls(
             kb=kb, options=Options.from_dict(doc.options),
-            inputs=[InputInfo(**i.model_dump()) for i in doc.inputs],
+            inputs=list(doc.inputs),
             samples=list(doc.samples), genes=list(doc.genes), table=list(doc.table),
             choice={g: np.asarray(v, dtype=np.int32) for g, v in doc.choice.items()},
             source={g: np.asarray(v, dtype=np.int16) for g, v in doc.source.items()},
@@ -120,20 +119,11 @@ class CallSet:
         return cls.from_json(read_text(path), kb, str(path))
 
 
-class InputDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    file: str
-    sha256: str
-    samples: tuple[str, ...]
-    notices: list[str] = []
-    position_warnings: dict[str, list[str]] = {}
-
-
 class CallSetDocument(Document):
     """A saved CallSet: distinct calls plus, per gene, each sample's index into them."""
 
     options: dict
-    inputs: list[InputDocument]
+    inputs: list[InputInfo]
     samples: list[str]
     genes: list[str]
     table: list[GeneCall]

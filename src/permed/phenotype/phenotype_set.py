@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from permed.documents import Document, load_document, read_text
 from permed.phenotype.model import GeneReport
@@ -41,8 +40,7 @@ class PhenotypeSet:
             schema=PHENOTYPES_SCHEMA, kb_version=kb.kb_version, kb_sha256=kb.sha256, genes=self.genes,
             samples=self.samples, reports=self.reports, choice={g: a.tolist() for g, a in self.choice.items()},
             outside_files=self.outside_files,
-            outside_errors=[OutsideCallErrorDocument(gene=e.gene, where=e.where, reason=e.reason)
-                            for e in self.outside_errors],
+            outside_errors=self.outside_errors,
         ).dumps()
 
     def save(self, path: Path, kb) -> None:
@@ -54,17 +52,11 @@ class PhenotypeSet:
         return cls(genes=list(doc.genes), samples=list(doc.samples), reports=list(doc.reports),
                    choice={g: np.asarray(v, dtype=np.int32) for g, v in doc.choice.items()},
                    outside_files=list(doc.outside_files),
-                   outside_errors=[OutsideCallError(e.gene, e.where, e.reason) for e in doc.outside_errors])
+                   outside_errors=list(doc.outside_errors))
 
     @classmethod
     def load(cls, path: Path, kb) -> PhenotypeSet:
         return cls.from_json(read_text(path), kb, str(path))
-
-
-class OutsideCallErrorDocument(BaseModel):
-    gene: str
-    where: str
-    reason: str
 
 
 class PhenotypeSetDocument(Document):
@@ -75,7 +67,7 @@ class PhenotypeSetDocument(Document):
     reports: list[GeneReport]
     choice: dict[str, list[int]]
     outside_files: list[str]
-    outside_errors: list[OutsideCallErrorDocument]
+    outside_errors: list[OutsideCallError]
 
 
 def known_genes(kb) -> set[str]:

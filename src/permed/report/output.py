@@ -20,6 +20,8 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
     """calls.tsv, and per sample: report JSON plus the clinician's report (`formats`: html and/or pdf)
     in `lang`, and an HTML report `<sample>.report.<lang>.html` for each language in `also_html`."""
     files = report_files(result.samples)
+    if sample_reports and (formats or also_html):
+        from permed.report.html_report import render_html, report_context, write_pdf  # jinja2: only when used
     with StagedOutput(out_dir) as out:
         with open(out.path(CALLS_TSV), "w", newline="\n", encoding="utf-8") as fh:
             write_calls_tsv(result, fh)
@@ -28,8 +30,6 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
                 out.path(names.json).write_text(result.report_json(si), encoding="utf-8")
                 if not formats and not also_html:
                     continue
-                from permed.report.html_report import render_html, report_context, write_pdf
-
                 sample_advice = result.advice.sample(si) if result.advice is not None else None
                 if formats:
                     html = render_html(report_context(result, si, sample_advice, lang))
