@@ -38,7 +38,7 @@ from permed.report.naming import ReportFiles
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
 from permed.service.store import ApiToken, AuditWriter, Job, Store, Upload
-from permed.service.tokens import ROLES, TokenCache, create_token
+from permed.service.tokens import DEFAULT_ORGANISATION, ROLES, TokenCache, create_token
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir, upload_path
@@ -213,8 +213,10 @@ def create_app(settings: Settings) -> FastAPI:
                     raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
             try:
                 with store.session() as s:
+                    org = t.organisation_id or store.organisation(s, DEFAULT_ORGANISATION).id
                     row = Upload(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
-                                 medications=up.medications, outside_calls=up.outside_calls, created_by=t.id)
+                                 medications=up.medications, outside_calls=up.outside_calls, created_by=t.id,
+                                 organisation_id=org)
                     s.add(row)
                     s.flush()
                     job = Job(upload_id=row.id)

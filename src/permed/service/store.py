@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event, insert
+from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -28,6 +28,15 @@ class Base(DeclarativeBase):
     pass
 
 
+class Organisation(Base):
+    """A lab, hospital or project: every upload belongs to one, and every token but an admin's is scoped to one."""
+
+    __tablename__ = "organisations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -36,6 +45,9 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # SHA-256, never the token
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked: Mapped[bool] = mapped_column(default=False)
+    # None only for admins, who work across organisations
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)  # None: never (tokens made before expiry)
 
 
 class Upload(Base):
@@ -55,6 +67,7 @@ class Upload(Base):
     outside_calls: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
 
 
 class Job(Base):
@@ -69,6 +82,10 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # JSON object: result file name -> SHA-256, written with the results and checked when they are served
+    results_sha256: Mapped[str | None] = mapped_column(Text, default=None)
+    # times the job was cut short by a server stop or restart (not the job's fault: no attempt used)
+    interruptions: Mapped[int] = mapped_column(default=0)
 
 
 class AuditEvent(Base):
@@ -76,8 +93,9 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
-    action: Mapped[str] = mapped_column(String(50))
+    action: Mapped[str] = mapped_column(String(100))
     upload_id: Mapped[int | None] = mapped_column("sample_id", ForeignKey("samples.id"), default=None)
+    client: Mapped[str | None] = mapped_column(String(100), default=None)  # the client's address
 
 
 def _audit_row(token: ApiToken | None, action: str, upload_id: int | None) -> dict:
@@ -122,6 +140,15 @@ class Store:
     def session(self):
         with self._sessions() as s, s.begin():
             yield s
+
+    def organisation(self, s: Session, name: str) -> Organisation:
+        """The organisation of that name, created on first use."""
+        row = s.scalars(select(Organisation).where(Organisation.name == name)).first()
+        if row is None:
+            row = Organisation(name=name)
+            s.add(row)
+            s.flush()
+        return row
 
     def audit(self, s: Session, token: ApiToken | None, action: str, upload_id: int | None = None) -> None:
         """One audit row in the session's transaction (a Core INSERT: cheaper than the ORM). Reports and

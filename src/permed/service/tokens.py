@@ -24,12 +24,20 @@ def check_role(role: str) -> None:
         raise ConfigurationError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
 
 
-def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None) -> tuple[ApiToken, str]:
-    """(stored row, the token itself: shown once, never stored)."""
+DEFAULT_ORGANISATION = "default"
+
+
+def create_token(store: Store, role: str, name: str = "", by: ApiToken | None = None,
+                 organisation: str | None = None) -> tuple[ApiToken, str]:
+    """(stored row, the token itself: shown once, never stored). Tokens other than an admin's belong to one
+    organisation (created on first use)."""
     check_role(role)
     token = PREFIX + secrets.token_urlsafe(32)
     with store.session() as s:
-        row = ApiToken(name=name or role, role=role, token_hash=hash_token(token))
+        org = None
+        if role != "admin" or organisation:
+            org = store.organisation(s, organisation or DEFAULT_ORGANISATION).id
+        row = ApiToken(name=name or role, role=role, token_hash=hash_token(token), organisation_id=org)
         s.add(row)
         s.flush()
         store.audit(s, by, f"token-create:{role}:{row.id}")
