@@ -147,7 +147,7 @@ BAD_INPUTS = {
     "gVCF END not an integer": (make_bad_end, "END"),
     "missing file": (make_missing_file, "no such file"),
     "directory instead of file": (make_directory, "is a directory"),
-    "POS not a number": (make_bad_pos, "line 8: malformed record (Could not parse the position 'notanumber')"),
+    "POS not a number": (make_bad_pos, "line 7: malformed record (POS 'notanumber' is not a positive integer)"),
     "gzip of non-VCF text": (make_plain_gzip_garbage, "not a VCF file"),
 }
 

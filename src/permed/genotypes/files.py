@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import re
 import tempfile
@@ -45,6 +46,8 @@ def precheck(path: Path, label: str | None = None) -> None:
         raise InputFileError(f"{where}: no such file")
     if path.is_dir():
         raise InputFileError(f"{where}: is a directory, expected a VCF/BCF file")
+    if not path.is_file():  # a pipe or device: htslib and our checks read the file more than once
+        raise InputFileError(f"{where}: is not a regular file (a pipe or device); save the VCF to a file first")
     size = path.stat().st_size
     if size == 0:
         raise InputFileError(f"{where}: file is empty")
@@ -76,6 +79,49 @@ def precheck(path: Path, label: str | None = None) -> None:
                                  "with #CHROM POS ID REF ALT QUAL FILTER INFO FORMAT and the sample names)")
 
 
+def _text_lines(path: Path):
+    """The lines of a plain or gzipped text VCF, as bytes."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+        yield from fh
+
+
+def header_line_count(path: Path) -> int:
+    """Lines before the first record of a text VCF (the header as written in the file)."""
+    n = 0
+    try:
+        for line in _text_lines(path):
+            if not line.startswith(b"#"):
+                break
+            n += 1
+    except (OSError, EOFError, zlib.error):
+        pass  # the read itself reports a damaged file
+    return n
+
+
+def describe_line(path: Path, number: int, n_samples: int) -> str | None:
+    """What is wrong with line `number` of a text VCF that htslib could not parse, in our words (None when
+    we cannot tell better than htslib)."""
+    try:
+        text = next(itertools.islice(_text_lines(path), number - 1, None), None)
+        if text is None:
+            return None
+    except (OSError, EOFError, zlib.error):
+        return None
+    fields = text.rstrip(b"\r\n").split(b"\t")
+    expected = 9 + n_samples
+    if len(fields) < 8:
+        return (f"{len(fields)} tab-separated column(s); a record needs CHROM POS ID REF ALT QUAL FILTER INFO, "
+                f"then FORMAT and one column per sample ({expected} in all)")
+    if len(fields) != expected:
+        return (f"{len(fields)} tab-separated columns; the header names {n_samples} sample(s), "
+                f"so {expected} are expected")
+    if not fields[1].isdigit():
+        return f"POS {fields[1][:20].decode(errors='replace')!r} is not a positive integer"
+    return None
+
+
 def is_bcf(path: Path) -> bool:
     with open(path, "rb") as fh:
         head = fh.read(2)
@@ -97,9 +143,21 @@ def clean_htslib(msg: str) -> str:
     return re.sub(r"^\[[EW]::[^\]]*\]\s*", "", msg).strip()
 
 
-def has_index(path: Path) -> bool:
-    """A tabix/CSI index beside a bgzipped VCF or a BCF (region queries possible)."""
+def index_of(path: Path) -> Path | None:
+    """The tabix/CSI index beside a bgzipped VCF or a BCF (region queries possible), if there is one."""
     name = str(path)
     if not name.endswith((".gz", ".bgz", ".bcf")):
-        return False
-    return any(Path(name + ext).is_file() for ext in (".tbi", ".csi"))
+        return None
+    return next((Path(name + ext) for ext in (".tbi", ".csi") if Path(name + ext).is_file()), None)
+
+
+def has_index(path: Path) -> bool:
+    return index_of(path) is not None
+
+
+def stale_index(path: Path) -> Path | None:
+    """An index older than its file: made for an earlier version of it, so its offsets may point anywhere."""
+    index = index_of(path)
+    if index is not None and index.stat().st_mtime < Path(path).stat().st_mtime:
+        return index
+    return None

@@ -19,6 +19,10 @@ NO_ALLELE = -2  # absent second allele of a haploid call
 ABSENT = 0  # no usable record: a missing position
 CALLED = 1
 FILLED = 2  # absent, filled as reference because --missing-to-ref was given
+# records exist but cannot be trusted (entries that disagree, an implausible gVCF block): a missing
+# position that --missing-to-ref never fills
+UNUSABLE = 3
+MISSING_STATUSES = (ABSENT, UNUSABLE)
 
 
 @dataclass

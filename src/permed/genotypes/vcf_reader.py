@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -18,10 +18,29 @@ import numpy as np
 from cyvcf2 import VCF
 
 from permed.errors import InputFileError
-from permed.genotypes.build import check_build_header, check_build_mismatches
-from permed.genotypes.files import captured_stderr, clean_htslib, file_sha256, has_index, is_bcf, precheck
+from permed.genotypes.build import GRCH38_LENGTHS, check_build_header, check_build_mismatches
+from permed.genotypes.files import (
+    captured_stderr,
+    clean_htslib,
+    describe_line,
+    file_sha256,
+    has_index,
+    header_line_count,
+    is_bcf,
+    precheck,
+    stale_index,
+)
 from permed.genotypes.locus_index import locus_index
-from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes, GenotypeSet
+from permed.genotypes.model import (
+    ABSENT,
+    CALLED,
+    FILLED,
+    MISSING_ALLELE,
+    NO_ALLELE,
+    UNUSABLE,
+    GeneGenotypes,
+    GenotypeSet,
+)
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.genotypes.store import Extract, RecordStore, StoredRecord
 from permed.kb.model import KnowledgeBase, Locus
@@ -31,6 +50,7 @@ HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
 _VALID_BASES = re.compile(r"^[ACGTacgt]+$")
 _I32 = np.iinfo(np.int32)
+MAX_POS = 2**31 - 1  # VCF positions are 32-bit; htslib keeps wider ones but cyvcf2's POS wraps them
 PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
 
 
@@ -51,10 +71,11 @@ def normalise_chrom(name: str) -> str:
 
 
 class _RecordError(Exception):
-    def __init__(self, where: str, detail: str):
+    def __init__(self, where: str, detail: str, described: bool = False):
         super().__init__(detail)
         self.where = where
         self.detail = detail
+        self.described = described  # our own reading of the line, clearer than htslib's message
 
 
 class _GeneArrays:
@@ -86,6 +107,17 @@ class _GeneArrays:
             return len(table) - 1
 
 
+@dataclass
+class _PassState:
+    """What the pass over the records keeps between them."""
+
+    chroms_seen: set = field(default_factory=set)
+    near_genes: set = field(default_factory=set)  # genes with some record within 10 kb of their definition positions
+    chrom_order: list = field(default_factory=list)
+    last: tuple | None = None
+    unsorted_noted: bool = False
+
+
 class VcfReader:
     def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
                  regions: list[str] | None = None, with_sha256: bool = True,
@@ -107,7 +139,12 @@ class VcfReader:
         self.pending: list = []
         # an indexed file is read through windows around the definition positions only
         self.windowed = options.use_index and has_index(self.path)
+        if self.windowed and stale_index(self.path) is not None:
+            self.windowed = False
+            self.notices.append(f"the index {stale_index(self.path).name} is older than {self.label}; it was not used "
+                                "(the whole file was read). Re-index the file (tabix -p vcf / bcftools index)")
         self._contigs: set[str] | None = None
+        self._lengths: dict[str, int] | None = None
 
     @cached_property
     def index(self):
@@ -198,7 +235,8 @@ class VcfReader:
                     vcf.close()
         errors = [m for m in htslib if m.startswith("[E::")]
         if record_error is not None:
-            detail = self._htslib(errors[0]) if errors else record_error.detail
+            detail = record_error.detail if record_error.described else (
+                self._htslib(errors[0]) if errors else record_error.detail)
             raise InputFileError(f"{self.label}: {record_error.where}: malformed record ({detail})")
         if vcf is None:
             detail = self._htslib(errors[0] if errors else err)
@@ -208,6 +246,9 @@ class VcfReader:
             raise InputFileError(f"{self.label}: cannot be read as VCF/BCF ({detail})")
         if errors:
             ext.close()
+            if self.windowed and re.search(r"TBX|index|idx", errors[0], re.I):
+                raise InputFileError(f"{self.label}: its index does not match the file ({self._htslib(errors[0])}); "
+                                     "re-index it (tabix -p vcf / bcftools index) or remove the index")
             raise InputFileError(f"{self.label}: {self._htslib(errors[0])}")
         for m in htslib:
             if m.startswith("[W::") and "is not defined in the header" not in m:
@@ -278,14 +319,13 @@ class VcfReader:
         return next(iter(vcf(region)), None) is not None
 
     def _extract(self, vcf: VCF, sha: str) -> Extract:
-        samples = tuple(vcf.samples)
+        samples = self._sample_names = tuple(vcf.samples)
         if not samples:
             raise InputFileError(f"{self.label}: no sample columns after FORMAT; permed needs genotypes")
         dups = sorted(s for s, k in Counter(samples).items() if k > 1)
         if dups:
             raise InputFileError(f"{self.label}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
         header = vcf.raw_header
-        header_lines = header.count("\n")
         if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
             raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
         check_build_header(self.label, header)
@@ -298,25 +338,24 @@ class VcfReader:
                 self._warn("VCF", f"FORMAT header for AD has Number={m.group(1)}, expected R; AD is ignored")
         n = len(samples)
         store = RecordStore(n)
-        last: tuple[str, int] | None = None
-        chrom_order: list[str] = []
-        unsorted_noted = False
-        chroms_seen: set[str] = set()
-        near_genes: set[str] = set()  # genes with some record within 10 kb of their definition positions
+        state = _PassState()
+        chroms_seen, near_genes = state.chroms_seen, state.near_genes
         spans = self.index.gene_spans
         live = None
         if self.windowed:
             # what a full pass would see, from one index query per chromosome and per gene: chromosomes
             # with records, genes with records near them; only those genes' windows (and positions
             # reported for context) are then queried
-            chroms_seen = {c for c in self._chromosomes() if self._probe(vcf, c)}
-            near_genes = {g for c, lst in spans.items() if c in chroms_seen for g, lo, hi in lst
-                          if self._probe(vcf, c, lo, hi)}
+            chroms_seen.update(c for c in self._chromosomes() if self._probe(vcf, c))
+            near_genes.update(g for c, lst in spans.items() if c in chroms_seen for g, lo, hi in lst
+                              if self._probe(vcf, c, lo, hi))
             live = {c: [(lo, hi) for g, lo, hi in lst if g in near_genes]
                     + [(p, p) for p in self.index.context_positions.get(c, ())] for c, lst in spans.items()}
         records = self._records(vcf, live)
         # line numbers exist for text VCFs read from the start; BCF and region reads name the record
         text_lines = not self.windowed and not is_bcf(self.path)
+        # counted in the file: htslib's header gains lines it adds itself (e.g. the PASS filter)
+        header_lines = header_line_count(self.path) if text_lines else 0
         rec_no = 0
         while True:
             try:
@@ -325,64 +364,105 @@ class VcfReader:
                 break
             except Exception as exc:  # htslib could not parse the next record
                 where = f"line {header_lines + rec_no + 1}" if text_lines else f"record {rec_no + 1}"
-                raise _RecordError(where, str(exc)) from None
+                detail = describe_line(self.path, header_lines + rec_no + 1, len(samples)) if text_lines else None
+                raise _RecordError(where, detail or str(exc), described=detail is not None) from None
             rec_no += 1
             line = header_lines + rec_no if text_lines else None
-            chrom = normalise_chrom(rec.CHROM)
-            pos = rec.POS
-            if chrom not in self.index.chroms:
-                continue
-            chroms_seen.add(chrom)
-            for g, lo, hi in spans.get(chrom, ()):
-                if lo <= rec.POS <= hi:
-                    near_genes.add(g)
-            if last is not None and not unsorted_noted:
-                if (chrom == last[0] and pos < last[1]) or (chrom != last[0] and chrom in chrom_order):
-                    self.notices.append(
-                        f"records are not sorted ({_where(line, chrom, pos)} comes after {last[0]}:{last[1]}); "
-                        "permed reads the whole file, so calls are unaffected"
-                    )
-                    unsorted_noted = True
-            if not chrom_order or chrom_order[-1] != chrom:
-                chrom_order.append(chrom)
-            last = (chrom, pos)
-            ref = rec.REF
-            alts = rec.ALT
-            end = pos + len(ref) - 1
-            block_end = None
-            if alts and all(a.startswith("<") for a in alts) or not alts:
-                info_end = rec.INFO.get("END")
-                if info_end is not None:
-                    try:
-                        block_end = int(info_end)
-                    except (TypeError, ValueError):
-                        raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: INFO END={info_end!r} "
-                                        "is not an integer") from None
-            exact = self.index.exact.get((chrom, pos), ())
-            near: list = []
-            if block_end is not None and block_end > pos:
-                near = self.index.covered(chrom, pos + 1, block_end)
-            elif not exact and (len(ref) > 1 or any(len(a) != 1 for a in alts if not a.startswith("<"))):
-                # not at a definition position: may be another representation of an indel or MNP locus
-                near = self.index.near(chrom, pos, end)
-            extra = self.index.extra.get((chrom, pos), ())
-            if not exact and not near and not extra:
-                continue
-            for allele in (ref, *alts):
-                if not _ALLELE_OK.match(allele):
-                    raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
-            if self.options.require_pass and rec.FILTER not in (None, "PASS"):
-                if exact:
-                    self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
-                continue
-            gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
-            store.add(
-                StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
-                             list(extra)),
-                gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
-            )
+            try:
+                chrom, pos = self._locate(rec, line, rec_no)
+                if chrom not in self.index.chroms:
+                    continue
+                self._keep(vcf, rec, store, line, chrom, pos, state)
+            except UnicodeDecodeError as exc:
+                where = f"line {line}" if line is not None else f"record {rec_no}"
+                raise InputFileError(f"{self.label}: {where}: a field is not UTF-8 text "
+                                     f"(byte 0x{exc.object[exc.start]:02x})") from None
 
-        return Extract(self.path, sha, samples, store, chroms_seen, near_genes, self.notices)
+        return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
+
+    def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int]:
+        """A record's chromosome (chr-prefixed) and position, refusing what htslib lets through."""
+        where = f"line {line}" if line is not None else f"record {rec_no}"
+        raw = rec.CHROM
+        if not raw:
+            raise InputFileError(f"{self.label}: {where}: CHROM is empty")
+        pos = rec.POS
+        if pos < 1 or rec.start + 1 != pos:  # 0, negative, or beyond 32 bits (wrapped by cyvcf2)
+            raise InputFileError(f"{self.label}: {where} ({raw}): POS {rec.start + 1} is outside 1..{MAX_POS}")
+        return normalise_chrom(raw), pos
+
+    def _contig_length(self, vcf: VCF, raw: str, chrom: str) -> int | None:
+        """The header's length for a contig, else GRCh38's (the only build permed reads)."""
+        if self._lengths is None:
+            try:
+                self._lengths = {n: int(x) for n, x in zip(vcf.seqnames, vcf.seqlens) if int(x) > 0}
+            except Exception:  # a header without contig lengths
+                self._lengths = {}
+        return self._lengths.get(raw) or GRCH38_LENGTHS.get(chrom.removeprefix("chr"))
+
+    def _keep(self, vcf: VCF, rec, store: RecordStore, line: int | None, chrom: str, pos: int, state) -> None:
+        """Store a record at (or representing) definition positions, with its genotypes."""
+        spans = self.index.gene_spans
+        state.chroms_seen.add(chrom)
+        for g, lo, hi in spans.get(chrom, ()):
+            if lo <= pos <= hi:
+                state.near_genes.add(g)
+        last = state.last
+        if last is not None and not state.unsorted_noted:
+            if (chrom == last[0] and pos < last[1]) or (chrom != last[0] and chrom in state.chrom_order):
+                self.notices.append(
+                    f"records are not sorted ({_where(line, chrom, pos)} comes after {last[0]}:{last[1]}); "
+                    "permed reads the whole file, so calls are unaffected"
+                )
+                state.unsorted_noted = True
+        if not state.chrom_order or state.chrom_order[-1] != chrom:
+            state.chrom_order.append(chrom)
+        state.last = (chrom, pos)
+        ref = rec.REF
+        alts = rec.ALT
+        end = pos + len(ref) - 1
+        block_end = None
+        if alts and all(a.startswith("<") for a in alts) or not alts:
+            info_end = rec.INFO.get("END")
+            if info_end is not None:
+                block_end = self._block_end(vcf, rec, info_end, line, chrom, pos)
+        exact = self.index.exact.get((chrom, pos), ())
+        near: list = []
+        if block_end is not None and block_end > pos:
+            near = self.index.covered(chrom, pos + 1, block_end)
+        elif not exact and (len(ref) > 1 or any(len(a) != 1 for a in alts if not a.startswith("<"))):
+            # not at a definition position: may be another representation of an indel or MNP locus
+            near = self.index.near(chrom, pos, end)
+        extra = self.index.extra.get((chrom, pos), ())
+        if not exact and not near and not extra:
+            return
+        for allele in (ref, *alts):
+            if not _ALLELE_OK.match(allele):
+                raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
+        if self.options.require_pass and rec.FILTER not in (None, "PASS"):
+            if exact:
+                self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
+            return
+        gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+        store.add(
+            StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
+                         list(extra)),
+            gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
+        )
+
+    def _block_end(self, vcf: VCF, rec, info_end, line: int | None, chrom: str, pos: int) -> int:
+        """INFO END of a reference block or symbolic record, refused when it cannot be true."""
+        where = f"{self.label}: {_where(line, chrom, pos)}: INFO END={info_end!r}"
+        try:
+            block_end = int(info_end)
+        except (TypeError, ValueError):
+            raise InputFileError(f"{where} is not an integer") from None
+        if block_end < pos:
+            raise InputFileError(f"{where} is before POS {pos}")
+        length = self._contig_length(vcf, rec.CHROM, chrom)
+        if length and block_end > length:
+            raise InputFileError(f"{where} is beyond the end of {rec.CHROM} ({length:,} bp)")
+        return block_end
 
     def process(self, ext: Extract, chunk: slice) -> GenotypeSet:
         """Second pass: turn the kept records into genotype arrays for one chunk of samples."""
@@ -420,12 +500,24 @@ class VcfReader:
 
     # ---- one record ------------------------------------------------------------------------
     def _genotypes(self, rec, line: int, chrom: str, pos: int, n_alleles: int):
-        g = rec.genotype
+        try:
+            g = rec.genotype
+        except Exception:  # cyvcf2 cannot decode GT for this record (e.g. its FORMAT has no GT): no genotype
+            return None
         if g is None:
             return None
         arr = g.array()
         if arr.shape[1] < 2:
             return None
+        if arr.shape[1] > 3:
+            # a third called allele (0/1/1) would otherwise be dropped silently; -2 pads shorter genotypes
+            polyploid = np.flatnonzero((arr[:, 2:-1] >= 0).any(axis=1))
+            if len(polyploid):
+                si = int(polyploid[0])
+                gt = ("|" if arr[si, -1] else "/").join("." if x == -1 else str(x) for x in arr[si, :-1] if x != -2)
+                raise InputFileError(
+                    f"{self.label}: {_where(line, chrom, pos)}: GT {gt} of sample {self._sample_names[si]!r} has "
+                    f"{len(gt.replace('|', '/').split('/'))} alleles; permed reads diploid and haploid genotypes only")
         alleles = arr[:, :-1].astype(np.int16)
         if alleles.shape[1] == 1:
             alleles = np.concatenate([alleles, np.full((alleles.shape[0], 1), NO_ALLELE, np.int16)], axis=1)
@@ -444,6 +536,11 @@ class VcfReader:
         for g, xi in extra:
             self._record_extra(arrays[g], xi, gts, ref, alts)
         is_block = block_end is not None and block_end > pos
+        if is_block:
+            problem = _implausible_block(ref, {g for g, _ in (*exact, *near)})
+            if problem:
+                self._reject_block(arrays, chrom, pos, block_end, exact, near, problem)
+                return
         filters = set(str(rec.filter).split(";")) if rec.filter else set()
         for g, li in exact:
             arr = arrays[g]
@@ -454,7 +551,10 @@ class VcfReader:
                 # entries its preprocessor split off (PCATx filters) are expected and skipped quietly
                 if filters & PREPROCESSOR_FILTERS:
                     continue
-                if not (ref.upper() == locus.ref and arr.first_alts.get(li) not in (None, tuple(alts))):
+                first = arr.first_alts.get(li)
+                # the same record again goes on to _commit, which checks the two agree; another record for
+                # a position already read (a split record not in the definition's form): the first one wins
+                if first != tuple(alts) and not (ref.upper() == locus.ref and first is not None):
                     self._warn(key, "Duplicate entry found in VCF; first valid entry trumps others.")
                     continue
             if is_block:
@@ -503,6 +603,18 @@ class VcfReader:
             calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
                 self.pending.append((arr, li, key, calls, origin))
+
+    def _reject_block(self, arrays, chrom: str, pos: int, block_end: int, exact, near, problem: str) -> None:
+        """Positions under an implausible reference block: missing (never filled as reference), with the reason."""
+        for g, li in (*exact, *near):
+            arr = arrays[g]
+            locus = arr.gdef.loci[li]
+            if not (pos <= locus.position and block_end >= locus.position + len(locus.ref) - 1):
+                continue
+            self._warn(f"{chrom}:{locus.position}", f"gVCF reference block {chrom}:{pos}-{block_end} not used: "
+                                                     f"{problem}; the position is treated as missing")
+            absent = arr.status[:, li] == ABSENT
+            arr.status[absent, li] = UNUSABLE
 
     def _ref_mismatch(self, key: str, ref: str, locus: Locus) -> None:
         if locus.is_snv:
@@ -641,7 +753,9 @@ class VcfReader:
             filters = set(str(filt).split(";")) if filt else set()
             quiet = bool(filters & PREPROCESSOR_FILTERS)
             if arr.first_alts.get(li) == alts:
-                if not quiet:
+                # the same record twice is harmless; two different genotypes cannot both be true
+                conflict = dup & ~_same_genotypes(arr.gt[:, li, :], codes_gt, arr.phased[:, li], phased)
+                if not quiet and not conflict.all():
                     self._warn(key, "Duplicate entry found in VCF; first valid entry trumps others.")
             else:
                 # split multi-allelic records (0/1 + 0/2 -> 1/2): combine rather than drop the second
@@ -649,10 +763,14 @@ class VcfReader:
                 if not quiet:
                     self._warn(key, "Duplicate entry found in VCF (split multi-allelic records); "
                                     "their genotypes were combined.")
-                if conflict.any():
-                    self._warn_samples(conflict, key, lambda si: (
-                        "Entries for this position disagree; the first entry was used."))
-        take = ok & ~prev
+            if conflict.any():
+                old = arr.gt[:, li, :].copy()
+                self._warn_samples(conflict, key, lambda si: (
+                    f"Entries for this position disagree ({_call_text(arr, li, old[si], arr.phased[si, li])} and "
+                    f"{_call_text(arr, li, codes_gt[si], phased[si])}); the position is treated as missing"))
+                arr.status[conflict, li] = UNUSABLE
+                arr.gt[conflict, li, :] = MISSING_ALLELE
+        take = ok & (arr.status[:, li] == ABSENT)
         if take.any():
             if key in self.discarded:
                 self._warn(key, "Duplicate entry found in VCF; this entry trumps previous invalid entry.")
@@ -752,6 +870,24 @@ def _haploid_samples(arr: _GeneArrays) -> np.ndarray | None:
     return hap
 
 
+def _same_genotypes(a: np.ndarray, b: np.ndarray, a_phased: np.ndarray, b_phased: np.ndarray) -> np.ndarray:
+    """Per sample: do two calls at one position agree (allele order matters only when both are phased)?"""
+    same_order = (a == b).all(axis=1)
+    swapped = (a[:, ::-1] == b).all(axis=1)
+    return same_order | (swapped & ~(a_phased & b_phased.astype(bool)))
+
+
+def _implausible_block(ref: str, genes: set[str]) -> str | None:
+    """Why a gVCF reference block cannot be taken as the reference at the positions it covers, if it cannot:
+    blocks are short runs of confident reference calls, so one over several genes (or with an unknown
+    reference base) is an artefact or a forgery, not evidence."""
+    if not _VALID_BASES.match(ref):
+        return f"its REF {ref!r} is not a base"
+    if len(genes) > 1:
+        return f"it spans several genes ({', '.join(sorted(genes))})"
+    return None
+
+
 def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
     """A gVCF reference block asserts the reference over [pos, end]: its REF means the locus REF."""
     return AlleleMapping((locus.ref, *alts), True, False), f"gVCF reference block {chrom}:{pos}-{end}"
@@ -767,6 +903,13 @@ def _format(rec, field: str):
         return rec.format(field)
     except KeyError:
         return None
+
+
+def _call_text(arr: _GeneArrays, li: int, g, phased) -> str:
+    """A call at a locus in bases (G/A), as a person compares two records."""
+    table = arr.alleles[li]
+    parts = ["." if x == MISSING_ALLELE else table[int(x)] for x in g if x != NO_ALLELE]
+    return ("|" if phased else "/").join(parts)
 
 
 def _gt_text(g, phased) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from permed.genotypes.model import ABSENT, CALLED, FILLED, MISSING_ALLELE, NO_ALLELE, GeneGenotypes
+from permed.genotypes.model import CALLED, FILLED, MISSING_ALLELE, MISSING_STATUSES, NO_ALLELE, GeneGenotypes
 from permed.kb.policy import KEY_RSIDS, undocumented_as_reference
 from permed.matcher.alleles import SampleAllele
 from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
@@ -134,7 +134,7 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
     phases, phase_sets = gg.phased[si].tolist(), gg.phase_set[si].tolist()
     for li, loc in enumerate(gdef.loci):
         st = statuses[li]
-        if st == ABSENT:
+        if st in MISSING_STATUSES:
             continue
         table = gg.alleles[li]
         n_known = 1 + len(loc.alts)
@@ -219,7 +219,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         if with_evidence or loc.rsid in KEY_RSIDS:
             st = statuses[li]
             a = sample.get(loc.position)
-            if st == ABSENT:
+            if st in MISSING_STATUSES:
                 evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
             elif a is not None:
                 evidence.append(PositionEvidence(
@@ -237,7 +237,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         match_score=res.diplotypes[0].score if res.diplotypes else None,
         phased=bool(data.alleles) and data.is_phased,
         effectively_phased=bool(data.alleles) and data.effectively_phased,
-        missing_positions=[loc.position for loc, st in zip(gdef.loci, statuses) if st == ABSENT],
+        missing_positions=[loc.position for loc, st in zip(gdef.loci, statuses) if st in MISSING_STATUSES],
         undocumented_positions=undocumented,
         warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, si),
         evidence=evidence,
