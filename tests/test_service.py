@@ -14,13 +14,16 @@ from helpers import Served, check_report, cli, example_text, slow_jobs_env, two_
 from sqlalchemy import select
 
 from permed.service.app import Settings, create_app
+from permed.service.limits import Limits
 from permed.service.store import ApiToken, AuditEvent, Job, Upload
 from permed.service.tokens import create_token, hash_token
 
 
 @pytest.fixture()
 def service(tmp_path, database_url):
-    app = create_app(Settings(data_dir=tmp_path / "data", database=database_url, max_upload=200_000))
+    # failed authentications are not rate-limited here (tests/test_service_security.py tests the limit)
+    app = create_app(Settings(data_dir=tmp_path / "data", database=database_url, max_upload=200_000,
+                              limits=Limits(auth_failures=0)))
     store = app.state.store
     tokens = {role: create_token(store, role)[1] for role in ("lab", "clinician", "admin")}
     return TestClient(app), store, tokens, tmp_path / "data"
@@ -513,7 +516,7 @@ def test_an_unhandled_error_is_a_plain_500_logged_without_its_message(service, c
 
     app.router.add_api_route("/api/v1/boom", boom)
     with caplog.at_level("INFO"):
-        r = TestClient(app, raise_server_exceptions=False).get("/api/v1/boom")
+        r = TestClient(app, raise_server_exceptions=False).get("/api/v1/boom", headers=_auth(tokens["lab"]))
     assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
     assert "ValueError" in caplog.text and "boom" in caplog.text  # where it happened ...
     assert "EXAMPLE-PATIENT" not in caplog.text and "0|1" not in caplog.text  # ... not what it said

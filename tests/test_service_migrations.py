@@ -97,3 +97,57 @@ def test_processes_starting_together_migrate_one_at_a_time(database_url, tmp_pat
         assert len(list(s.scalars(select(ApiToken)))) == 4
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_a_0001_database_with_data_is_upgraded_into_the_default_organisation(database_url, tmp_path):
+    """Schema 0001 (before organisations) with a lab and an admin token, an upload, its job and an audit row:
+    after the upgrade the upload and the lab token are in "default", the admin in none, and the same upload
+    request again still finds its upload (the idempotency key now includes the organisation)."""
+    import hashlib
+
+    from alembic import command
+    from fastapi.testclient import TestClient
+    from helpers import example_text
+
+    from permed.service.app import Settings, create_app
+    from permed.service.store import Organisation, Upload
+    from permed.service.tokens import hash_token
+
+    data = tmp_path / "data"
+    data.mkdir()
+    url = database_url or f"sqlite:///{data / 'permed.sqlite'}"
+    engine = create_engine(Store.driver_url(url))
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0001")
+    body = example_text().encode()
+    sha = hashlib.sha256(body).hexdigest()
+    old_key = hashlib.sha256("\0".join((sha, "", "clopidogrel")).encode()).hexdigest()  # 0001's key
+    with engine.begin() as conn:
+        assert schema.current(conn) == "0001"
+        conn.execute(text("INSERT INTO api_tokens (id, name, role, token_hash, created_at, revoked) VALUES "
+                          "(1, 'lab', 'lab', :lab, CURRENT_TIMESTAMP, false), "
+                          "(2, 'root', 'admin', :admin, CURRENT_TIMESTAMP, false)"),
+                     {"lab": hash_token("pmd_old-lab"), "admin": hash_token("pmd_old-admin")})
+        conn.execute(text("INSERT INTO samples (id, sha256, request_key, filename, size, medications, created_at, "
+                          "created_by) VALUES (1, :sha, :key, 'p.vcf', :size, 'clopidogrel', CURRENT_TIMESTAMP, 1)"),
+                     {"sha": sha, "key": old_key, "size": len(body)})
+        conn.execute(text("INSERT INTO jobs (sample_id, state, attempts, created_at, updated_at) "
+                          "VALUES (1, 'queued', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO audit_events (at, token_id, action, sample_id) "
+                          "VALUES (CURRENT_TIMESTAMP, 1, 'upload', 1)"))
+    engine.dispose()
+    app = create_app(Settings(data_dir=data, database=database_url))
+    store = app.state.store
+    with store.engine.connect() as conn:
+        assert schema.current(conn) == schema.head()
+    with store.session() as s:
+        (default,) = s.scalars(select(Organisation)).all()
+        assert default.name == "default"
+        assert {t.role: t.organisation_id for t in s.scalars(select(ApiToken))} == {"lab": default.id, "admin": None}
+        assert [u.organisation_id for u in s.scalars(select(Upload))] == [default.id]
+        assert [t.expires_at for t in s.scalars(select(ApiToken))] == [None, None]  # old tokens keep working
+    r = TestClient(app).post("/api/v1/samples", content=body, headers={
+        "Authorization": "Bearer pmd_old-lab", "X-Filename": "p.vcf", "X-Medications": "clopidogrel"})
+    assert r.status_code == 200 and r.json()["id"] == 1, r.text  # found again, not a second upload
+    listed = TestClient(app).get("/api/v1/samples", headers={"Authorization": "Bearer pmd_old-lab"}).json()
+    assert [x["id"] for x in listed] == [1]

@@ -282,6 +282,12 @@ def query_cmd(
     err.print(f"permed: {note}", markup=False, highlight=False)
 
 
+from permed.service.limits import DEFAULT_TOKEN_DAYS as _TOKEN_DAYS  # noqa: E402 (the service's commands)
+from permed.service.limits import Limits as _Limits  # noqa: E402
+
+_LIMITS = _Limits()
+
+
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -295,21 +301,78 @@ def serve_cmd(
         "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = DEFAULT_MAX_UPLOAD_MB,
     job_lease: Annotated[float, typer.Option(
         "--job-lease", min=1.0, help="Seconds without a worker's heartbeat before its job is queued again.")] = 10.0,
+    max_json_kb: Annotated[int, typer.Option(
+        "--max-json-kb", min=1, help="Largest request body other than an upload, in KiB.")] = _LIMITS.max_json // 1024,
+    max_header_kb: Annotated[int, typer.Option(
+        "--max-header-kb", min=1, help="Largest request line and headers together, in KiB.")
+    ] = _LIMITS.max_header_bytes // 1024,
+    auth_failures: Annotated[int, typer.Option(
+        "--auth-failures", min=0, help="Failed authentications per client address per minute before 429 "
+        "(0: no limit).")] = _LIMITS.auth_failures,
+    header_timeout: Annotated[float, typer.Option(
+        "--header-timeout", min=0.1, help="Seconds a client has to send a whole request header.")
+    ] = _LIMITS.header_timeout,
+    keep_alive: Annotated[int, typer.Option(
+        "--keep-alive", min=1, help="Seconds an idle keep-alive connection is kept open.")] = _LIMITS.keep_alive,
+    max_connections: Annotated[int, typer.Option(
+        "--max-connections", min=1, help="Concurrent connections and requests before 503.")] = _LIMITS.max_connections,
+    max_connections_per_client: Annotated[int, typer.Option(
+        "--max-connections-per-client", min=0, help="Concurrent connections from one address (0: no cap; "
+        "behind a reverse proxy every connection is the proxy's).")] = _LIMITS.max_connections_per_client,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        "--forwarded-allow-ips", help="Addresses of reverse proxies whose X-Forwarded-For names the client "
+        "(comma-separated; default: none trusted).")] = None,
+    token_days: Annotated[int, typer.Option(
+        "--token-days", min=0, help="Validity of tokens created through the API unless asked (0: never expire).")
+    ] = _TOKEN_DAYS,
+    api_docs: Annotated[bool, typer.Option(
+        "--api-docs", help="Serve /docs and /redoc (they load Swagger UI and ReDoc from a CDN).")] = False,
 ) -> None:
     """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
+    from dataclasses import replace
 
     import uvicorn
 
     from permed.service.app import Settings, create_app
+    from permed.service.connections import guarded_protocol
 
+    _private_files()
+    limits = replace(_LIMITS, max_upload=max_upload_mb * 1024**2, max_json=max_json_kb * 1024,
+                     max_header_bytes=max_header_kb * 1024, auth_failures=auth_failures,
+                     header_timeout=header_timeout, keep_alive=keep_alive, max_connections=max_connections,
+                     max_connections_per_client=max_connections_per_client)
     app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True, job_workers=job_workers,
-                               max_upload=max_upload_mb * 1024**2, job_lease=job_lease))
+                               max_upload=limits.max_upload, job_lease=job_lease, limits=limits,
+                               token_days=token_days, api_docs=api_docs))
+    _raise_open_files_limit()
     # uvicorn's access log prints query strings (sample names); permed.access logs paths only
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    protocol = guarded_protocol(limits.header_timeout, limits.max_header_bytes, limits.max_connections_per_client)
     uvicorn.run(app_, host=host, port=port, log_level="info", access_log=False, log_config=logging_config,
-                loop="uvloop", http="httptools")
+                loop="uvloop", http=protocol, timeout_keep_alive=limits.keep_alive,
+                limit_concurrency=limits.max_connections, proxy_headers=bool(forwarded_allow_ips),
+                forwarded_allow_ips=forwarded_allow_ips or "")
+
+
+def _private_files() -> None:
+    """Files and directories this process creates are its user's only (genomes, reports, the database),
+    whatever the umask it was started with; worker processes inherit it."""
+    os.umask(0o077)
+
+
+def _raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one: connections are capped by --max-connections, not by
+    a low default that refuses every client once reached."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+        except (ValueError, OSError):
+            pass  # not allowed here: keep the soft limit
 
 
 @app.command("worker")
@@ -324,27 +387,170 @@ def worker_cmd(
     from permed.service.store import Store
     from permed.service.worker import run_worker
 
+    _private_files()  # indexed copies and results are written here
     store = Store(database) if database else Store.in_data_dir(data_dir)
     run_worker(store, data_dir, once=once, lease=job_lease)
 
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option("--role", help="lab (upload), clinician (read, advice) or admin.")],
+    role: Annotated[str, typer.Option("--role", help="lab (upload, job state), clinician (reports, advice) or "
+                                      "admin (everything, every organisation).")],
     name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")] = "",
+    organisation: Annotated[str | None, typer.Option(
+        "--organisation", help="The organisation whose uploads the token sees (default: \"default\"; "
+        "not for admin tokens).")] = None,
+    expires_days: Annotated[int, typer.Option(
+        "--expires-days", min=0, help="Days until the token expires (0: never).")] = _TOKEN_DAYS,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
     database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
-    from permed.service.store import Store
-    from permed.service.tokens import check_role, create_token
+    from permed.service.tokens import check_organisation, check_role, create_token
 
     check_role(role)  # before anything is created on disk
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(database) if database else Store.in_data_dir(data_dir)
-    row, token = create_token(store, role, name)
+    check_organisation(organisation)
+    if role == "admin" and organisation:
+        raise ConfigurationError("--organisation: an admin token works across organisations; give none")
+    store = _service_store(data_dir, database)
+    row, token = create_token(store, role, name, organisation=organisation, expires_days=expires_days)
     print(token)
-    err.print(f"permed: token {row.id} ({role}) created; it is shown only now", markup=False)
+    until = f", expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ", never expires"
+    err.print(f"permed: token {row.id} ({role}{until}) created; it is shown only now", markup=False,
+              soft_wrap=True)
+
+
+def _service_store(data_dir: Path, database: str | None):
+    """The service's store, its data directory (and SQLite file) made private to this user."""
+    from permed.service.store import Store
+
+    _private_files()
+    if database:
+        return Store(database)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Store.in_data_dir(data_dir)
+
+
+@token_app.command("list")
+def token_list(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
+) -> None:
+    """List API tokens (never their values): id, role, name, organisation, created, expires, state."""
+    from sqlalchemy import select
+
+    from permed.service.store import ApiToken, Organisation, utcnow
+    from permed.service.tokens import usable
+
+    store = _service_store(data_dir, database)
+    now = utcnow()
+    print("\t".join(("id", "role", "name", "organisation", "created", "expires", "state")))
+    with store.session() as s:
+        for row, org in s.execute(select(ApiToken, Organisation.name).outerjoin(Organisation).order_by(ApiToken.id)):
+            state = usable(row, now) or "valid"
+            print("\t".join((str(row.id), row.role, _one_line(row.name), _one_line(org or "(all)"),
+                             f"{row.created_at:%Y-%m-%d %H:%M}",
+                             f"{row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "never", state)))
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see `permed token list`).")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
+) -> None:
+    """Revoke an API token: refused from now on (a running server notices within 5 seconds)."""
+    from permed.errors import UserError
+    from permed.service.store import ApiToken
+
+    store = _service_store(data_dir, database)
+    with store.session() as s:
+        row = s.get(ApiToken, token_id) if 0 < token_id < 2**31 else None
+        if row is None:
+            raise UserError(f"no token with id {token_id} (see `permed token list`)")
+        already = row.revoked
+        row.revoked = True
+        store.audit(s, None, f"token-revoke:{token_id} (command line)")
+    err.print(f"permed: token {token_id} {'was already' if already else 'is now'} revoked", markup=False)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The service's audit log.")
+app.add_typer(audit_app, name="audit")
+AUDIT_FORMATS = ("jsonl", "csv")
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only events at or after this UTC time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (default: stdout).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The service's data directory.")] = DATA_DIR,
+    database: Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (as for serve).")] = None,
+) -> None:
+    """Export the audit log: time (UTC), token id and name, action, sample (upload) id, client address."""
+    import csv
+    import json
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from permed.service.store import ApiToken, AuditEvent
+
+    if fmt not in AUDIT_FORMATS:
+        raise ConfigurationError(f"--format: {fmt!r} is not one of {', '.join(AUDIT_FORMATS)}")
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since.strip().removesuffix("Z"))
+        except ValueError:
+            raise ConfigurationError(f"--since: {since!r} is not a date or time (YYYY-MM-DD[THH:MM[:SS]])") from None
+        if start.tzinfo is not None:  # stored times are naive UTC
+            from datetime import UTC
+
+            start = start.astimezone(UTC).replace(tzinfo=None)
+    store = _service_store(data_dir, database)
+    fields = ("id", "at", "token_id", "token_name", "action", "sample_id", "client")
+    tmp = None
+    if output is not None:
+        tmp = output.with_name(f".{output.name}.tmp")
+        try:
+            fh = tmp.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise OutputError(f"{output}: cannot write ({exc.strerror})") from None
+    else:
+        fh = sys.stdout
+    n = 0
+    try:
+        writer = csv.writer(fh, lineterminator="\n") if fmt == "csv" else None
+        if writer:
+            writer.writerow(fields)
+        query = select(AuditEvent, ApiToken.name).outerjoin(ApiToken, AuditEvent.token_id == ApiToken.id)
+        if start is not None:
+            query = query.where(AuditEvent.at >= start)
+        with store.session() as s:
+            for e, token_name in s.execute(query.order_by(AuditEvent.id)).yield_per(1000):
+                values = (e.id, e.at.isoformat() + "Z", e.token_id, token_name, e.action, e.upload_id, e.client)
+                if writer:
+                    writer.writerow(["" if v is None else v for v in values])
+                else:
+                    fh.write(json.dumps(dict(zip(fields, values)), ensure_ascii=False) + "\n")
+                n += 1
+        if tmp is not None:
+            fh.close()
+            os.replace(tmp, output)
+    except OSError as exc:
+        raise OutputError(f"{output or 'stdout'}: cannot write ({exc.strerror})") from None
+    finally:
+        if tmp is not None:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+    err.print(f"permed: {n} audit event(s)", markup=False, highlight=False)
 
 
 @kb_app.command("build")

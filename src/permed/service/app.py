@@ -1,6 +1,10 @@
 """The REST API (FastAPI), versioned under /api/v1; OpenAPI at /openapi.json.
 
-Every route but /api/v1/health needs a token (`Authorization: Bearer <token>`). Uploads (raw body or
+Every route but /api/v1/health needs a token (`Authorization: Bearer <token>`), checked by the request
+guard (security.py) before any body is read. A token other than an admin's sees only its
+organisation's uploads (another organisation's upload is a 404, so ids do not tell what exists); lab
+tokens upload and follow jobs, clinicians read reports and advice (docs/security.md). Every read and
+every refusal is audited with the client address. Uploads (raw body or
 multipart, see uploads.py) are streamed to the data directory while hashed, refused above the size
 limit, checked before they are kept, and idempotent. Jobs are queued here and run by the worker
 process (worker.py). Read routes are async and answer finished reports from memory; their audit rows
@@ -14,7 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +28,7 @@ from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -37,8 +41,17 @@ from permed.report.model import PatientReport
 from permed.report.naming import ReportFiles
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
-from permed.service.store import ApiToken, AuditWriter, Job, Store, Upload
-from permed.service.tokens import DEFAULT_ORGANISATION, ROLES, TokenCache, create_token
+from permed.service.limits import Limits
+from permed.service.security import SCOPE_TOKEN, SCOPE_UPLOAD, Guard, client_address
+from permed.service.store import ApiToken, AuditWriter, Job, Organisation, Store, Upload
+from permed.service.tokens import (
+    DEFAULT_ORGANISATION,
+    DEFAULT_TOKEN_DAYS,
+    MAX_ORGANISATION_NAME,
+    ROLES,
+    TokenCache,
+    create_token,
+)
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import results_dir, upload_path
@@ -69,7 +82,10 @@ PatientName = Annotated[str | None, Query(alias="sample", max_length=1000,
 
 class TokenRequest(BaseModel):
     role: str
-    name: str = ""
+    name: str = Field("", max_length=200)
+    # non-admin tokens belong to one organisation ("default" unless named); admins work across all
+    organisation: str | None = Field(None, min_length=1, max_length=MAX_ORGANISATION_NAME)
+    expires_days: int | None = Field(None, ge=0, le=36500, description="0: never; default: the server's")
 
 
 @dataclass
@@ -77,6 +93,9 @@ class Settings:
     data_dir: Path
     database: str | None = None
     max_upload: int = DEFAULT_MAX_UPLOAD_MB * 1024**2  # bytes
+    limits: Limits | None = None  # request and connection limits (max_upload above wins for uploads)
+    token_days: int = DEFAULT_TOKEN_DAYS  # validity of tokens created through the API unless asked (0: never)
+    api_docs: bool = False  # /docs and /redoc (they load scripts from a CDN: off unless asked)
     run_worker: bool = False  # `permed serve`: start and supervise the job workers with the app
     job_workers: int = 1
     job_lease: float | None = None  # seconds without a worker's heartbeat before its job is queued again
@@ -103,9 +122,36 @@ def _get_or_404(s, model, row_id: int, what: str):
     return row
 
 
+def _sees(t: ApiToken, organisation_id: int) -> bool:
+    """Admins see every organisation; anyone else their own."""
+    return t.role == "admin" or t.organisation_id == organisation_id
+
+
+def _upload_or_404(s, t: ApiToken, upload_id: int, request: Request) -> Upload:
+    """The upload if the token may see it. Another organisation's is "no such sample", like a missing
+    one (a 403 would tell that the id exists); its audit row names it."""
+    row = s.get(Upload, upload_id)
+    if row is not None and not _sees(t, row.organisation_id):
+        request.scope[SCOPE_UPLOAD] = row.id
+        row = None
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+    return row
+
+
+def _private_dir(path: Path) -> None:
+    """A directory only the service's user can enter, whatever the umask or how it was made before."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def create_app(settings: Settings) -> FastAPI:
     data_dir = Path(settings.data_dir)
-    (data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+    for d in (data_dir, data_dir / "uploads"):  # genomes: no other local user may list or read them
+        _private_dir(d)
+    limits = settings.limits or Limits()
+    if limits.max_upload != settings.max_upload:
+        limits = replace(limits, max_upload=settings.max_upload)
     store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
     engine = settings.engine or Engine()  # the knowledge base is loaded now, not in the first request
 
@@ -121,8 +167,11 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             yield
 
+    # /docs and /redoc load Swagger UI and ReDoc from a CDN into the UI's origin (where the UI keeps its
+    # token): off unless asked for; the spec itself (/openapi.json) is always served
+    docs = {} if settings.api_docs else {"docs_url": None, "redoc_url": None}
     app = FastAPI(title="permed", version=__version__, openapi_url="/openapi.json", lifespan=lifespan,
-                  description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.")
+                  description="Pharmacogenomic calls and prescribing advice from GRCh38 VCFs.", **docs)
     app.state.store = store
     app.state.engine = engine
     api = APIRouter(prefix="/api/v1")
@@ -133,16 +182,21 @@ def create_app(settings: Settings) -> FastAPI:
 
     audit_writer = AuditWriter(store)
 
-    async def audit(t: ApiToken, action: str, upload_id: int) -> None:
-        await asyncio.wrap_future(audit_writer.submit(t, action, upload_id))
+    async def audit_row(t: ApiToken | None, action: str, upload_id: int | None, client: str | None) -> None:
+        await asyncio.wrap_future(audit_writer.submit(t, action, upload_id, client))
 
-    # async dependencies: a cached token costs no thread hop; a new one is looked up in the thread pool
-    async def token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
-        row = None
-        if credentials is not None:
-            value = credentials.credentials.strip()
-            row = tokens.cached(value) or await run_in_threadpool(tokens.find, value)
-        if row is None:
+    async def audit(t: ApiToken, action: str, upload_id: int | None, request: Request) -> None:
+        await audit_row(t, action, upload_id, client_address(request.scope))
+
+    async def authenticate(value: str) -> ApiToken | None:
+        # a cached token costs no thread hop; a new one is looked up in the thread pool
+        return tokens.cached(value) or await run_in_threadpool(tokens.find, value)
+
+    # the guard has authenticated the request (security.py); routes take the token from the scope
+    async def token(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> ApiToken:
+        row = request.scope.get(SCOPE_TOKEN)
+        if row is None:  # only if the app runs without its guard
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
         return row
@@ -154,24 +208,40 @@ def create_app(settings: Settings) -> FastAPI:
             return t
         return check
 
-    def _already_have(s, t: ApiToken, upload: Upload) -> JSONResponse:
+    def _already_have(s, t: ApiToken, upload: Upload, client: str | None) -> JSONResponse:
         """Idempotent upload: the same bytes again answer with the stored upload (200, not 201)."""
-        store.audit(s, t, "upload-duplicate", upload.id)
+        store.audit(s, t, "upload-duplicate", upload.id, client)
         return JSONResponse(_upload_json(upload, _job_of(s, upload.id)), status_code=status.HTTP_200_OK)
 
-    reader = role("lab", "clinician", "admin")
+    reader = role("lab", "clinician", "admin")  # lists, job state: what a lab follows
+    clinical = role("clinician", "admin")  # reports and advice: clinical data, not the lab's to read
     uploader = role("lab", "admin")
 
     @api.get("/health", summary="Liveness (no token needed)")
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
-    @api.get("/me", summary="The calling token's role and name")
-    def me(t: Annotated[ApiToken, Depends(reader)]) -> dict:
-        return {"id": t.id, "role": t.role, "name": t.name}
+    organisation_names: dict[int, str] = {}
+
+    def _organisation_name(organisation_id: int | None) -> str | None:
+        if organisation_id is None:
+            return None
+        if organisation_id not in organisation_names:  # names never change: looked up once
+            with store.session() as s:
+                organisation_names[organisation_id] = s.get(Organisation, organisation_id).name
+        return organisation_names[organisation_id]
+
+    @api.get("/me", summary="The calling token's role, name and organisation")
+    async def me(t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
+        await audit(t, "me", None, request)
+        organisation = organisation_names.get(t.organisation_id) or await run_in_threadpool(
+            _organisation_name, t.organisation_id)
+        return {"id": t.id, "role": t.role, "name": t.name, "organisation": organisation,
+                "expires_at": None if t.expires_at is None else t.expires_at.isoformat() + "Z"}
 
     @api.get("/kb", summary="The loaded knowledge base")
-    def kb_info(t: Annotated[ApiToken, Depends(reader)]) -> dict:
+    async def kb_info(t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
+        await audit(t, "kb", None, request)
         kb = engine.kb
         return {"kb_version": kb.kb_version, "sha256": kb.sha256, "built": kb.built, "licence": kb.licence,
                 "genes": sorted(kb.genes), "sources": [s.model_dump() for s in kb.sources],
@@ -187,22 +257,26 @@ def create_app(settings: Settings) -> FastAPI:
             up = await receive(request, data_dir / "uploads", settings.max_upload, x_filename, x_medications)
         except UploadRejected as exc:
             raise HTTPException(exc.status, str(exc)) from None
-        try:
-            return await run_in_threadpool(_register, up, t)  # database and VCF checks: off the event loop
+        try:  # database and VCF checks: off the event loop
+            return await run_in_threadpool(_register, up, t, client_address(request.scope))
         finally:
             up.path.unlink(missing_ok=True)
 
-    def _register(up, t: ApiToken) -> JSONResponse:
+    def _register(up, t: ApiToken, client: str | None) -> JSONResponse:
         """Keep a received upload: a new upload row and its queued job, or the one this request made before."""
         try:
             if up.outside_calls is not None:
                 # refuse what `permed call --outside-calls` would refuse (lines it merely reports are kept)
                 engine.check_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, up.outside_calls)])
-            key = _request_key(up)
+            with store.session() as s:
+                # an admin's uploads go to "default"; the key is per organisation, so the same request from
+                # two organisations makes two uploads and neither learns of the other's
+                org = t.organisation_id or store.organisation(s, DEFAULT_ORGANISATION).id
+            key = _request_key(up, org)
             with store.session() as s:
                 existing = s.scalars(select(Upload).where(Upload.request_key == key)).first()
                 if existing is not None:
-                    return _already_have(s, t, existing)
+                    return _already_have(s, t, existing, client)
             final = data_dir / "uploads" / f"{up.sha256}{_suffix(up.filename)}"
             if not final.exists():  # else the same VCF is stored already, for another request
                 os.replace(up.path, final)
@@ -213,7 +287,6 @@ def create_app(settings: Settings) -> FastAPI:
                     raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
             try:
                 with store.session() as s:
-                    org = t.organisation_id or store.organisation(s, DEFAULT_ORGANISATION).id
                     row = Upload(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
                                  medications=up.medications, outside_calls=up.outside_calls, created_by=t.id,
                                  organisation_id=org)
@@ -222,44 +295,55 @@ def create_app(settings: Settings) -> FastAPI:
                     job = Job(upload_id=row.id)
                     s.add(job)
                     s.flush()
-                    store.audit(s, t, "upload", row.id)
+                    store.audit(s, t, "upload", row.id, client)
                     return JSONResponse(_upload_json(row, job), status_code=status.HTTP_201_CREATED)
             except IntegrityError:  # the same request made concurrently: the other one won
                 with store.session() as s:
-                    return _already_have(s, t, s.scalars(select(Upload).where(Upload.request_key == key)).one())
+                    return _already_have(s, t, s.scalars(select(Upload).where(Upload.request_key == key)).one(),
+                                         client)
         except UserError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
 
     admin = role("admin")
 
     @api.post("/tokens", status_code=status.HTTP_201_CREATED, summary="Create a token (shown once)")
-    def token_create(body: TokenRequest, t: Annotated[ApiToken, Depends(admin)]) -> dict:
+    def token_create(body: TokenRequest, t: Annotated[ApiToken, Depends(admin)], request: Request) -> dict:
         if body.role not in ROLES:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"role must be one of {', '.join(ROLES)}")
-        row, secret = create_token(store, body.role, body.name, by=t)
-        return {"id": row.id, "role": row.role, "name": row.name, "token": secret}
+        days = settings.token_days if body.expires_days is None else body.expires_days
+        try:
+            row, secret = create_token(store, body.role, body.name, by=t, organisation=body.organisation,
+                                       expires_days=days, client=client_address(request.scope))
+        except UserError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc).replace("--", "")) from None
+        return {"id": row.id, "role": row.role, "name": row.name, "token": secret,
+                "organisation": _organisation_name(row.organisation_id),
+                "expires_at": None if row.expires_at is None else row.expires_at.isoformat() + "Z"}
 
     @api.get("/tokens", summary="List tokens (never their values)")
-    def token_list(t: Annotated[ApiToken, Depends(admin)]) -> list[dict]:
+    def token_list(t: Annotated[ApiToken, Depends(admin)], request: Request) -> list[dict]:
         with store.session() as s:
-            return [{"id": r.id, "role": r.role, "name": r.name, "revoked": r.revoked,
-                     "created_at": r.created_at.isoformat() + "Z"} for r in s.scalars(select(ApiToken))]
+            store.audit(s, t, "token-list", client=client_address(request.scope))
+            return [token_json(r, org) for r, org in s.execute(
+                select(ApiToken, Organisation.name).outerjoin(Organisation).order_by(ApiToken.id))]
 
     @api.delete("/tokens/{token_id}", summary="Revoke a token")
-    def token_revoke(token_id: RowId, t: Annotated[ApiToken, Depends(admin)]) -> dict:
+    def token_revoke(token_id: RowId, t: Annotated[ApiToken, Depends(admin)], request: Request) -> dict:
         with store.session() as s:
             _get_or_404(s, ApiToken, token_id, "token").revoked = True
-            store.audit(s, t, f"token-revoke:{token_id}")
+            store.audit(s, t, f"token-revoke:{token_id}", client=client_address(request.scope))
         tokens.clear()
         return {"id": token_id, "revoked": True}
 
     @api.get("/samples", summary="List samples with their job state, newest first")
-    def samples(t: Annotated[ApiToken, Depends(reader)], response: Response,
+    def samples(t: Annotated[ApiToken, Depends(reader)], response: Response, request: Request,
                 q: Annotated[str | None, Query(max_length=200, description="file name, ID or SHA-256 prefix")] = None,
                 state: Annotated[str | None, Query(pattern="^(queued|running|done|failed)$")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0) -> list[dict]:
         query = select(Upload, Job).outerjoin(Job, Job.upload_id == Upload.id)
+        if t.role != "admin":
+            query = query.where(Upload.organisation_id == t.organisation_id)
         if q and q.strip():
             text = q.strip()
             like = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -273,26 +357,33 @@ def create_app(settings: Settings) -> FastAPI:
         with store.session() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery()))
             rows = s.execute(query.order_by(Upload.id.desc()).limit(limit).offset(offset)).all()
+            # file names and medications of every listed upload: a read like any other
+            store.audit(s, t, f"list:{len(rows)}", client=client_address(request.scope))
             response.headers["X-Total-Count"] = str(total)
             return [_upload_json(x, job) for x, job in rows]
 
     @api.get("/samples/{sample_id}", summary="One sample (uploaded file) and its job")
-    def sample(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+    def sample(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
         with store.session() as s:
-            x = _get_or_404(s, Upload, upload_id, "sample")
-            store.audit(s, t, "read", x.id)
+            x = _upload_or_404(s, t, upload_id, request)
+            store.audit(s, t, "read", x.id, client_address(request.scope))
             return _upload_json(x, _job_of(s, x.id))
 
     @api.get("/jobs/{job_id}", summary="One job's state (the id an upload returns in job.id)")
-    def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
+    def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
         with store.session() as s:
             j = _get_or_404(s, Job, job_id, "job")
+            upload = s.get(Upload, j.upload_id)
+            if not _sees(t, upload.organisation_id):
+                request.scope[SCOPE_UPLOAD] = upload.id
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            store.audit(s, t, f"job:{j.id}", j.upload_id, client_address(request.scope))
             return {"id": j.id, "sample_id": j.upload_id, "state": j.state, "attempts": j.attempts,
                     "error": j.error, "created_at": j.created_at.isoformat() + "Z",
                     "updated_at": j.updated_at.isoformat() + "Z"}
 
-    def _done_upload(s, upload_id: int) -> Upload:
-        x = _get_or_404(s, Upload, upload_id, "sample")
+    def _done_upload(s, t: ApiToken, upload_id: int, request: Request) -> Upload:
+        x = _upload_or_404(s, t, upload_id, request)
         job = _job_of(s, x.id)
         if job is None or job.state != "done":
             state = job.state if job else "none"
@@ -301,20 +392,33 @@ def create_app(settings: Settings) -> FastAPI:
         return x
 
     # a finished job's reports never change: after the first request, answer without the database
-    done_reports: OrderedDict[int, list[Path]] = OrderedDict()
+    # (the upload's organisation is kept with them: every answer is checked against the token's)
+    done_reports: OrderedDict[int, tuple[int, list[Path]]] = OrderedDict()
 
-    def _done_reports(upload_id: int) -> list[Path]:
-        found = done_reports.get(upload_id)
+    def _done_reports(t: ApiToken, upload_id: int, request: Request) -> list[Path]:
+        found = _cached_reports(t, upload_id, request)
         if found is None:
             with store.session() as s:
-                _done_upload(s, upload_id)  # 404 or 409 unless the job is done
-            found = done_reports[upload_id] = sorted(results_dir(data_dir, upload_id).glob("*.report.json"))
+                x = _done_upload(s, t, upload_id, request)  # 404 or 409 unless the job is done
+            found = sorted(results_dir(data_dir, upload_id).glob("*.report.json"))
+            done_reports[upload_id] = (x.organisation_id, found)
             if len(done_reports) > DONE_CACHE_SIZE:
                 done_reports.popitem(last=False)
         return found
 
-    async def _report_json(upload_id: int, patient: str | None) -> Path:
-        found = done_reports.get(upload_id) or await run_in_threadpool(_done_reports, upload_id)
+    def _cached_reports(t: ApiToken, upload_id: int, request: Request) -> list[Path] | None:
+        hit = done_reports.get(upload_id)
+        if hit is None:
+            return None
+        if not _sees(t, hit[0]):
+            request.scope[SCOPE_UPLOAD] = upload_id
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
+        return hit[1]
+
+    async def _report_json(t: ApiToken, upload_id: int, patient: str | None, request: Request) -> Path:
+        found = _cached_reports(t, upload_id, request)
+        if found is None:
+            found = await run_in_threadpool(_done_reports, t, upload_id, request)
         if patient is not None:
             found = [p for p in found if p.name == ReportFiles.for_sample(patient).json]
         if len(found) != 1:
@@ -323,28 +427,28 @@ def create_app(settings: Settings) -> FastAPI:
                                 "this file holds several samples: add ?sample=NAME")
         return found[0]
 
-    def _report_names(upload_id: int) -> list[str]:
+    def _report_names(t: ApiToken, upload_id: int, request: Request) -> list[str]:
         with store.session() as s:
-            vcf = upload_path(data_dir, _done_upload(s, upload_id).sha256)
-        ready = {p.name for p in _done_reports(upload_id)}
+            vcf = upload_path(data_dir, _done_upload(s, t, upload_id, request).sha256)
+        ready = {p.name for p in _done_reports(t, upload_id, request)}
         return [n for n in engine.sample_names(vcf) if ReportFiles.for_sample(n).json in ready]
 
     @api.get("/samples/{sample_id}/reports", summary="The VCF's sample names that have a report, in file order")
-    async def reports(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)]) -> dict:
-        names = await run_in_threadpool(_report_names, upload_id)
-        await audit(t, "reports", upload_id)
+    async def reports(upload_id: UploadId, t: Annotated[ApiToken, Depends(clinical)], request: Request) -> dict:
+        names = await run_in_threadpool(_report_names, t, upload_id, request)
+        await audit(t, "reports", upload_id, request)
         return {"sample_id": upload_id, "samples": names}
 
     @api.get("/samples/{sample_id}/report", summary="The report as JSON, HTML or PDF")
-    async def report(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)], patient: PatientName = None,
-                     format: str = "json",
+    async def report(upload_id: UploadId, t: Annotated[ApiToken, Depends(clinical)], request: Request,
+                     patient: PatientName = None, format: str = "json",
                      lang: Annotated[str, Query(description="HTML/PDF language: en, zh")] = "en"):
         if format not in ("json", "html", "pdf"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
         if lang not in REPORT_LANGUAGES:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"lang must be one of {', '.join(REPORT_LANGUAGES)}")
-        path = await _report_json(upload_id, patient)
-        await audit(t, f"report-{format}", upload_id)
+        path = await _report_json(t, upload_id, patient, request)
+        await audit(t, f"report-{format}", upload_id, request)
         if format == "json":
             return Response(_report_bytes(path), media_type="application/json")
         files = ReportFiles.from_json_name(path.name)
@@ -358,10 +462,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
     async def advice(upload_id: UploadId, drug: Annotated[str, Query(max_length=200)],
-                     t: Annotated[ApiToken, Depends(reader)], patient: PatientName = None):
-        path = await _report_json(upload_id, patient)
+                     t: Annotated[ApiToken, Depends(clinical)], request: Request, patient: PatientName = None):
+        path = await _report_json(t, upload_id, patient, request)
         report = _load_report(path)
-        await audit(t, "advice", upload_id)
+        await audit(t, "advice", upload_id, request)
         key = drug.strip().lower()
         for name, entry in (report.drugs or {}).items():
             if key == name.lower() or key == (entry.rxnorm or "") or drug.strip().upper() in entry.atc:
@@ -370,8 +474,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(api)
     mount_ui(app)
-    app.add_middleware(AccessLog)
+    app.add_middleware(Guard, limits=limits, authenticate=authenticate, audit=audit_row)
+    app.add_middleware(AccessLog)  # outermost: refusals of the guard are logged too
     return app
+
+
+def token_json(row: ApiToken, organisation: str | None) -> dict:
+    """A token as the API and `permed token list` show it (never its value or hash)."""
+    return {"id": row.id, "role": row.role, "name": row.name, "organisation": organisation,
+            "revoked": row.revoked, "created_at": row.created_at.isoformat() + "Z",
+            "expires_at": None if row.expires_at is None else row.expires_at.isoformat() + "Z"}
 
 
 @lru_cache(maxsize=256)
@@ -427,6 +539,7 @@ def _suffix(name: str) -> str:
     return ".vcf"
 
 
-def _request_key(up) -> str:
-    parts = (up.sha256, up.outside_calls or "", up.medications or "")
+def _request_key(up, organisation_id: int) -> str:
+    # migration 0002 computes the same key for the uploads it moves to "default": keep them in step
+    parts = (up.sha256, up.outside_calls or "", up.medications or "", str(organisation_id))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()

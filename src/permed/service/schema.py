@@ -5,6 +5,7 @@ jobs and the audit log. Processes starting together (server, workers) migrate on
 from __future__ import annotations
 
 import fcntl
+import os
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -59,7 +60,9 @@ def _one_at_a_time(engine: Engine, conn: Connection):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")  # released at commit
         yield
     elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with open(f"{engine.url.database}.migrate-lock", "a") as fh:
+        # owner-only whatever the umask, like every file of the data directory
+        fd = os.open(f"{engine.url.database}.migrate-lock", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             yield
     else:
@@ -90,7 +93,19 @@ def upgrade(engine: Engine) -> None:
             except CommandError:
                 raise ServiceError(f"{where}: database schema revision {at} is newer than this permed ({__version__}) "
                                 f"knows; upgrade permed") from None
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table's constraints by copying it and dropping the old one, which foreign keys
+            # from other tables' rows forbid: off while migrating (only possible outside a transaction,
+            # as here: nothing has been written yet), checked afterwards
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
         command.upgrade(cfg, "head")
+        if sqlite:
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+            if broken is not None:
+                raise ServiceError(f"{where}: the schema upgrade left a broken reference in table {broken[0]}")
+    if engine.dialect.name == "sqlite":
+        engine.dispose()  # the connection without foreign keys is not reused: new ones get them (store.py)
 
 
 def _first(diffs: list) -> str:

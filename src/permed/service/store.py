@@ -6,6 +6,7 @@ Genotypes never enter the database: uploaded files live in the data directory, n
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -98,9 +99,10 @@ class AuditEvent(Base):
     client: Mapped[str | None] = mapped_column(String(100), default=None)  # the client's address
 
 
-def _audit_row(token: ApiToken | None, action: str, upload_id: int | None) -> dict:
+def _audit_row(token: ApiToken | None, action: str, upload_id: int | None, client: str | None) -> dict:
     """An audit row keyed by column name (inserted through the table: one path for both writers)."""
-    return {"at": utcnow(), "token_id": token.id if token else None, "action": action, "sample_id": upload_id}
+    return {"at": utcnow(), "token_id": token.id if token else None, "action": action[:100], "sample_id": upload_id,
+            "client": client[:100] if client else None}
 
 
 class Store:
@@ -110,6 +112,7 @@ class Store:
         url = self.url = self.driver_url(url)
         self.engine = create_engine(url)
         if url.startswith("sqlite"):
+            self._private_sqlite_file(url)
             @event.listens_for(self.engine, "connect")
             def _pragmas(conn, _record):  # concurrent readers while a writer works; enforce foreign keys
                 cur = conn.cursor()
@@ -136,6 +139,19 @@ class Store:
     def in_data_dir(cls, data_dir: Path) -> Store:
         return cls(f"sqlite:///{Path(data_dir).resolve() / 'permed.sqlite'}")
 
+    @staticmethod
+    def _private_sqlite_file(url: str) -> None:
+        """Create a SQLite database file readable by its owner only, whatever the umask: SQLite gives its
+        -wal and -shm files the database file's permissions."""
+        from sqlalchemy.engine import make_url
+
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError:
+                pass  # SQLite reports the problem when it opens the file (one line, see below)
+
     @contextmanager
     def session(self):
         with self._sessions() as s, s.begin():
@@ -150,10 +166,11 @@ class Store:
             s.flush()
         return row
 
-    def audit(self, s: Session, token: ApiToken | None, action: str, upload_id: int | None = None) -> None:
+    def audit(self, s: Session, token: ApiToken | None, action: str, upload_id: int | None = None,
+              client: str | None = None) -> None:
         """One audit row in the session's transaction (a Core INSERT: cheaper than the ORM). Reports and
         advice go through AuditWriter instead."""
-        s.execute(insert(AuditEvent.__table__), [_audit_row(token, action, upload_id)])
+        s.execute(insert(AuditEvent.__table__), [_audit_row(token, action, upload_id, client)])
 
 
 class AuditWriter:
@@ -170,9 +187,10 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="permed-audit", daemon=True)
         self._thread.start()
 
-    def submit(self, token: ApiToken | None, action: str, upload_id: int | None = None) -> Future:
+    def submit(self, token: ApiToken | None, action: str, upload_id: int | None = None,
+               client: str | None = None) -> Future:
         done: Future = Future()
-        self._queue.put((_audit_row(token, action, upload_id), done))
+        self._queue.put((_audit_row(token, action, upload_id, client), done))
         return done
 
     def _run(self) -> None:

@@ -1,11 +1,14 @@
 """Organisations (tenancy), token expiry, the client address in audit rows, result checksums and
 interruptions counted apart from attempts.
 
-Existing uploads and non-admin tokens move to an organisation named "default".
+Existing uploads and non-admin tokens move to an organisation named "default"; the uploads' idempotency
+keys are recomputed with it.
 
 Revision ID: 0002
 Revises: 0001
 """
+
+import hashlib
 
 import sqlalchemy as sa
 from alembic import op
@@ -38,6 +41,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("organisation_id", sa.Integer(), nullable=True))
     if has_rows:
         conn.execute(sa.text("UPDATE samples SET organisation_id = 1"))
+        # the idempotency key now includes the organisation (app._request_key): the same request from two
+        # organisations is two uploads. Recomputed here so a repeated upload still finds its old row.
+        rows = conn.execute(sa.text("SELECT id, sha256, outside_calls, medications FROM samples")).all()
+        for row_id, sha256, outside, meds in rows:
+            key = hashlib.sha256("\0".join((sha256, outside or "", meds or "", "1")).encode()).hexdigest()
+            conn.execute(sa.text("UPDATE samples SET request_key = :k WHERE id = :i"), {"k": key, "i": row_id})
     with op.batch_alter_table("samples") as batch:
         batch.alter_column("organisation_id", existing_type=sa.Integer(), nullable=False)
         batch.create_foreign_key("fk_samples_organisation_id", "organisations", ["organisation_id"], ["id"])
