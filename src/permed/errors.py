@@ -17,7 +17,12 @@ from __future__ import annotations
 
 INTERNAL_ERROR = 1
 USAGE_ERROR = 64  # sysexits.h EX_USAGE: a bad flag or option value, told apart from a bad file (2)
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so staged output is removed, then exit 143."""
 
 
 class PermedError(Exception):

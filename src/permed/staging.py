@@ -10,6 +10,37 @@ from pathlib import Path
 
 from permed.errors import OutputError
 
+STAGING_PREFIX = ".permed-"
+LEGACY_STALE_AFTER = 24 * 3600  # seconds: staging folders that name no process (older permed) count as stale after
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Staging folders left by a run that was killed (its process is gone): removed, so a crash leaves no
+    half-written output for long. Folders of live runs are left alone. Returns what was removed."""
+    import time
+
+    removed = []
+    for d in Path(out_dir).glob(f"{STAGING_PREFIX}*"):
+        pid = d.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        try:
+            stale = not _alive(int(pid)) if pid.isdigit() else time.time() - d.stat().st_mtime > LEGACY_STALE_AFTER
+        except OSError:
+            continue
+        if stale and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
 
 class StagedOutput:
     def __init__(self, out_dir: Path):
@@ -22,7 +53,8 @@ class StagedOutput:
             raise OutputError(f"{self.out_dir}: exists and is not a directory")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=".permed-", dir=self.out_dir))
+            remove_stale_staging(self.out_dir)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
         except OSError as exc:
             raise OutputError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None
         return self

@@ -15,6 +15,12 @@ _WORKER_STATE: dict = {}
 
 
 def _init_worker(kb: KnowledgeBase, options: Options) -> None:
+    import signal
+
+    # the parent handles Ctrl-C and SIGTERM (it shuts the pool down and removes staged output); a worker
+    # stopped by the pool's shutdown ends quietly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER_STATE.update(kb=kb, options=options)
 
 

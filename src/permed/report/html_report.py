@@ -21,6 +21,7 @@ from permed.kb.wording import N_, action_label, summary
 from permed.phenotype.model import NO_RESULT, GeneReport
 from permed.report.gene_summary import summarize
 from permed.report.i18n import translations
+from permed.report.naming import display_name
 
 if TYPE_CHECKING:
     from permed.engine.result import Result
@@ -179,7 +180,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                             "to_text": ", ".join(_(p) for p in c.to_phenotypes)})
     meds = advice.medications.as_dict() if advice else {"given": [], "unrecognised": []}
     return {
-        "lang": lang, "version": __version__, "sample": callset.samples[si], "created": result.created,
+        "lang": lang, "version": __version__, "sample": display_name(callset.samples[si]), "created": result.created,
         "kb_version": kb.kb_version, "kb_sha": (kb.sha256 or "")[:16], "attribution": kb.attribution,
         "licence": kb.licence,
         "sources": [f"{s.name} ({s.release}, {s.data_version}; {s.licence})" for s in kb.sources],

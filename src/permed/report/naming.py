@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from permed.errors import InputFileError
@@ -10,12 +11,22 @@ from permed.report.i18n import SOURCE_LANGUAGE
 
 CALLS_TSV = "calls.tsv"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_LEADING_DOTS = re.compile(r"^\.+")
+_HIDDEN = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})  # control, format (bidi, zero-width), unassigned
 
 
 def sample_filename(sample: str) -> str:
-    """A file name for a sample ID that is safe on every filesystem."""
+    """A file name for a sample ID that is safe on every filesystem and visible: path separators and other
+    characters become "_", and leading dots too (`../../x` must not become the hidden `.._.._x`)."""
     name = _UNSAFE.sub("_", sample)
-    return name if name not in ("", ".", "..") else f"sample_{name}"
+    name = _LEADING_DOTS.sub(lambda m: "_" * len(m.group()), name)
+    return name or "sample_"
+
+
+def display_name(sample: str) -> str:
+    """A sample ID as people see it (HTML, terminal): control and invisible formatting characters, such as
+    the right-to-left override U+202E that makes text read backwards, are shown as their code point."""
+    return "".join(f"<U+{ord(c):04X}>" if unicodedata.category(c) in _HIDDEN else c for c in sample)
 
 
 @dataclass(frozen=True)
