@@ -17,7 +17,16 @@ from rich.console import Console
 
 from permed import __version__
 from permed.api import engine
-from permed.errors import INTERNAL_ERROR, INTERRUPTED, USAGE_ERROR, ConfigurationError, OutputError, PermedError
+from permed.errors import (
+    INTERNAL_ERROR,
+    INTERRUPTED,
+    TERMINATED,
+    USAGE_ERROR,
+    ConfigurationError,
+    OutputError,
+    PermedError,
+    Terminated,
+)
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
@@ -620,14 +629,20 @@ def schema_report() -> None:
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` and return the exit code (errors: one line on stderr)."""
     try:
-        app(args=argv, prog_name="permed", standalone_mode=False)
+        code = app(args=argv, prog_name="permed", standalone_mode=False)
+        if code == INTERRUPTED:  # typer turns Ctrl-C into a returned 130 in this mode
+            raise KeyboardInterrupt
     except PermedError as exc:
         err.print(f"permed: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
+        err.print("permed: interrupted; nothing was written", markup=False, highlight=False)
         return INTERRUPTED
+    except Terminated:
+        err.print("permed: terminated; nothing was written", markup=False, highlight=False)
+        return TERMINATED
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click.UsageError, BadParameter...
             ctx = getattr(exc, "ctx", None)
@@ -646,9 +661,21 @@ def run(argv: list[str] | None = None) -> int:
 LONG_RUNNING = ("serve", "worker")
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind the command like Ctrl-C (outputs staged so far are removed), exit 143."""
+    import signal
+
+    def stop(signum, _frame):
+        raise Terminated(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def main() -> None:
     batch = not set(sys.argv[1:2]) & set(LONG_RUNNING)
     if batch:
+        _stop_on_signals()
         # pydantic looks for plugins in every installed distribution's metadata when it builds its first
         # model (tens of milliseconds); a batch command has no use for them (the service keeps them)
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
