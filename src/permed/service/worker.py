@@ -43,6 +43,7 @@ from sqlalchemy import select as sql_select
 from permed.errors import PermedError
 from permed.service.job_limits import JobLimits
 from permed.service.store import Job, Store, Upload, utcnow
+from permed.staging import STAGING_PREFIX
 
 if TYPE_CHECKING:
     from permed.engine import Engine
@@ -53,6 +54,9 @@ BEATS_PER_LEASE = 5  # a worker that misses a few heartbeats (a busy database) k
 # leftovers (staging directories, partial uploads, partial indexed copies) untouched this long are a
 # dead writer's: live writers touch theirs far more often
 STALE_AFTER = 10 * 60.0
+# a staging folder whose writer is not running here: removed once untouched this long (a writer on another
+# machine sharing the data directory touches its folder far more often)
+DEAD_WRITER_GRACE = 60.0
 PARENT_ENV = "PERMED_SUPERVISOR_PID"  # set by WorkerSupervisor: the server process the worker lives with
 log = logging.getLogger("permed.worker")
 
@@ -329,7 +333,7 @@ def _put_back(store: Store, job: Job, me: str) -> None:
 def clean_after_attempt(data_dir: Path, upload_id: int) -> None:
     """After a failed or cut-short attempt: its staging directories (only this job writes there) and
     partial indexed copies of dead writers."""
-    for tmp in results_dir(data_dir, upload_id).glob(".permed-*"):
+    for tmp in results_dir(data_dir, upload_id).glob(f"{STAGING_PREFIX}*"):
         shutil.rmtree(tmp, ignore_errors=True)
     _clean_indexed(Path(data_dir), older_than=None)
 
@@ -338,12 +342,14 @@ def clean_stale(data_dir: Path, older_than: float = STALE_AFTER) -> int:
     """At worker start: staging directories of killed jobs, partial uploads and partial indexed copies
     left by dead processes. Returns how many were removed. A leftover is removed when nothing touched it
     for `older_than` seconds and no process here holds it open, or when the process named in its name is
-    gone (a partial indexed copy): a live server may be receiving an upload right now."""
+    gone: a live server may be receiving an upload right now."""
     data_dir = Path(data_dir)
     removed = 0
     now = time.time()
-    for tmp in data_dir.glob("results/*/.permed-*"):
-        if now - _newest_mtime(tmp) > older_than:
+    for tmp in data_dir.glob(f"results/*/{STAGING_PREFIX}*"):
+        idle = now - _newest_mtime(tmp)
+        pid = tmp.name[len(STAGING_PREFIX):].split("-", 1)[0]  # the writer's, in folders of this permed
+        if idle > older_than or (pid.isdigit() and not _alive(int(pid)) and idle > DEAD_WRITER_GRACE):
             shutil.rmtree(tmp, ignore_errors=True)
             removed += 1
     open_here = _open_files()
