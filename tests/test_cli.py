@@ -208,7 +208,8 @@ def test_sample_names_become_safe_file_names(tmp_path):
     out = tmp_path / "out"
     assert cli("call", p, "-o", out).returncode == 0
     names = sorted(f.name for f in out.iterdir())
-    assert names == [".._evil.report.html", ".._evil.report.json", "calls.tsv", "ok_sample.report.html",
+    # inside OUT, and visible: leading dots would have made `../evil` the hidden file `.._evil...`
+    assert names == ["___evil.report.html", "___evil.report.json", "calls.tsv", "ok_sample.report.html",
                      "ok_sample.report.json"]
     assert not (tmp_path / "evil.report.json").exists()
 

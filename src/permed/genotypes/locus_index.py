@@ -32,6 +32,10 @@ class LocusIndex:
         self.indel: dict[str, list[tuple[int, int, str, int]]] = {}
         self.snv: dict[str, list[tuple[int, str, int]]] = {}
         self.extra: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        # GRCh37 positions of the selected genes' SNVs -> (GRCh37 base, variant allele): build detection
+        chroms = {kb.genes[g].chromosome for g in genes}
+        self.grch37: dict[tuple[str, int], tuple[str, str]] = {
+            (s.chromosome, s.position37): (s.ref37, s.alt) for s in kb.grch37_sites if s.chromosome in chroms}
         for gene in genes:
             gdef = kb.genes[gene]
             for li, loc in enumerate(gdef.loci):

@@ -116,6 +116,9 @@ class _PassState:
     chrom_order: list = field(default_factory=list)
     last: tuple | None = None
     unsorted_noted: bool = False
+    # records that agree with a definition SNV on GRCh38, and records that sit where GRCh37 has one
+    on_grch38: int = 0
+    on_grch37: list = field(default_factory=list)
 
 
 class VcfReader:
@@ -378,6 +381,7 @@ class VcfReader:
                 raise InputFileError(f"{self.label}: {where}: a field is not UTF-8 text "
                                      f"(byte 0x{exc.object[exc.start]:02x})") from None
 
+        self._check_build_evidence(vcf, state)
         return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
 
     def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int]:
@@ -427,6 +431,7 @@ class VcfReader:
             if info_end is not None:
                 block_end = self._block_end(vcf, rec, info_end, line, chrom, pos)
         exact = self.index.exact.get((chrom, pos), ())
+        self._count_build_evidence(state, chrom, pos, ref, alts, exact)
         near: list = []
         if block_end is not None and block_end > pos:
             near = self.index.covered(chrom, pos + 1, block_end)
@@ -449,6 +454,36 @@ class VcfReader:
                          list(extra)),
             gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
         )
+
+    def _count_build_evidence(self, state: _PassState, chrom: str, pos: int, ref: str, alts, exact) -> None:
+        if exact:
+            g, li = exact[0]
+            locus = self.kb.genes[g].loci[li]
+            if locus.is_snv and ref.upper() == locus.ref:
+                state.on_grch38 += 1
+            return
+        site = self.index.grch37.get((chrom, pos))
+        if site is not None and ref.upper() == site[0] and site[1] in alts:
+            state.on_grch37.append(f"{chrom}:{pos}")
+
+    def _check_build_evidence(self, vcf: VCF, state: _PassState) -> None:
+        """Refuse a file whose variants sit at the GRCh37 positions of definition variants (with GRCh37's base
+        and the known variant allele) more often than at their GRCh38 positions: coordinates of another build,
+        which would otherwise read as "no variants here" (and, with --missing-to-ref, as reference)."""
+        if self.windowed and state.on_grch38 < 5:
+            # windows cover GRCh38 positions only: look the GRCh37 ones up in the index as well
+            for (chrom, pos37), (ref37, alt) in self.index.grch37.items():
+                name = self._contig(vcf, chrom)
+                if name is None or chrom not in state.chroms_seen:
+                    continue
+                for rec in vcf(f"{name}:{pos37}-{pos37}"):
+                    if rec.POS == pos37 and rec.REF.upper() == ref37 and alt in rec.ALT:
+                        state.on_grch37.append(f"{chrom}:{pos37}")
+        if state.on_grch37 and len(state.on_grch37) > state.on_grch38:
+            raise InputFileError(
+                f"{self.label}: {len(state.on_grch37)} record(s) carry known variants at their GRCh37 positions "
+                f"(e.g. {state.on_grch37[0]}) and {state.on_grch38} sit at GRCh38 definition positions: the file "
+                "looks like GRCh37 coordinates; lift it over to GRCh38 (or re-align) first")
 
     def _block_end(self, vcf: VCF, rec, info_end, line: int | None, chrom: str, pos: int) -> int:
         """INFO END of a reference block or symbolic record, refused when it cannot be true."""

@@ -18,6 +18,7 @@ from permed.kb.model import (
     Exemptions,
     ExtraLocus,
     GeneDefinition,
+    Grch37Site,
     KnowledgeBase,
     Locus,
     NamedAllele,
@@ -148,6 +149,33 @@ def find_definition_dir(source: Path) -> Path:
     raise InputFileError(f"{source}: no *{DEFINITION_SUFFIX} allele definition files found")
 
 
+def read_grch37_sites(table: Path, genes: dict[str, GeneDefinition]) -> tuple[Grch37Site, ...]:
+    """GRCh37 positions of definition SNVs from PyPGx's variant table (GRCh37 and GRCh38 coordinates of the
+    variants it knows), kept only where the table's GRCh38 position and alleles agree with the definition."""
+    import csv
+
+    snvs = {}
+    for gdef in genes.values():
+        for loc in gdef.loci:
+            if loc.is_snv:
+                snvs[(gdef.chromosome, loc.position)] = loc
+    sites = {}
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                chrom = "chr" + row["Chromosome"].removeprefix("chr")
+                p38, p37 = int(row["GRCh38Position"]), int(row["GRCh37Position"])
+            except (KeyError, ValueError):
+                continue
+            loc = snvs.get((chrom, p38))
+            ref37, alt = row.get("GRCh37Allele", ""), row.get("Variant", "")
+            if (loc is None or row.get("GRCh38Allele") != loc.ref or alt not in loc.alts or len(ref37) != 1
+                    or p37 == p38):
+                continue
+            sites[(chrom, p38, alt)] = Grch37Site(chromosome=chrom, position=p38, position37=p37, ref37=ref37, alt=alt)
+    return tuple(sites[k] for k in sorted(sites))
+
+
 def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True,
              extra_phenotypes: list[Path] | None = None, pypgx: Path | None = None,
              dpwg_phenotypes: Path | None = None, guidelines: Path | None = None) -> KnowledgeBase:
@@ -191,6 +219,11 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
             extra_sources.append(SourceInfo(name="Drug codes (RxNorm, ATC)", release="PyPGx CPIC table",
                                             data_version="unversioned copy", url="https://github.com/sbslee/pypgx",
                                             licence="MIT"))
+    grch37 = read_grch37_sites(Path(pypgx) / "variant-table.csv", genes) if pypgx is not None else ()
+    if grch37:
+        extra_sources.append(SourceInfo(
+            name="GRCh37 coordinates of definition variants (build detection)", release="PyPGx variant table",
+            data_version="unversioned copy", url="https://github.com/sbslee/pypgx", licence="MIT"))
     kb = KnowledgeBase(
         schema=KB_SCHEMA,
         kb_version=f"{data_version}+pharmcat-{release}",
@@ -216,5 +249,6 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
         phenotypes=phenotypes,
         phenotypes_dpwg=dpwg,
         guidelines=guideline_facts,
+        grch37_sites=grch37,
     )
     return seal(kb)

@@ -306,6 +306,17 @@ class SourceInfo(_Frozen):
     licence: str
 
 
+class Grch37Site(_Frozen):
+    """Where a definition SNV sits on GRCh37 (its GRCh38 position, the base GRCh37 has there and the
+    variant allele): lets the reader recognise a file in GRCh37 coordinates from its records."""
+
+    chromosome: str
+    position: int  # GRCh38, as in the definitions
+    position37: int
+    ref37: str
+    alt: str
+
+
 class KnowledgeBase(_Frozen):
     schema_: Literal["permed.kb/2"] = Field(alias="schema")
     kb_version: str
@@ -317,6 +328,7 @@ class KnowledgeBase(_Frozen):
     phenotypes: dict[str, GenePhenotypes] = {}
     phenotypes_dpwg: dict[str, GenePhenotypes] = {}  # DPWG's own assignments, where DPWG differs
     guidelines: tuple[Guideline, ...] = ()
+    grch37_sites: tuple[Grch37Site, ...] = ()
     sha256: str | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
