@@ -80,16 +80,24 @@ def test_decompression_bomb_fails_at_the_inflated_limit_not_retried(jobs):
     body = b"".join(rec("chr10", 94761900 + i, "C", "T", "0/1").encode() for i in range(150_000))
     bomb = gzip.compress(HEADER.encode() + b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n" + body)
     assert len(gzip.decompress(bomb)) > 5 * 1024**2
+    # zeros behind a valid header (under the limit): binary data, refused before anything is recompressed
+    zeros = gzip.compress(HEADER.encode() + b"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+                          + b"\0" * 900_000)
     bad = queue(store, data, bomb, "bomb.vcf.gz")
+    nul = queue(store, data, zeros, "zeros.vcf.gz")
     good = queue(store, data, example_text().encode())
     started = time.monotonic()
-    assert run_worker(store, data, once=True, limits=JobLimits(inflated_mb=1)) == 2
+    assert run_worker(store, data, once=True, limits=JobLimits(inflated_mb=1)) == 3
     assert time.monotonic() - started < 120
     failed = job_of(store, bad)
     assert (failed.state, failed.attempts) == ("failed", 1)
     assert failed.error == "the VCF inflates beyond 1 MiB (limit --job-max-inflated-mb)"
+    z = job_of(store, nul)
+    assert (z.state, z.attempts) == ("failed", 1)
+    assert z.error == "zeros.vcf.gz: line 7: a NUL byte (binary data): not VCF text"
     assert job_of(store, good).state == "done"
-    assert not list(data.glob(f"indexed/*{hashlib.sha256(bomb).hexdigest()}*"))  # nothing written for it
+    for content in (bomb, zeros):  # nothing written for them
+        assert not list(data.glob(f"indexed/*{hashlib.sha256(content).hexdigest()}*"))
 
 
 def test_records_and_samples_limits(jobs):

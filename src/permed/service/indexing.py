@@ -22,16 +22,19 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from permed.errors import InputFileError
 from permed.genotypes.files import captured_stderr, has_index, is_bcf, is_bgzf
 from permed.service.job_limits import JobLimits
 
 CHUNK = 1 << 20
 
 
-def queryable(upload: Path, data_dir: Path, sha256: str, limits: JobLimits | None = None) -> Path:
+def queryable(upload: Path, data_dir: Path, sha256: str, limits: JobLimits | None = None,
+              label: str | None = None) -> Path:
     """The indexed copy of this upload (built on first use, shared by every job on the same file),
-    or the upload itself when it cannot be indexed. An upload beyond a job limit raises JobLimitExceeded."""
-    check_shape(upload, limits or JobLimits())
+    or the upload itself when it cannot be indexed. An upload beyond a job limit raises JobLimitExceeded;
+    binary data in a text VCF raises InputFileError (messages name the file as `label`)."""
+    check_shape(upload, limits or JobLimits(), label)
     bcf = is_bcf(upload)
     if bcf and not is_bgzf(upload):
         return upload  # uncompressed BCF: htslib cannot index it
@@ -96,9 +99,10 @@ class Shape:
     samples: int = 0
 
 
-def check_shape(upload: Path, limits: JobLimits) -> Shape:
+def check_shape(upload: Path, limits: JobLimits, label: str | None = None) -> Shape:
     """Count the upload's inflated bytes, records and header samples in one streamed pass, raising
-    JobLimitExceeded at the first limit passed (before reading further)."""
+    JobLimitExceeded at the first limit passed (before reading further). A NUL byte in a text VCF (binary
+    data, e.g. a bomb of zeros behind a valid header) is refused here, before anything is recompressed."""
     with open(upload, "rb") as fh:
         compressed = fh.read(2) == b"\x1f\x8b"
     try:
@@ -106,7 +110,7 @@ def check_shape(upload: Path, limits: JobLimits) -> Shape:
             if fh.read(3) == b"BCF":
                 return _bcf_shape(fh, limits)
             fh.seek(0)
-            text = _TextShape(limits)
+            text = _TextShape(limits, label or str(upload))
             while chunk := fh.read(CHUNK):
                 text.feed(chunk)
             return text.done()
@@ -117,8 +121,9 @@ def check_shape(upload: Path, limits: JobLimits) -> Shape:
 class _TextShape:
     """VCF text fed in chunks: lines, header lines (starting '#') and the tabs of the #CHROM line."""
 
-    def __init__(self, limits: JobLimits):
+    def __init__(self, limits: JobLimits, label: str | None = None):
         self.limits = limits
+        self.label = label  # None: binary data allowed (a BCF header's terminating NUL)
         self.shape = Shape()
         self.lines = self.header_lines = 0
         self.tail = b"\n"  # the bytes before the chunk: the file starts at a line start
@@ -130,6 +135,10 @@ class _TextShape:
         shape.inflated += len(chunk)
         if shape.inflated > limits.inflated_bytes:
             raise limits.too_inflated()
+        nul = chunk.find(b"\0") if self.label is not None else -1
+        if nul >= 0:
+            line = self.lines + chunk.count(b"\n", 0, nul) + 1
+            raise InputFileError(f"{self.label}: line {line}: a NUL byte (binary data): not VCF text")
         window = self.tail + chunk
         self.lines += chunk.count(b"\n")
         self.header_lines += window.count(b"\n#")

@@ -196,7 +196,7 @@ def compute_job(data_dir: Path, upload: Upload, engine: Engine, limits: JobLimit
     stored = upload_path(data_dir, upload.sha256)
     try:
         # read an indexed copy (windows around definition positions), reported as the lab's file
-        vcf = VcfInput(queryable(stored, data_dir, upload.sha256, limits), name=upload.filename,
+        vcf = VcfInput(queryable(stored, data_dir, upload.sha256, limits, upload.filename), name=upload.filename,
                        label=upload.filename, sha256=upload.sha256)
         outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, upload.outside_calls)] if upload.outside_calls else []
         result = engine.run(Inputs.of(vcfs=vcf, outside_calls=outside, medications=upload.medications), Options())
