@@ -158,8 +158,10 @@ class ChromiumPage:
 class Served:
     """`permed serve` as a real process on a free loopback port; its log (stdout+stderr) goes to a file."""
 
-    def __init__(self, data: Path, database: str | None = None, env: dict | None = None, args: tuple = ()):
-        """`env`: the whole environment of the server (default: this process's); `args`: more options."""
+    def __init__(self, data: Path, database: str | None = None, env: dict | None = None, args: tuple = (),
+                 umask: int | None = None):
+        """`env`: the whole environment of the server (default: this process's); `args`: more options;
+        `umask`: the server's umask (default: this process's)."""
         import os
         import socket
 
@@ -174,6 +176,7 @@ class Served:
             self.cmd += ["--database", database]
         self.cmd += [str(a) for a in args]
         self.env = env or dict(os.environ)
+        self.umask = umask
 
     def __enter__(self) -> Served:
         import time
@@ -181,7 +184,8 @@ class Served:
         import httpx
 
         self._logfile = self.log.open("wb")
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._logfile, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._logfile, stderr=subprocess.STDOUT,
+                                     umask=-1 if self.umask is None else self.umask)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
