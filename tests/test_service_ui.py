@@ -44,6 +44,7 @@ def test_browser_ui_end_to_end(tmp_path):
         row = "#sample-rows tr[data-sample='1']"
         page.wait_for_selector(f"{row} .state-done", timeout=180_000)  # the worker ran the job
         assert "clopidogrel" in page.inner_text(row) and example_vcf().name in page.inner_text(row)
+        assert page.locator(f"{row} button").count() == 0  # a lab token follows jobs; reports are the clinician's
 
         page.fill("#search", "no-such-file")
         page.wait_for_selector(f"{row}", state="detached")

@@ -144,9 +144,13 @@ async function loadSamples() {
   }
   const body = $("sample-rows");
   body.replaceChildren(...rows.map((x) => {
-    const open = el("button", { type: "button" }, "Open report");
-    open.disabled = !(x.job && x.job.state === "done");
-    open.addEventListener("click", () => openSample(x));
+    // reports and advice are the clinician's (and admin's): a lab token follows its jobs only
+    let open = "";
+    if (["clinician", "admin"].includes(state.role)) {
+      open = el("button", { type: "button" }, "Open report");
+      open.disabled = !(x.job && x.job.state === "done");
+      open.addEventListener("click", () => openSample(x));
+    }
     const tr = el("tr", { "data-sample": x.id },
       el("td", {}, x.id), el("td", {}, x.filename), el("td", {}, x.medications ?? ""),
       el("td", {}, x.created_at.replace("T", " ").slice(0, 19)), el("td", {}, stateBadge(x.job)), el("td", {}, open));
