@@ -83,6 +83,12 @@ class LocusIndex:
                  max(loc.position + len(loc.ref) for loc in gdef.loci) + GENE_MARGIN))
             self.context_positions.setdefault(gdef.chromosome, []).extend(
                 x.position for x in gdef.exemptions.extra_loci)
+        # every KB gene's definition span (not only the selected genes'): a reference block is judged by
+        # what it covers in the genome, whichever genes this run calls
+        self.all_gene_spans: dict[str, list[tuple[str, int, int]]] = {}
+        for gene, gdef in kb.genes.items():
+            self.all_gene_spans.setdefault(gdef.chromosome, []).append(
+                (gene, min(loc.position for loc in gdef.loci), max(loc.position for loc in gdef.loci)))
         self.windows: dict[str, list[tuple[int, int]]] = {}
         for c, v in spans.items():
             merged: list[list[int]] = []
@@ -114,3 +120,7 @@ class LocusIndex:
             lo, hi = bisect.bisect_left(sp, pos), bisect.bisect_right(sp, end)
             out += [(g, li) for _, g, li in self.snv[chrom][lo:hi]]
         return out
+
+    def genes_overlapping(self, chrom: str, start: int, end: int) -> set[str]:
+        """KB genes with definition positions within [start, end]."""
+        return {g for g, lo, hi in self.all_gene_spans.get(chrom, ()) if lo <= end and start <= hi}

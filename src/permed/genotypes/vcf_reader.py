@@ -572,7 +572,7 @@ class VcfReader:
             self._record_extra(arrays[g], xi, gts, ref, alts)
         is_block = block_end is not None and block_end > pos
         if is_block:
-            problem = _implausible_block(ref, {g for g, _ in (*exact, *near)})
+            problem = _implausible_block(ref, self.index.genes_overlapping(chrom, pos, block_end))
             if problem:
                 self._reject_block(arrays, chrom, pos, block_end, exact, near, problem)
                 return
