@@ -14,6 +14,31 @@ from pathlib import Path
 
 from permed.errors import InputFileError
 
+_UNDECLARED_FORMAT = re.compile(r"FORMAT '([^']+)' .*is not defined in the header")
+
+
+class HtslibMessages(list):
+    """htslib's messages once the capture ends; while it runs, `new_errors()` peeks at what arrived."""
+
+    def __init__(self, tmp):
+        super().__init__()
+        self._tmp = tmp
+        self._seen = 0
+        self.undeclared_format: set[str] = set()  # FORMAT keys htslib met without a header line
+
+    def new_errors(self) -> list[str]:
+        """Error lines written since the last look (one fstat when there are none: cheap per record).
+        htslib reports a record it could not parse and still hands it over half-filled; touching it can
+        crash the process, so the reader looks before it touches."""
+        size = os.fstat(self._tmp.fileno()).st_size
+        if size == self._seen:
+            return []
+        data = os.pread(self._tmp.fileno(), size - self._seen, self._seen)
+        self._seen = size
+        lines = data.decode(errors="replace").splitlines()
+        self.undeclared_format.update(m.group(1) for m in map(_UNDECLARED_FORMAT.search, lines) if m)
+        return [m for m in lines if m.startswith("[E::")]
+
 
 @contextmanager
 def captured_stderr():
@@ -21,7 +46,7 @@ def captured_stderr():
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
-        box: list[str] = []
+        box = HtslibMessages(tmp)
         try:
             yield box
         finally:

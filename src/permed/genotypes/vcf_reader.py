@@ -231,7 +231,7 @@ class VcfReader:
                 err = str(exc)
             if vcf is not None:
                 try:
-                    ext = self._extract(vcf, sha)
+                    ext = self._extract(vcf, sha, htslib)
                 except _RecordError as exc:
                     record_error = exc
                 finally:
@@ -321,7 +321,8 @@ class VcfReader:
         region = name if lo is None else f"{name}:{max(1, lo)}-{hi}"
         return next(iter(vcf(region)), None) is not None
 
-    def _extract(self, vcf: VCF, sha: str) -> Extract:
+    def _extract(self, vcf: VCF, sha: str, htslib) -> Extract:
+        self._htslib_messages = htslib
         samples = self._sample_names = tuple(vcf.samples)
         if not samples:
             raise InputFileError(f"{self.label}: no sample columns after FORMAT; permed needs genotypes")
@@ -329,6 +330,8 @@ class VcfReader:
         if dups:
             raise InputFileError(f"{self.label}: duplicate sample name(s) in #CHROM line: {', '.join(dups)}")
         header = vcf.raw_header
+        # what the file declares (htslib adds keys it meets to its own copy of the header as it reads)
+        self._declared_format = set(re.findall(r"^##FORMAT=<ID=([^,>]+)", header, re.M))
         if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
             raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
         check_build_header(self.label, header)
@@ -371,6 +374,11 @@ class VcfReader:
                 raise _RecordError(where, detail or str(exc), described=detail is not None) from None
             rec_no += 1
             line = header_lines + rec_no if text_lines else None
+            parse_errors = htslib.new_errors()
+            if parse_errors:  # the record is half-filled: describe it without touching it
+                where = f"line {line}" if line is not None else f"record {rec_no}"
+                detail = describe_line(self.path, line, len(samples)) if line is not None else None
+                raise _RecordError(where, detail or self._htslib(parse_errors[0]), described=True)
             try:
                 chrom, pos = self._locate(rec, line, rec_no)
                 if chrom not in self.index.chroms:
@@ -393,6 +401,10 @@ class VcfReader:
         pos = rec.POS
         if pos < 1 or rec.start + 1 != pos:  # 0, negative, or beyond 32 bits (wrapped by cyvcf2)
             raise InputFileError(f"{self.label}: {where} ({raw}): POS {rec.start + 1} is outside 1..{MAX_POS}")
+        if rec.end <= rec.start and str(rec).split("\t", 4)[3:4] == ["."]:
+            # a line cut after POS: htslib hands over a record without alleles, and reading REF would crash
+            detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
+            raise InputFileError(f"{self.label}: {where}: malformed record ({detail or 'no REF allele'})")
         return normalise_chrom(raw), pos
 
     def _contig_length(self, vcf: VCF, raw: str, chrom: str) -> int | None:
@@ -448,6 +460,7 @@ class VcfReader:
             if exact:
                 self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
             return
+        self._check_format_keys(rec, line, chrom, pos)
         gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
         store.add(
             StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
@@ -484,6 +497,20 @@ class VcfReader:
                 f"{self.label}: {len(state.on_grch37)} record(s) carry known variants at their GRCh37 positions "
                 f"(e.g. {state.on_grch37[0]}) and {state.on_grch38} sit at GRCh38 definition positions: the file "
                 "looks like GRCh37 coordinates; lift it over to GRCh38 (or re-align) first")
+
+    def _check_format_keys(self, rec, line: int | None, chrom: str, pos: int) -> None:
+        """A FORMAT key the header does not declare, placed before GT, makes htslib end the process when GT is
+        read (it guesses the type as text and then cannot decode the genotypes): refuse the record first."""
+        if not self._htslib_messages.undeclared_format:
+            return  # the usual file: every key declared (rec.FORMAT itself would crash a lazily read record)
+        columns = str(rec).split("\t", 9)
+        keys = columns[8].split(":") if len(columns) > 8 else []
+        if not keys or keys[0] == "GT" or "GT" not in keys:
+            return
+        for key in keys[: keys.index("GT")]:
+            if key not in self._declared_format:
+                raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: FORMAT key {key!r} is not declared "
+                                     f"in the header (add a ##FORMAT=<ID={key},...> line) and comes before GT")
 
     def _block_end(self, vcf: VCF, rec, info_end, line: int | None, chrom: str, pos: int) -> int:
         """INFO END of a reference block or symbolic record, refused when it cannot be true."""

@@ -11,6 +11,7 @@ from permed.report.i18n import SOURCE_LANGUAGE
 
 CALLS_TSV = "calls.tsv"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_STEM = 200  # leaves room for ".report.<lang>.html" within 255 bytes
 _LEADING_DOTS = re.compile(r"^\.+")
 _HIDDEN = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})  # control, format (bidi, zero-width), unassigned
 
@@ -20,6 +21,10 @@ def sample_filename(sample: str) -> str:
     characters become "_", and leading dots too (`../../x` must not become the hidden `.._.._x`)."""
     name = _UNSAFE.sub("_", sample)
     name = _LEADING_DOTS.sub(lambda m: "_" * len(m.group()), name)
+    if len(name) > MAX_STEM:  # file systems refuse names over 255 bytes: keep a readable start, unique end
+        import hashlib
+
+        name = f"{name[:MAX_STEM - 13]}_{hashlib.sha256(sample.encode()).hexdigest()[:12]}"
     return name or "sample_"
 
 
