@@ -249,12 +249,13 @@ def _in_child(work, limits: JobLimits) -> Outcome:
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
+    worker = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
             os.close(read_end)
-            _child_setup(limits)
+            _child_setup(limits, worker)
             outcome = work()
             payload = json.dumps(outcome.__dict__).encode()
             with os.fdopen(write_end, "wb") as out:
@@ -288,27 +289,30 @@ def _in_child(work, limits: JobLimits) -> Outcome:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return Outcome("retry", f"last: {signal.Signals(sig).name}" if sig in signal.valid_signals() else "")
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = f"signal {os.WTERMSIG(status)}"
+        return Outcome("retry", f"last: {name}")
     if os.WEXITSTATUS(status) != 0 or not data:
         return Outcome("failed", f"internal error (the job's process exited with {os.WEXITSTATUS(status)}); "
                                  "the server log names job {job}")
     return Outcome(**json.loads(data))
 
 
-def _child_setup(limits: JobLimits) -> None:
+def _child_setup(limits: JobLimits, worker: int) -> None:
     """In the job's process: default signal handling, death with the worker, the memory limit."""
     import resource
 
-    parent = os.getppid()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     _die_with_parent(signal.SIGKILL)
-    if os.getppid() != parent:  # the worker died before the line above
+    if os.getppid() != worker:  # the worker died before the line above
         os._exit(70)
     cap = limits.memory_mb * 1024**2
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard if hard != resource.RLIM_INFINITY and hard < cap else cap))
+    cap = cap if hard == resource.RLIM_INFINITY else min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 def _die_with_parent(sig: int) -> bool:
