@@ -101,6 +101,9 @@ def test_anonymous_bodies_are_never_read(service):
     assert nested.status == 401 and nested.chunks_read == 0
     upload = Call(app, "POST", "/api/v1/samples", {"Content-Length": "3000000000"}, endless=True).run()
     assert upload.status == 401 and upload.chunks_read == 0
+    for path in ("/ui/", "/api/v1/health", "/openapi.json"):  # open routes take no body
+        call = Call(app, "POST", path, {"Content-Length": "1500000000"}, endless=True).run()
+        assert call.status == 413 and call.chunks_read == 0 and call.headers["connection"] == "close", path
 
 
 def test_json_bodies_are_capped(service):

@@ -92,6 +92,7 @@ class Guard:
         path, method = scope["path"], scope["method"]
         refusal = self._header_refusal(scope, headers)
         api = path.startswith("/api/") or path == "/api"
+        raw_send = send
         if api or path == "/openapi.json":
             send = _with_api_headers(send)
         client = client_address(scope)
@@ -100,11 +101,12 @@ class Guard:
             if api:
                 await self.audit(None, f"refused-431 {what}", None, client)
             return await _answer(send, 431, refusal, close=True)
-        if not api or path in OPEN_PATHS:
-            return await self.app(scope, receive, send)
-
         declared, chunked = _declared_length(headers)
         has_body = chunked or bool(declared)
+        if not api or path in OPEN_PATHS:
+            if has_body:  # the UI's files, the spec and health take no body: none is read
+                return await _answer(send, 413, "this route takes no request body", close=True)
+            return await self.app(scope, receive, send)
         # failed authentications: refuse the address for a while, without looking at its token
         wait = self.failures.retry_after(client or "-")
         if wait is not None:
@@ -148,14 +150,16 @@ class Guard:
         elif has_body:
             receive = _tracking(receive, body_done)
 
-        async def send_audited(message):
+        async def send_audited(message):  # one wrapper on the hot path: the API headers are added here too
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if status >= 400:
                     await self.audit(row, f"refused-{status} {what}", scope.get(SCOPE_UPLOAD), client)
+                headers = [(n, v) for n, v in message.get("headers", ()) if n != b"cache-control"] + API_HEADERS
                 if not body_done[0]:  # answered before the body was read (413, 403...): do not read the rest
-                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await raw_send(message)
 
         await self.app(scope, receive, send_audited)
 
