@@ -264,3 +264,14 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     vcf = write_vcf(tmp_path / "x.vcf", rec(*STAR2, "0/1"))
     assert cli("call", vcf, "-o", out, "--genes", "CYP2C19").returncode == 0
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_nul_bytes_after_a_header_are_refused_not_a_patient_without_data(gz, tmp_path):
+    # 4.85 MB of gzipped NUL bytes once finished "done" with every gene no_data
+    import gzip
+
+    data = (HEADER + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n").encode() + b"\0" * 200_000
+    p = tmp_path / ("nul.vcf.gz" if gz else "nul.vcf")
+    p.write_bytes(gzip.compress(data) if gz else data)
+    _refused(tmp_path, p, "line 7: NUL bytes where text should be: the file is binary or damaged, not a VCF")

@@ -134,6 +134,8 @@ def describe_line(path: Path, number: int, n_samples: int) -> str | None:
             return None
     except (OSError, EOFError, zlib.error):
         return None
+    if b"\x00" in text:
+        return "NUL bytes where text should be: the file is binary or damaged, not a VCF"
     fields = text.rstrip(b"\r\n").split(b"\t")
     expected = 9 + n_samples
     if len(fields) < 8:

@@ -397,7 +397,8 @@ class VcfReader:
         where = f"line {line}" if line is not None else f"record {rec_no}"
         raw = rec.CHROM
         if not raw:
-            raise InputFileError(f"{self.label}: {where}: CHROM is empty")
+            detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
+            raise InputFileError(f"{self.label}: {where}: {detail if detail and 'NUL' in detail else 'CHROM is empty'}")
         pos = rec.POS
         if pos < 1 or rec.start + 1 != pos:  # 0, negative, or beyond 32 bits (wrapped by cyvcf2)
             raise InputFileError(f"{self.label}: {where} ({raw}): POS {rec.start + 1} is outside 1..{MAX_POS}")
