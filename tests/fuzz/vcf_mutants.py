@@ -108,11 +108,11 @@ def seeds() -> list[Seed]:
 def _mutate_record(rng: random.Random, line: str, n_samples: int) -> str:
     f = line.rstrip("\n").split("\t")
     op = rng.randrange(14)
-    if op == 0:
+    if op == 0 and len(f) > 1:
         f[1] = rng.choice(_EDGE_INTS)
     elif op == 1:
         f[0] = rng.choice(_CHROMS)
-    elif op in (2, 3):
+    elif op in (2, 3) and len(f) > 4:
         f[3 if op == 2 else 4] = rng.choice(_BASES)
     elif op == 4 and len(f) > 7:
         f[7] = rng.choice(_INFOS)

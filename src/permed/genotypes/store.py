@@ -31,20 +31,35 @@ class StoredRecord:
     extra: list
 
 
+class FieldError(ValueError):
+    """A FORMAT value that cannot be what it claims to be (the reader names the file and record)."""
+
+
+_I64 = np.iinfo(np.int64)
+
+
+def _int64(text: str, field: str) -> int:
+    value = int(text)
+    if not _I64.min <= value <= _I64.max:
+        raise FieldError(f"{field} value {text[:30]!r} does not fit a 64-bit integer")
+    return value
+
+
 def phase_sets(psf: np.ndarray, n: int) -> np.ndarray:
     """PS values as int64 (0 = none); PS undeclared in the header arrives as strings."""
     if psf.dtype.kind in "iu":
         v = psf.reshape(n, -1)[:, 0].astype(np.int64)
         return np.where(v > _INT_MISSING + 1, v, 0)
     flat = [str(x) for x in np.asarray(psf).reshape(-1)][:n]
-    return np.array([int(x) if x.lstrip("-").isdigit() else 0 for x in flat], dtype=np.int64)
+    return np.array([_int64(x, "PS") if x.lstrip("-").isdigit() else 0 for x in flat], dtype=np.int64)
 
 
 def allelic_depths(ad: np.ndarray, n: int) -> np.ndarray:
     """AD as ints (missing < 0); AD undeclared in the header arrives as strings ("12,3")."""
     if ad.dtype.kind in "iu":
         return ad.reshape(n, -1)
-    rows = [[int(v) if v.isdigit() else -1 for v in str(x).split(",")] for x in np.asarray(ad).reshape(n, -1)[:, 0]]
+    rows = [[_int64(v, "AD") if v.isdigit() else -1 for v in str(x).split(",")]
+            for x in np.asarray(ad).reshape(n, -1)[:, 0]]
     width = max((len(r) for r in rows), default=0)
     return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(n, width)
 

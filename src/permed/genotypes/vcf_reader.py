@@ -42,7 +42,7 @@ from permed.genotypes.model import (
     GenotypeSet,
 )
 from permed.genotypes.normalize import AlleleMapping, map_record
-from permed.genotypes.store import Extract, RecordStore, StoredRecord
+from permed.genotypes.store import Extract, FieldError, RecordStore, StoredRecord
 from permed.kb.model import KnowledgeBase, Locus
 from permed.kb.policy import undocumented_as_reference
 
@@ -463,11 +463,14 @@ class VcfReader:
             return
         self._check_format_keys(rec, line, chrom, pos)
         gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
-        store.add(
-            StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
-                         list(extra)),
-            gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
-        )
+        try:
+            store.add(
+                StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
+                             list(extra)),
+                gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
+            )
+        except FieldError as exc:
+            raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: {exc}") from None
 
     def _count_build_evidence(self, state: _PassState, chrom: str, pos: int, ref: str, alts, exact) -> None:
         if exact:
