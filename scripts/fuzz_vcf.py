@@ -33,7 +33,8 @@ def main() -> None:
             ran += res.ran
             failures += res.failures
             for f in res.failures:
-                print(f"  failure: mutant {f['mutant']} ({f['what']}): {f['problem'][:300]}", file=sys.stderr, flush=True)
+                print(f"  failure: mutant {f['mutant']} ({f['what']}): {f['problem'][:300]}", file=sys.stderr,
+                      flush=True)
             print(f"{ran:>7} mutants, {len(failures)} failures, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     wall = time.time() - t0
     kinds = Counter("death" if f["problem"].startswith("death") else "hang" if f["problem"] == "hang"

@@ -120,6 +120,8 @@ def header_line_count(path: Path) -> int:
             if not line.startswith(b"#"):
                 break
             n += 1
+            if line.startswith(b"#CHROM"):  # later '#' lines are comments among the records
+                break
     except (OSError, EOFError, zlib.error):
         pass  # the read itself reports a damaged file
     return n

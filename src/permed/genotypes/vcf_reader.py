@@ -380,9 +380,10 @@ class VcfReader:
                 detail = describe_line(self.path, line, len(samples)) if line is not None else None
                 raise _RecordError(where, detail or self._htslib(parse_errors[0]), described=True)
             try:
-                chrom, pos = self._locate(rec, line, rec_no)
-                if chrom not in self.index.chroms:
+                located = self._locate(rec, line, rec_no)
+                if located is None or located[0] not in self.index.chroms:
                     continue
+                chrom, pos = located
                 self._keep(vcf, rec, store, line, chrom, pos, state)
             except UnicodeDecodeError as exc:
                 where = f"line {line}" if line is not None else f"record {rec_no}"
@@ -392,10 +393,13 @@ class VcfReader:
         self._check_build_evidence(vcf, state)
         return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
 
-    def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int]:
-        """A record's chromosome (chr-prefixed) and position, refusing what htslib lets through."""
+    def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int] | None:
+        """A record's chromosome (chr-prefixed) and position, refusing what htslib lets through; None for a
+        comment line among the records (htslib reads `# ...` there as a record; PharmCAT skips it)."""
         where = f"line {line}" if line is not None else f"record {rec_no}"
         raw = rec.CHROM
+        if raw.startswith("#"):
+            return None
         if not raw:
             detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
             raise InputFileError(f"{self.label}: {where}: {detail if detail and 'NUL' in detail else 'CHROM is empty'}")
