@@ -523,7 +523,10 @@ def test_served_connections_per_client_are_capped(served):
 
 def test_served_failed_authentications_are_rate_limited(served):
     server, lab, data = served
-    codes = [httpx.get(f"{server.api}/samples", headers=_auth(f"pmd_guess{i}")).status_code for i in range(6)]
+    # X-Forwarded-For from an untrusted client changes nothing: no proxy is trusted unless configured
+    codes = [httpx.get(f"{server.api}/samples", headers={**_auth(f"pmd_guess{i}"),
+                                                           "X-Forwarded-For": f"203.0.113.{i}"}).status_code
+             for i in range(6)]
     assert codes == [401] * 5 + [429]  # --auth-failures 5
     r = httpx.get(f"{server.api}/samples", headers=_auth(lab))
     assert r.status_code == 429 and int(r.headers["retry-after"]) <= 61
