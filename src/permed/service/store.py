@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event, insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from permed.errors import ServiceError
@@ -159,11 +159,16 @@ class Store:
 
     def organisation(self, s: Session, name: str) -> Organisation:
         """The organisation of that name, created on first use."""
-        row = s.scalars(select(Organisation).where(Organisation.name == name)).first()
+        query = select(Organisation).where(Organisation.name == name)
+        row = s.scalars(query).first()
         if row is None:
-            row = Organisation(name=name)
-            s.add(row)
-            s.flush()
+            try:
+                with s.begin_nested():  # processes starting together may create it at once: one wins
+                    row = Organisation(name=name)
+                    s.add(row)
+                    s.flush()
+            except IntegrityError:
+                row = s.scalars(query).one()
         return row
 
     def audit(self, s: Session, token: ApiToken | None, action: str, upload_id: int | None = None,
