@@ -544,3 +544,40 @@ def test_parallel_workers_never_run_a_job_twice(service, database_url):
     assert [(j["state"], j["attempts"]) for j in jobs] == [("done", 1)] * 4, jobs
     rep = client.get(f"/api/v1/samples/{ids[-1]}/report", headers=_auth(tokens["clinician"])).json()
     assert rep["genes"]["CYP2C19"]["source_diplotypes"] == ["*2/*17"]  # the gzip upload was read as VCF
+
+
+def test_a_damaged_stored_result_is_a_409_naming_the_rerun_and_the_rerun_repairs(service):
+    """Before: a truncated report was served with 200 and advice answered 500; a deleted file gave 500."""
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    reader = _auth(tokens["clinician"])
+    sample = _upload_example(client, tokens)
+    sid, jid = sample["id"], sample["job"]["id"]
+    assert run_worker(store, data, once=True) == 1
+    assert client.get(f"/api/v1/samples/{sid}/report", headers=reader).status_code == 200  # now cached
+    (report,) = data.glob(f"results/{sid}/*.report.json")
+    intact = report.read_bytes()
+    report.write_bytes(intact[: len(intact) // 2])  # truncated
+    for url in (f"/api/v1/samples/{sid}/report", f"/api/v1/samples/{sid}/advice?drug=clopidogrel",
+                f"/api/v1/samples/{sid}/reports"):
+        r = client.get(url, headers=reader)
+        assert r.status_code == 409, (url, r.status_code)
+        assert r.json()["detail"] == f"stored result damaged, re-run the job: POST /api/v1/jobs/{jid}/rerun"
+    report.write_bytes(intact)
+    assert client.get(f"/api/v1/samples/{sid}/report", headers=reader).status_code == 200
+    html = report.with_name(report.name.replace(".report.json", ".report.html"))
+    html.unlink()  # deleted
+    r = client.get(f"/api/v1/samples/{sid}/report?format=html", headers=reader)
+    assert r.status_code == 409 and "re-run" in r.json()["detail"]
+    assert client.get(f"/api/v1/samples/{sid}/report?format=pdf", headers=reader).status_code == 409
+    other = create_token(store, "clinician", organisation="elsewhere")[1]
+    assert client.post(f"/api/v1/jobs/{jid}/rerun", headers=_auth(other)).status_code == 404
+    r = client.post(f"/api/v1/jobs/{jid}/rerun", headers=reader)
+    assert r.status_code == 200 and r.json() == {"id": jid, "sample_id": sid, "state": "queued"}
+    assert client.post(f"/api/v1/jobs/{jid}/rerun", headers=reader).status_code == 409  # queued already
+    assert client.get(f"/api/v1/samples/{sid}/report", headers=reader).status_code == 409  # queued: no report
+    assert run_worker(store, data, once=True) == 1
+    assert client.get(f"/api/v1/samples/{sid}/report?format=html", headers=reader).status_code == 200
+    with store.session() as s:
+        assert f"job-rerun:{jid}" in s.scalars(select(AuditEvent.action)).all()

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response, status
 from fastapi import Path as FastApiPath
@@ -42,6 +42,10 @@ from permed.report.naming import ReportFiles
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
 from permed.service.limits import Limits
+from permed.service.results import DamagedResult, verify_all
+from permed.service.results import digests as result_digests
+from permed.service.results import rerun as rerun_job
+from permed.service.results import verify as verify_result
 from permed.service.security import SCOPE_TOKEN, SCOPE_UPLOAD, Guard, client_address
 from permed.service.store import ApiToken, AuditWriter, Job, Organisation, Store, Upload
 from permed.service.tokens import (
@@ -100,6 +104,15 @@ class Settings:
     job_workers: int = 1
     job_lease: float | None = None  # seconds without a worker's heartbeat before its job is queued again
     engine: Engine | None = None  # built at start-up when not given
+
+
+class _Done(NamedTuple):
+    """A finished upload's reports, as the read routes keep them."""
+
+    organisation_id: int
+    job_id: int
+    paths: list[Path]
+    digests: dict[str, str] | None  # result file name -> SHA-256, as the job wrote them
 
 
 def _upload_json(upload: Upload, job: Job | None) -> dict:
@@ -382,55 +395,86 @@ def create_app(settings: Settings) -> FastAPI:
                     "error": j.error, "created_at": j.created_at.isoformat() + "Z",
                     "updated_at": j.updated_at.isoformat() + "Z"}
 
-    def _done_upload(s, t: ApiToken, upload_id: int, request: Request) -> Upload:
+    @api.post("/jobs/{job_id}/rerun", summary="Run a finished or failed job again (e.g. its stored result is damaged)")
+    def job_rerun(job_id: RowId, t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
+        with store.session() as s:
+            j = _get_or_404(s, Job, job_id, "job")
+            upload = s.get(Upload, j.upload_id)
+            if not _sees(t, upload.organisation_id):
+                request.scope[SCOPE_UPLOAD] = upload.id
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            store.audit(s, t, f"job-rerun:{j.id}", j.upload_id, client_address(request.scope))
+        done_reports.pop(upload.id, None)
+        if not rerun_job(store, data_dir, job_id):
+            raise HTTPException(status.HTTP_409_CONFLICT, "the job is queued or running already")
+        return {"id": job_id, "sample_id": upload.id, "state": "queued"}
+
+    def _done_upload(s, t: ApiToken, upload_id: int, request: Request) -> tuple[Upload, Job]:
         x = _upload_or_404(s, t, upload_id, request)
         job = _job_of(s, x.id)
         if job is None or job.state != "done":
             state = job.state if job else "none"
             raise HTTPException(status.HTTP_409_CONFLICT, f"no report yet: the job is {state}"
                                 + (f" ({job.error})" if job is not None and job.error else ""))
-        return x
+        return x, job
 
-    # a finished job's reports never change: after the first request, answer without the database
-    # (the upload's organisation is kept with them: every answer is checked against the token's)
-    done_reports: OrderedDict[int, tuple[int, list[Path]]] = OrderedDict()
+    # a finished job's reports never change: after the first request, answer without the database. Kept with
+    # them: the upload's organisation (every answer is checked against the token's) and the digests the
+    # job recorded (every file is verified before it is served: results.verify, one stat once checked)
+    done_reports: OrderedDict[int, _Done] = OrderedDict()
 
-    def _done_reports(t: ApiToken, upload_id: int, request: Request) -> list[Path]:
-        found = _cached_reports(t, upload_id, request)
-        if found is None:
+    def _done_reports(t: ApiToken, upload_id: int, request: Request) -> _Done:
+        done = _cached_reports(t, upload_id, request)
+        if done is None:
             with store.session() as s:
-                x = _done_upload(s, t, upload_id, request)  # 404 or 409 unless the job is done
+                x, job = _done_upload(s, t, upload_id, request)  # 404 or 409 unless the job is done
             found = sorted(results_dir(data_dir, upload_id).glob("*.report.json"))
-            done_reports[upload_id] = (x.organisation_id, found)
+            done = done_reports[upload_id] = _Done(x.organisation_id, job.id, found, result_digests(job))
             if len(done_reports) > DONE_CACHE_SIZE:
                 done_reports.popitem(last=False)
-        return found
+        return done
 
-    def _cached_reports(t: ApiToken, upload_id: int, request: Request) -> list[Path] | None:
+    def _cached_reports(t: ApiToken, upload_id: int, request: Request) -> _Done | None:
         hit = done_reports.get(upload_id)
         if hit is None:
             return None
-        if not _sees(t, hit[0]):
+        if not _sees(t, hit.organisation_id):
             request.scope[SCOPE_UPLOAD] = upload_id
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such sample")
-        return hit[1]
+        return hit
 
-    async def _report_json(t: ApiToken, upload_id: int, patient: str | None, request: Request) -> Path:
-        found = _cached_reports(t, upload_id, request)
-        if found is None:
-            found = await run_in_threadpool(_done_reports, t, upload_id, request)
+    def _verified(upload_id: int, done: _Done, path: Path, every: bool = False) -> Path:
+        """The stored result as its job wrote it, or a 409 saying it is damaged and how to re-run the job
+        (not a 500, and never a truncated or altered report)."""
+        try:
+            if every:
+                verify_all(path, done.digests)
+                return path
+            return verify_result(path, done.digests)
+        except DamagedResult as exc:
+            done_reports.pop(upload_id, None)  # looked up again after a re-run
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"{exc}: POST /api/v1/jobs/{done.job_id}/rerun") from None
+
+    async def _report_json(t: ApiToken, upload_id: int, patient: str | None, request: Request) -> tuple[Path, _Done]:
+        done = _cached_reports(t, upload_id, request)
+        if done is None:
+            done = await run_in_threadpool(_done_reports, t, upload_id, request)
+        found = done.paths
         if patient is not None:
             found = [p for p in found if p.name == ReportFiles.for_sample(patient).json]
         if len(found) != 1:
             raise HTTPException(status.HTTP_404_NOT_FOUND if not found else status.HTTP_409_CONFLICT,
                                 "no report for that sample name" if not found else
                                 "this file holds several samples: add ?sample=NAME")
-        return found[0]
+        return _verified(upload_id, done, found[0]), done
 
     def _report_names(t: ApiToken, upload_id: int, request: Request) -> list[str]:
         with store.session() as s:
-            vcf = upload_path(data_dir, _done_upload(s, t, upload_id, request).sha256)
-        ready = {p.name for p in _done_reports(t, upload_id, request)}
+            vcf = upload_path(data_dir, _done_upload(s, t, upload_id, request)[0].sha256)
+        done = _done_reports(t, upload_id, request)
+        _verified(upload_id, done, results_dir(data_dir, upload_id), every=True)
+        ready = {p.name for p in done.paths}
         return [n for n in engine.sample_names(vcf) if ReportFiles.for_sample(n).json in ready]
 
     @api.get("/samples/{sample_id}/reports", summary="The VCF's sample names that have a report, in file order")
@@ -447,23 +491,23 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "format must be json, html or pdf")
         if lang not in REPORT_LANGUAGES:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"lang must be one of {', '.join(REPORT_LANGUAGES)}")
-        path = await _report_json(t, upload_id, patient, request)
+        path, done = await _report_json(t, upload_id, patient, request)
         await audit(t, f"report-{format}", upload_id, request)
         if format == "json":
             return Response(_report_bytes(path), media_type="application/json")
         files = ReportFiles.from_json_name(path.name)
         html = path.with_name(files.html(lang))
         if format == "html":
-            return FileResponse(html, media_type="text/html; charset=utf-8")
+            return FileResponse(_verified(upload_id, done, html), media_type="text/html; charset=utf-8")
         pdf = path.with_name(files.pdf(lang))
         if not pdf.exists():  # rendered on first request (seconds: off the event loop), then kept
-            await run_in_threadpool(_render_pdf, html, pdf)
+            await run_in_threadpool(_render_pdf, _verified(upload_id, done, html), pdf)
         return FileResponse(pdf, media_type="application/pdf")
 
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
     async def advice(upload_id: UploadId, drug: Annotated[str, Query(max_length=200)],
                      t: Annotated[ApiToken, Depends(clinical)], request: Request, patient: PatientName = None):
-        path = await _report_json(t, upload_id, patient, request)
+        path, _ = await _report_json(t, upload_id, patient, request)
         report = _load_report(path)
         await audit(t, "advice", upload_id, request)
         key = drug.strip().lower()
