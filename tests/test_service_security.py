@@ -265,6 +265,12 @@ def test_role_matrix_every_cell(two_sites):
         assert client.post("/api/v1/tokens", json={"role": "admin"}, headers=_auth(tokens[(role, org)])
                            ).status_code == 403
     assert client.get("/api/v1/tokens", headers=_auth(tokens[("admin", None)])).status_code == 200
+    # re-running a job (last: it deletes the results): any role, own organisation only
+    job_a, job_b = uploads["A"]["job"]["id"], uploads["B"]["job"]["id"]
+    for role, org, job, code in (("lab", "A", job_b, 404), ("clinician", "A", job_b, 404), ("lab", "A", job_a, 200),
+                                 ("clinician", "A", job_a, 409), ("admin", None, job_b, 200)):
+        r = client.post(f"/api/v1/jobs/{job}/rerun", headers=_auth(tokens[(role, org)]))
+        assert r.status_code == code, (role, job, r.text)  # 409: queued again already by the lab
 
 
 def test_another_organisations_rows_are_404s_and_audited(two_sites):
