@@ -23,6 +23,7 @@ log = logging.getLogger("permed.access")
 def guarded_protocol(header_timeout: float, max_header_bytes: int, max_per_client: int) -> type:
     """An HttpToolsProtocol class with these limits (uvicorn's `http=` takes the class)."""
     open_per_client: Counter[str] = Counter()  # one server process, one event loop: no lock needed
+    warned: dict[str, float] = {}  # address -> when its refused connections were last logged
 
     class GuardedHttpTools(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -35,7 +36,12 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int, max_per_clien
             host = self.client[0] if self.client else None
             if host is not None and max_per_client > 0:
                 if open_per_client[host] >= max_per_client:
-                    log.warning("%s connection refused: %d open from this address", host, open_per_client[host])
+                    now = self.loop.time()
+                    if now - warned.get(host, -60.0) >= 60.0:  # a flood is one log line a minute, not one each
+                        if len(warned) > 10_000:
+                            warned.clear()
+                        warned[host] = now
+                        log.warning("%s connections refused: %d open from this address", host, open_per_client[host])
                     transport.abort()  # no answer: a reset costs the attacker as much as us
                     return
                 open_per_client[host] += 1
