@@ -584,3 +584,10 @@ def test_served_files_are_private_under_umask_022(tmp_path):
     assert {"uploads", "indexed", "results", "permed.sqlite", "permed.sqlite-wal"} <= kinds, kinds
     assert list(data.glob("results/*/*.pdf"))
     assert loose == [], loose
+
+
+def test_an_unusable_data_directory_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    r = cli("serve", "--data-dir", tmp_path / "file" / "data")
+    assert r.returncode == 4 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "cannot use as the data directory (Not a directory)" in r.stderr

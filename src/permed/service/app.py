@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from permed import __version__
 from permed.engine import Engine, VcfInput
-from permed.errors import UserError
+from permed.errors import ServiceError, UserError
 from permed.phenotype.outside_calls import OutsideCallsText
 from permed.report.i18n import available_languages
 from permed.report.model import PatientReport
@@ -154,8 +154,11 @@ def _upload_or_404(s, t: ApiToken, upload_id: int, request: Request) -> Upload:
 
 def _private_dir(path: Path) -> None:
     """A directory only the service's user can enter, whatever the umask or how it was made before."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise ServiceError(f"{path}: cannot use as the data directory ({exc.strerror})") from None
 
 
 def create_app(settings: Settings) -> FastAPI:
