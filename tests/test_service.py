@@ -308,7 +308,8 @@ def test_permed_serve_end_to_end(tmp_path, database_url):
     lab = cli("token", "create", "--role", "lab", "--data-dir", data, *db).stdout.strip()
     clinician = cli("token", "create", "--role", "clinician", "--data-dir", data, *db).stdout.strip()
     # a short lease: the killed worker's job is queued again after 3 s without its heartbeat (default 10)
-    with Served(data, database_url, env=slow_jobs_env(3), args=("--job-lease", 3)) as server:
+    # one worker (the default is two): the test kills the one running the job
+    with Served(data, database_url, env=slow_jobs_env(3), args=("--job-lease", 3, "--job-workers", 1)) as server:
         base = server.api
         r = httpx.post(f"{base}/samples", content=example_text().encode(),
                        headers={**_auth(lab), "X-Filename": "example.vcf", "X-Medications": "clopidogrel"})

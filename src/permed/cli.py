@@ -28,6 +28,9 @@ from permed.errors import (
     Terminated,
 )
 from permed.service import DEFAULT_MAX_UPLOAD_MB
+from permed.service.job_limits import JobLimits
+from permed.service.limits import DEFAULT_TOKEN_DAYS as _TOKEN_DAYS
+from permed.service.limits import Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="permed: pharmacogenomic calls from GRCh38 VCFs.")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build from a PharmCAT release, inspect.")
@@ -291,10 +294,17 @@ def query_cmd(
     err.print(f"permed: {note}", markup=False, highlight=False)
 
 
-from permed.service.limits import DEFAULT_TOKEN_DAYS as _TOKEN_DAYS  # noqa: E402 (the service's commands)
-from permed.service.limits import Limits as _Limits  # noqa: E402
+_LIMITS = Limits()
+_JOB_LIMITS = JobLimits()
 
-_LIMITS = _Limits()
+
+JobMaxInflatedMb = Annotated[int, typer.Option(
+    "--job-max-inflated-mb", min=1, help="Largest inflated VCF a job reads, MiB.")]
+JobMaxRecords = Annotated[int, typer.Option("--job-max-records", min=1, help="Most records in a job's VCF.")]
+JobMaxSamples = Annotated[int, typer.Option("--job-max-samples", min=1, help="Most samples in a job's VCF header.")]
+JobMaxMemoryMb = Annotated[int, typer.Option(
+    "--job-max-memory-mb", min=256, help="Address space of a job's process, MiB.")]
+JobMaxSeconds = Annotated[float, typer.Option("--job-max-seconds", min=1.0, help="Wall time of one job, seconds.")]
 
 
 @app.command("serve")
@@ -305,7 +315,7 @@ def serve_cmd(
     database: Annotated[str | None, typer.Option(
         "--database", help="SQLAlchemy URL instead of the SQLite file, e.g. postgresql://user@host/db.")] = None,
     job_workers: Annotated[int, typer.Option(
-        "--job-workers", min=1, help="Worker processes running jobs in parallel (one job each).")] = 1,
+        "--job-workers", min=1, help="Worker processes running jobs in parallel (one job each).")] = 2,
     max_upload_mb: Annotated[int, typer.Option(
         "--max-upload-mb", min=1, help="Largest accepted upload, in MiB.")] = DEFAULT_MAX_UPLOAD_MB,
     job_lease: Annotated[float, typer.Option(
@@ -336,6 +346,11 @@ def serve_cmd(
     ] = _TOKEN_DAYS,
     api_docs: Annotated[bool, typer.Option(
         "--api-docs", help="Serve /docs and /redoc (they load Swagger UI and ReDoc from a CDN).")] = False,
+    job_max_inflated_mb: JobMaxInflatedMb = _JOB_LIMITS.inflated_mb,
+    job_max_records: JobMaxRecords = _JOB_LIMITS.records,
+    job_max_samples: JobMaxSamples = _JOB_LIMITS.samples,
+    job_max_memory_mb: JobMaxMemoryMb = _JOB_LIMITS.memory_mb,
+    job_max_seconds: JobMaxSeconds = _JOB_LIMITS.seconds,
 ) -> None:
     """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
@@ -353,7 +368,11 @@ def serve_cmd(
                      max_connections_per_client=max_connections_per_client)
     app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True, job_workers=job_workers,
                                max_upload=limits.max_upload, job_lease=job_lease, limits=limits,
-                               token_days=token_days, api_docs=api_docs))
+                               token_days=token_days, api_docs=api_docs,
+                               job_limits=JobLimits(
+                                   inflated_mb=job_max_inflated_mb, records=job_max_records,
+                                   samples=job_max_samples, memory_mb=job_max_memory_mb,
+                                   seconds=job_max_seconds)))
     _raise_open_files_limit()
     # uvicorn's access log prints query strings (sample names); permed.access logs paths only
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -391,14 +410,21 @@ def worker_cmd(
     once: Annotated[bool, typer.Option("--once", help="Stop when no job is queued.")] = False,
     job_lease: Annotated[float, typer.Option(
         "--job-lease", min=1.0, help="Seconds without a worker's heartbeat before its job is queued again.")] = 10.0,
+    job_max_inflated_mb: JobMaxInflatedMb = _JOB_LIMITS.inflated_mb,
+    job_max_records: JobMaxRecords = _JOB_LIMITS.records,
+    job_max_samples: JobMaxSamples = _JOB_LIMITS.samples,
+    job_max_memory_mb: JobMaxMemoryMb = _JOB_LIMITS.memory_mb,
+    job_max_seconds: JobMaxSeconds = _JOB_LIMITS.seconds,
 ) -> None:
-    """Run queued jobs of the service (`permed serve` starts and supervises one worker)."""
+    """Run queued jobs of the service (`permed serve` starts and supervises two workers)."""
     from permed.service.store import Store
     from permed.service.worker import run_worker
 
     _private_files()  # indexed copies and results are written here
     store = Store(database) if database else Store.in_data_dir(data_dir)
-    run_worker(store, data_dir, once=once, lease=job_lease)
+    run_worker(store, data_dir, once=once, lease=job_lease,
+               limits=JobLimits(inflated_mb=job_max_inflated_mb, records=job_max_records,
+                                samples=job_max_samples, memory_mb=job_max_memory_mb, seconds=job_max_seconds))
 
 
 @token_app.command("create")

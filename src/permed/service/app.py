@@ -18,7 +18,7 @@ import os
 import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -41,6 +41,7 @@ from permed.report.model import PatientReport
 from permed.report.naming import ReportFiles
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.access_log import AccessLog
+from permed.service.job_limits import JobLimits
 from permed.service.limits import Limits
 from permed.service.results import DamagedResult, verify_all
 from permed.service.results import digests as result_digests
@@ -48,6 +49,7 @@ from permed.service.results import rerun as rerun_job
 from permed.service.results import verify as verify_result
 from permed.service.security import SCOPE_TOKEN, SCOPE_UPLOAD, Guard, client_address
 from permed.service.store import ApiToken, AuditWriter, Job, Organisation, Store, Upload
+from permed.service.supervisor import DEFAULT_WORKERS
 from permed.service.tokens import (
     DEFAULT_ORGANISATION,
     DEFAULT_TOKEN_DAYS,
@@ -101,8 +103,9 @@ class Settings:
     token_days: int = DEFAULT_TOKEN_DAYS  # validity of tokens created through the API unless asked (0: never)
     api_docs: bool = False  # /docs and /redoc (they load scripts from a CDN: off unless asked)
     run_worker: bool = False  # `permed serve`: start and supervise the job workers with the app
-    job_workers: int = 1
+    job_workers: int = DEFAULT_WORKERS  # more than one: a slow job never holds every other job back
     job_lease: float | None = None  # seconds without a worker's heartbeat before its job is queued again
+    job_limits: JobLimits = field(default_factory=JobLimits)  # per job: inflated size, records, samples, ...
     engine: Engine | None = None  # built at start-up when not given
 
 
@@ -178,7 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
             from permed.service.supervisor import WorkerSupervisor
 
             with WorkerSupervisor(data_dir, settings.database, workers=settings.job_workers,
-                                  lease=settings.job_lease):
+                                  lease=settings.job_lease, limits=settings.job_limits):
                 yield
         else:
             yield
