@@ -55,11 +55,10 @@ def current(conn: Connection) -> str | None:
 
 
 @contextmanager
-def _one_at_a_time(engine: Engine, conn: Connection):
-    if engine.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")  # released at commit
-        yield
-    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+def _file_lock(engine: Engine):
+    """SQLite: a lock file beside the database, held until the migration's transaction has committed (taken
+    before the transaction begins: released any earlier, the next process could read a half-done schema)."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         # owner-only whatever the umask, like every file of the data directory
         fd = os.open(f"{engine.url.database}.migrate-lock", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as fh:
@@ -69,13 +68,20 @@ def _one_at_a_time(engine: Engine, conn: Connection):
         yield
 
 
+def _transaction_lock(engine: Engine, conn: Connection) -> None:
+    """PostgreSQL: an advisory lock that the migration's transaction releases when it commits."""
+    if engine.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database to the current schema. A database of this schema made before migrations
     existed is adopted; one from a newer permed, or an older unmigratable one, is refused (ServiceError)."""
     from permed.service.store import Base
 
     where = describe(engine)
-    with engine.begin() as conn, _one_at_a_time(engine, conn):
+    with _file_lock(engine), engine.begin() as conn:
+        _transaction_lock(engine, conn)
         at = current(conn)
         if at == head():  # the usual start: nothing to do, and no Alembic environment to load
             return
