@@ -388,14 +388,20 @@ def create_app(settings: Settings) -> FastAPI:
             store.audit(s, t, "read", x.id, client_address(request.scope))
             return _upload_json(x, _job_of(s, x.id))
 
+    def _job_or_404(s, t: ApiToken, job_id: int, request: Request) -> Job:
+        """The job, if the token's organisation owns its upload; another organisation's job is a 404 like a
+        missing one (ids do not leak), its upload named in the refusal's audit row."""
+        j = _get_or_404(s, Job, job_id, "job")
+        upload = s.get(Upload, j.upload_id)
+        if not _sees(t, upload.organisation_id):
+            request.scope[SCOPE_UPLOAD] = upload.id
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+        return j
+
     @api.get("/jobs/{job_id}", summary="One job's state (the id an upload returns in job.id)")
     def job(job_id: RowId, t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
         with store.session() as s:
-            j = _get_or_404(s, Job, job_id, "job")
-            upload = s.get(Upload, j.upload_id)
-            if not _sees(t, upload.organisation_id):
-                request.scope[SCOPE_UPLOAD] = upload.id
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            j = _job_or_404(s, t, job_id, request)
             store.audit(s, t, f"job:{j.id}", j.upload_id, client_address(request.scope))
             return {"id": j.id, "sample_id": j.upload_id, "state": j.state, "attempts": j.attempts,
                     "error": j.error, "created_at": j.created_at.isoformat() + "Z",
@@ -404,16 +410,12 @@ def create_app(settings: Settings) -> FastAPI:
     @api.post("/jobs/{job_id}/rerun", summary="Run a finished or failed job again (e.g. its stored result is damaged)")
     def job_rerun(job_id: RowId, t: Annotated[ApiToken, Depends(reader)], request: Request) -> dict:
         with store.session() as s:
-            j = _get_or_404(s, Job, job_id, "job")
-            upload = s.get(Upload, j.upload_id)
-            if not _sees(t, upload.organisation_id):
-                request.scope[SCOPE_UPLOAD] = upload.id
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+            j = _job_or_404(s, t, job_id, request)
             store.audit(s, t, f"job-rerun:{j.id}", j.upload_id, client_address(request.scope))
-        done_reports.pop(upload.id, None)
+        done_reports.pop(j.upload_id, None)
         if not rerun_job(store, data_dir, job_id):
             raise HTTPException(status.HTTP_409_CONFLICT, "the job is queued or running already")
-        return {"id": job_id, "sample_id": upload.id, "state": "queued"}
+        return {"id": job_id, "sample_id": j.upload_id, "state": "queued"}
 
     def _done_upload(s, t: ApiToken, upload_id: int, request: Request) -> tuple[Upload, Job]:
         x = _upload_or_404(s, t, upload_id, request)
