@@ -275,3 +275,20 @@ def test_nul_bytes_after_a_header_are_refused_not_a_patient_without_data(gz, tmp
     p = tmp_path / ("nul.vcf.gz" if gz else "nul.vcf")
     p.write_bytes(gzip.compress(data) if gz else data)
     _refused(tmp_path, p, "line 7: NUL bytes where text should be: the file is binary or damaged, not a VCF")
+
+
+def test_htslib_ending_the_process_becomes_our_one_line_error(tmp_path):
+    # FORMAT PS:GT with the samples' GT values missing: htslib calls exit(1) when GT is read, and its
+    # message went to our captured stream: the process died with nothing on stderr
+    from helpers import run_cli
+
+    header = HEADER.replace('Type=Integer,Description="Phase set"', 'Type=String,Description="Phase set"')
+    vcf = write_vcf(tmp_path / "ps_gt.vcf", rec(*STAR2, "1|0", fmt="PS:GT"), header=header)
+    out = tmp_path / "out"
+    res = run_cli("call", vcf, "-o", out)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert res.stderr.strip().splitlines() == [
+        f"permed: error: {vcf}: htslib cannot read the file: Unexpected type 0 at chr10:94781859"]
+    assert not out.exists() or not list(out.iterdir())
+    # and an ordinary run of a process that read files still ends normally
+    assert run_cli("call", write_vcf(tmp_path / "ok.vcf", rec(*STAR2, "0/1")), "-o", out).returncode == 0

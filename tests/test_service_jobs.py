@@ -405,3 +405,22 @@ def test_supervisor_passes_limits_to_its_workers():
     cmd = WorkerSupervisor(Path("d"), None, limits=JobLimits(records=5, seconds=60)).cmd
     assert cmd[-4:] == ["--job-max-records", "5", "--job-max-seconds", "60"]
     assert "--job-max-samples" not in WorkerSupervisor(Path("d"), None).cmd
+
+
+def test_a_record_htslib_ends_the_process_on_fails_the_job_with_its_reason(jobs, tmp_path):
+    """htslib calls exit() on some records (FORMAT PS:GT with the GT values missing); the job's process
+    turns that into our one-line reason, and the job fails once (the input's fault, never retried) while
+    the worker goes on with the next job."""
+    from permed.service.worker import run_worker
+
+    store, data, _ = jobs
+    header = HEADER.replace('Type=Integer,Description="Phase set"', 'Type=String,Description="Phase set"')
+    body = write_vcf(tmp_path / "x.vcf", rec("chr10", 94781859, "G", "A", "1|0", fmt="PS:GT"),
+                     header=header).read_bytes()
+    bad = queue(store, data, body, filename="ps_gt.vcf")
+    fine = queue(store, data, example_text().encode(), meds="clopidogrel")
+    assert run_worker(store, data, once=True) == 2
+    j = job_of(store, bad)
+    assert (j.state, j.attempts, j.error) == (
+        "failed", 1, "ps_gt.vcf: htslib cannot read the file: Unexpected type 0 at chr10:94781859")
+    assert job_of(store, fine).state == "done"

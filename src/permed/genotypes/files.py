@@ -41,19 +41,72 @@ class HtslibMessages(list):
 
 
 @contextmanager
-def captured_stderr():
-    """Collect htslib's messages (it writes to fd 2) so they become our own one-line errors."""
+def captured_stderr(label: str | None = None):
+    """Collect htslib's messages (it writes to fd 2) so they become our own one-line errors. With `label`
+    (the file being read), an exit() that htslib calls itself on data it cannot decode ends the process
+    with our one-line error naming the file and exit code 2, instead of silently."""
     saved = os.dup(2)
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         box = HtslibMessages(tmp)
+        guard = (label, saved, tmp)
+        if label is not None:
+            _watch_htslib_exit()
+            _READING.append(guard)
         try:
             yield box
         finally:
+            if label is not None:
+                _READING.remove(guard)
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
             box.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+# files being read now, innermost last: (label, the real stderr, htslib's captured messages)
+_READING: list[tuple] = []
+_EXIT_HOOK: list = []
+
+
+def _on_process_exit() -> None:
+    """Runs inside C exit(): only while a file is being read does it mean htslib gave up on that file."""
+    if not _READING:
+        return
+    label, stderr_fd, tmp = _READING[-1]
+    try:
+        size = os.fstat(tmp.fileno()).st_size
+        lines = os.pread(tmp.fileno(), size, 0).decode(errors="replace").splitlines()
+        detail = clean_htslib(next((m for m in reversed(lines) if m.startswith("[E::")), "a record it cannot decode"))
+        os.write(stderr_fd, f"permed: error: {label}: htslib cannot read the file: {detail}\n".encode())
+    finally:
+        os._exit(2)
+
+
+def _watch_htslib_exit() -> None:
+    """Register _on_process_exit with the C library's atexit, once per process."""
+    if _EXIT_HOOK:
+        return
+    import atexit
+    import ctypes
+
+    # glibc's atexit() is a static wrapper around __cxa_atexit, which takes the handler's argument and an
+    # owner handle too. The handler is Python code, so it must not outlive the interpreter: registered
+    # under a handle of ours, it is run (a no-op then) and removed by __cxa_finalize(handle) when the
+    # interpreter starts to shut down normally; only an exit() from inside htslib reaches it live.
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _arg: _on_process_exit())
+    owner = ctypes.create_string_buffer(1)
+    try:
+        libc = ctypes.CDLL(None)
+        register, finalize = libc.__cxa_atexit, libc.__cxa_finalize
+    except (OSError, AttributeError):  # no C library hook: the reader's own checks remain
+        return
+    register.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]  # pointers, not 32-bit ints
+    finalize.argtypes = [ctypes.c_void_p]
+    if register(ctypes.cast(callback, ctypes.c_void_p), None, ctypes.addressof(owner)) != 0:
+        return
+    atexit.register(finalize, ctypes.addressof(owner))
+    _EXIT_HOOK.extend((callback, owner))  # kept alive: the C library holds only their addresses
 
 
 def file_sha256(path: Path) -> str:

@@ -196,7 +196,7 @@ class VcfReader:
     def sample_names(self) -> tuple[str, ...]:
         """Sample names from the header (with the same checks and errors as a full read)."""
         precheck(self.path, self.label)
-        with captured_stderr() as htslib:
+        with captured_stderr(self.label) as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 names = tuple(vcf.samples)
@@ -217,7 +217,7 @@ class VcfReader:
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
         ext = None
-        with captured_stderr() as htslib:
+        with captured_stderr(self.label) as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 if self.sample_range is not None:

@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -250,11 +251,15 @@ def _in_child(work, limits: JobLimits) -> Outcome:
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     worker = os.getpid()
+    # the child's stderr, read back when it ends: htslib can end a process itself on data it cannot decode,
+    # and the reader then writes its one-line reason there and exits 2 (genotypes/files.py)
+    child_stderr = tempfile.TemporaryFile()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
             os.close(read_end)
+            os.dup2(child_stderr.fileno(), 2)
             _child_setup(limits, worker)
             outcome = work()
             payload = json.dumps(outcome.__dict__).encode()
@@ -288,12 +293,20 @@ def _in_child(work, limits: JobLimits) -> Outcome:
         if status is None:  # interrupted: the child must not go on writing results
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+        child_stderr.seek(0)
+        said = child_stderr.read().decode(errors="replace")
+        child_stderr.close()
+        if said:
+            sys.stderr.write(said)  # the server log, as before
+    last = (said.strip().splitlines() or [""])[-1]
     if os.WIFSIGNALED(status):
         try:
             name = signal.Signals(os.WTERMSIG(status)).name
         except ValueError:
             name = f"signal {os.WTERMSIG(status)}"
         return Outcome("retry", f"last: {name}")
+    if os.WEXITSTATUS(status) == 2 and last.startswith("permed: error: "):  # the input, not a bug: no retry
+        return Outcome("failed", last.removeprefix("permed: error: "))
     if os.WEXITSTATUS(status) != 0 or not data:
         return Outcome("failed", f"internal error (the job's process exited with {os.WEXITSTATUS(status)}); "
                                  "the server log names job {job}")
