@@ -292,3 +292,10 @@ def test_htslib_ending_the_process_becomes_our_one_line_error(tmp_path):
     assert not out.exists() or not list(out.iterdir())
     # and an ordinary run of a process that read files still ends normally
     assert run_cli("call", write_vcf(tmp_path / "ok.vcf", rec(*STAR2, "0/1")), "-o", out).returncode == 0
+
+
+def test_a_header_type_that_does_not_exist_is_refused(tmp_path):
+    # cyvcf2 raised a bare Exception ("type Str?ng not supported") when the field was read
+    header = HEADER.replace("Type=Integer,Description=\"Phase set\"", "Type=Str\u00e9ng,Description=\"Phase set\"")
+    vcf = write_vcf(tmp_path / "type.vcf", rec(*STAR2, "0|1:5", fmt="GT:PS"), header=header)
+    _refused(tmp_path, vcf, "header: FORMAT PS has Type='Stréng'; a VCF header declares one of Integer, Float")

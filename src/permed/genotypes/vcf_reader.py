@@ -50,6 +50,7 @@ HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
 _ALLELE_OK = re.compile(r"^([ACGTNacgtn]+|\*|<[^>]*>|\.|.*[\[\]].*)$")
 _VALID_BASES = re.compile(r"^[ACGTacgt]+$")
 _I32 = np.iinfo(np.int32)
+VCF_TYPES = ("Integer", "Float", "Flag", "Character", "String")
 MAX_POS = 2**31 - 1  # VCF positions are 32-bit; htslib keeps wider ones but cyvcf2's POS wraps them
 PREPROCESSOR_FILTERS = frozenset({"PCATxREF", "PCATxALT", "PCATxINDEL"})
 
@@ -332,6 +333,10 @@ class VcfReader:
         header = vcf.raw_header
         # what the file declares (htslib adds keys it meets to its own copy of the header as it reads)
         self._declared_format = set(re.findall(r"^##FORMAT=<ID=([^,>]+)", header, re.M))
+        for kind, key, vtype in re.findall(r"^##(INFO|FORMAT)=<ID=([^,>]+),[^>]*?Type=([^,>]*)", header, re.M):
+            if vtype not in VCF_TYPES:  # htslib keeps the line; decoding the field later fails in cyvcf2
+                raise InputFileError(f"{self.label}: header: {kind} {key} has Type={vtype!r}; a VCF header "
+                                     f"declares one of {', '.join(VCF_TYPES)}")
         if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
             raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
         check_build_header(self.label, header)
