@@ -7,7 +7,6 @@ from permed.matcher.names import name_key
 # Genes reported CPIC-style: "Reference/X" is printed "X (heterozygous)" (PharmCAT's Diplotype label rule).
 CPIC_STYLE_GENES = frozenset({"CACNA1S", "CFTR", "RYR1", "DPYD"})
 HETEROZYGOUS = " (heterozygous)"
-HOMOZYGOUS = " (homozygous)"
 UNKNOWN = "Unknown/Unknown"
 REFERENCE = "Reference"
 
@@ -28,11 +27,7 @@ def diplotype_label(gene: str, hap1: str, hap2: str | None, reference: str | Non
 
 
 def haplotype_list_labels(names: list[str]) -> list[str]:
-    """Unphased lowest-function genes: each allele found, once, marked when on both strands."""
-    out: list[str] = []
-    for n in sorted(names, key=name_key):
-        if out and out[-1] in (n, n + HOMOZYGOUS):
-            out[-1] = n + HOMOZYGOUS
-        else:
-            out.append(n)
-    return out
+    """Unphased lowest-function genes: each allele found, once, as PharmCAT labels it. An allele found on
+    both chromosomes is marked "(homozygous)" by the HTML/PDF report only (from the haplotype matches):
+    labels in the data stay PharmCAT's."""
+    return sorted(set(names), key=name_key)

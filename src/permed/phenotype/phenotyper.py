@@ -11,7 +11,6 @@ from functools import cmp_to_key
 
 from permed.kb.model import KnowledgeBase
 from permed.kb.policy import LOWEST_FUNCTION_GENES
-from permed.matcher.labels import HOMOZYGOUS
 from permed.matcher.model import GeneCall, Message
 from permed.matcher.names import name_cmp
 from permed.phenotype.annotate import GeneAnnotator, sort_diplotypes
@@ -160,7 +159,7 @@ def display_calls(recs: list[Diplotype]) -> list[str]:
     """What PharmCAT prints as the gene's call: inferred diplotypes show what they were inferred from."""
     out: list[str] = []
     for d in sort_diplotypes(recs):
-        out.extend(x.removesuffix(HOMOZYGOUS) for x in (d.inferred_from or [d.label]))
+        out.extend(d.inferred_from or [d.label])
     return out
 
 
