@@ -306,3 +306,38 @@ def test_every_documented_query_runs(base):
         if any("superpopulation" in a and "GROUP BY" in a for a in args):
             assert {r["superpopulation"] for r in rows} >= {"EAS", "EUR", "AFR", "SAS", "AMR"}
             assert all(0 <= r["pm_percent"] <= 100 for r in rows)
+
+
+def _query(base: Path, expr: str):
+    res = cli("query", base, expr, "--format", "json")
+    return res, (json.loads(res.stdout) if res.returncode == 0 else None)
+
+
+def test_query_values_ignore_case_and_accept_phenotype_abbreviations(base):
+    _, full = _query(base, "CYP2C19 phenotype == 'Poor Metabolizer'")
+    assert full, "the 1KGP cohort has CYP2C19 poor metabolizers"
+    for expr in ("CYP2C19 phenotype == PM", "CYP2C19 phenotype == 'poor metabolizer'", "CYP2C19 phenotype == pm"):
+        res, rows = _query(base, expr)
+        assert res.returncode == 0 and rows == full, (expr, res.stderr)
+    _, eas = _query(base, "superpopulation == EAS and CYP2C19 phenotype == PM")
+    _, eas_lower = _query(base, "superpopulation == eas and CYP2C19 phenotype == pm")
+    assert eas and eas == eas_lower
+    _, none = _query(base, "CYP2C19 phenotype != PM and CYP2C19 phenotype == PM")
+    assert none == []
+
+
+@pytest.mark.parametrize(("expr", "warning"), [
+    ("CYP2C19 phenotype == 'Por Metabolizer'", "no sample has CYP2C19 phenotype 'Por Metabolizer'; values present: "),
+    ("NUDT15 phenotype == PM", "NUDT15 is called for no sample of this cohort"),
+    ("TPMT activity_score >= 1", "TPMT has no activity_score in this cohort"),
+])
+def test_a_condition_that_can_never_match_is_named_in_a_warning(base, expr, warning):
+    res, rows = _query(base, expr)
+    assert res.returncode == 0 and rows == []
+    assert f"permed: warning: {warning}" in res.stderr, res.stderr
+
+
+def test_an_unquoted_multi_word_value_is_told_to_be_quoted(base):
+    res, _ = _query(base, "CYP2C19 phenotype == Poor Metabolizer")
+    assert res.returncode == 2
+    assert "query: Poor Metabolizer: quote a value of several words, e.g. 'Poor Metabolizer'" in res.stderr

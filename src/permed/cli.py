@@ -261,7 +261,9 @@ def query_cmd(
         cols, rows = cohort.sql(sql)
         note = f"{len(rows)} row(s)"
     else:
-        cols, rows, total = cohort.filter(expression)
+        cols, rows, total, warnings = cohort.filter(expression)
+        for w in warnings:
+            err.print(f"permed: warning: {w}", markup=False, highlight=False, soft_wrap=True)
         note = f"{len(rows)} of {total} samples match"
     if fmt == "table" and output is None:
         from rich.table import Table

@@ -24,6 +24,20 @@ SAMPLE_FIELDS = ("population", "superpopulation")
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<op>==|!=|<=|>=|=|<|>|\(|\))"""
                     r"""|(?P<num>-?\d+(?:\.\d+)?(?![\w.-]))|(?P<word>[A-Za-z0-9_.*-]+))""")
 _SQL_OP = {"==": "=", "=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+# the usual abbreviations of metabolizer phenotypes (CPIC's terms), accepted in phenotype conditions
+PHENOTYPE_ABBREVIATIONS = {"PM": "Poor Metabolizer", "IM": "Intermediate Metabolizer", "NM": "Normal Metabolizer",
+                           "RM": "Rapid Metabolizer", "UM": "Ultrarapid Metabolizer"}
+_JOINERS = frozenset({"and", "or", "not"})
+
+
+@dataclass
+class Atom:
+    """One `GENE FIELD OP VALUE` condition, kept to tell the user when it can never match."""
+
+    gene: str
+    field: str
+    op: str
+    value: object
 
 
 @dataclass
@@ -31,6 +45,8 @@ class Compiled:
     where: str
     params: list
     genes: list[str]
+    atoms: list[Atom]
+    warnings: list[str]
 
 
 def _tokens(expr: str) -> list[tuple[str, str]]:
@@ -59,6 +75,7 @@ class _Parser:
         self.sample_fields = sample_fields
         self.params: list = []
         self.used: list[str] = []
+        self.atoms: list[Atom] = []
 
     def peek(self, k: int = 0):
         j = self.i + k
@@ -107,31 +124,49 @@ class _Parser:
             return inner
         return self.atom()
 
-    def _op_value(self, column: str) -> str:
+    def _value(self, after: str, field: str) -> tuple[str, str]:
+        vkind, value = self.take()
+        if vkind not in ("str", "word", "num"):
+            raise InputFileError(f"query: expected a value after {after}, found {value!r}")
+        nkind, following = self.peek()
+        if vkind == "word" and nkind == "word" and following.lower() not in _JOINERS:
+            # `phenotype == Poor Metabolizer`: the second word would otherwise be read as a new condition
+            raise InputFileError(f"query: {value} {following}: quote a value of several words, e.g. "
+                                 f"'{value} {following}'")
+        if field == "phenotype" and vkind != "num" and value.upper() in PHENOTYPE_ABBREVIATIONS:
+            value = PHENOTYPE_ABBREVIATIONS[value.upper()]
+        return vkind, value
+
+    def _op_value(self, column: str, field: str, gene: str | None = None) -> str:
         kind, op = self.take()
         if kind == "word" and op.lower() == "contains":
-            vkind, value = self.take()
-            if vkind not in ("str", "word", "num"):
-                raise InputFileError(f"query: expected a value after contains, found {value!r}")
+            _, value = self._value("contains", field)
             self.params.append(value)
-            return f"contains({column}, ?)"
+            self._note(gene, field, "contains", value)
+            return f"contains(lower({column}), lower(?))"
         if kind != "op" or op not in _SQL_OP:
             raise InputFileError(f"query: expected a comparison (== != < <= > >= contains), found {op!r}")
-        vkind, value = self.take()
+        vkind, value = self._value(op, field)
         if vkind == "num":
             self.params.append(float(value))
+            self._note(gene, field, _SQL_OP[op], float(value))
             return f"TRY_CAST({column} AS DOUBLE) {_SQL_OP[op]} ?"
-        if vkind not in ("str", "word"):
-            raise InputFileError(f"query: expected a value after {op}, found {value!r}")
         self.params.append(value)
+        self._note(gene, field, _SQL_OP[op], value)
+        if _SQL_OP[op] in ("=", "<>"):  # values match whatever their case ('poor metabolizer', 'eas')
+            return f"lower({column}) {_SQL_OP[op]} lower(?)"
         return f"{column} {_SQL_OP[op]} ?"
+
+    def _note(self, gene: str | None, field: str, op: str, value) -> None:
+        if gene is not None:
+            self.atoms.append(Atom(gene, field, op, value))
 
     def atom(self) -> str:
         kind, name = self.take()
         if kind != "word":
             raise InputFileError(f"query: expected a gene name, found {name!r}")
         if name.lower() in self.sample_fields:
-            cond = self._op_value(name.lower())
+            cond = self._op_value(name.lower(), name.lower())
             return f"sample IN (SELECT sample FROM samples WHERE {cond})"
         if name not in self.genes:
             hint = " (population fields need a cohort run with --populations)" if name.lower() in SAMPLE_FIELDS else ""
@@ -143,7 +178,7 @@ class _Parser:
         if name not in self.used:
             self.used.append(name)
         self.params.append(name)
-        cond = self._op_value(f'"{field.lower()}"')
+        cond = self._op_value(f'"{field.lower()}"', field.lower(), name)
         return f"sample IN (SELECT sample FROM calls WHERE gene = ? AND {cond})"
 
 
@@ -189,10 +224,37 @@ class CohortQuery:
             fields &= have
         p = _Parser(expr, self.genes(), fields)
         where = p.parse()
-        return Compiled(where, p.params, p.used)
+        return Compiled(where, p.params, p.used, p.atoms, [w for a in p.atoms if (w := self._never(a))])
+
+    def _never(self, a: Atom) -> str | None:
+        """Why a condition can match no sample of this cohort, if it cannot (a warning, not an error: the
+        query is valid, its answer is empty for a reason the user should see)."""
+        col = f'"{a.field}"'
+        called = self.con.execute("SELECT count(*) FROM calls WHERE gene = ? AND status = 'called'",
+                                  [a.gene]).fetchone()[0]
+        if not called and a.field not in ("status", "input_file", "outside_call"):
+            return f"{a.gene} is called for no sample of this cohort: '{a.gene} {a.field}' matches nothing"
+        if a.field == "activity_score" or isinstance(a.value, float):
+            n = self.con.execute(f"SELECT count(*) FROM calls WHERE gene = ? AND TRY_CAST({col} AS DOUBLE) "
+                                 "IS NOT NULL", [a.gene]).fetchone()[0]
+            if not n:
+                return f"{a.gene} has no {a.field} in this cohort (not an activity-score gene?): the condition " \
+                       "matches nothing"
+            return None
+        if a.op == "=":
+            n = self.con.execute(f"SELECT count(*) FROM calls WHERE gene = ? AND lower({col}) = lower(?)",
+                                 [a.gene, a.value]).fetchone()[0]
+            if not n:
+                seen = [r[0] for r in self.con.execute(
+                    f"SELECT {col}, count(*) FROM calls WHERE gene = ? AND {col} IS NOT NULL GROUP BY 1 "
+                    "ORDER BY 2 DESC LIMIT 6", [a.gene]).fetchall()]
+                return (f"no sample has {a.gene} {a.field} '{a.value}'"
+                        + (f"; values present: {', '.join(map(str, seen))}" if seen else ""))
+        return None
 
     def filter(self, expr: str):
-        """Samples matching the expression, with the diplotype and phenotype of every gene it names."""
+        """Samples matching the expression, with the diplotype and phenotype of every gene it names; also the
+        total number of samples and warnings for conditions that can match no sample."""
         c = self.compile(expr)
         cols = ["sample"]
         select = ["sample"]
@@ -206,4 +268,4 @@ class CohortQuery:
                  "GROUP BY sample ORDER BY min(file_row_number)")
         rows = self.con.execute(query, params + c.params).fetchall()
         total = self.con.execute("SELECT count(DISTINCT sample) FROM calls").fetchone()[0]
-        return cols, rows, total
+        return cols, rows, total, c.warnings
