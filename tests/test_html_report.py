@@ -112,3 +112,21 @@ def test_json_only_format(tmp_path):
     assert res.returncode == 0, res.stderr
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["EXAMPLE-PATIENT.report.json", "calls.tsv"]
+
+
+def test_population_codes_are_spelt_out_in_both_languages(tmp_path):
+    """Guideline population codes (CVI ACS PCI, NVI, PHT naive, child >40kg_adult...) are shown in words
+    (issue 12); the codes themselves never reach the clinician's page."""
+    from helpers import cli
+
+    from permed.kb.wording import POPULATION_LABELS
+
+    for lang, expected in (("en", "cardiovascular indication: acute coronary syndrome or percutaneous coronary "
+                                  "intervention"),
+                           ("zh", "心血管适应证：急性冠脉综合征或经皮冠状动脉介入治疗")):
+        out = tmp_path / lang
+        assert cli("call", "--example", "-o", out, "--lang", lang).returncode == 0
+        html = next(out.glob("*.html")).read_text(encoding="utf-8")
+        assert expected in html, lang
+        for code in (c for c, words in POPULATION_LABELS.items() if c != words):
+            assert f"Population: {code}<" not in html and f"[{code}]" not in html, (lang, code)

@@ -24,6 +24,35 @@ ACTION_LABELS = {
 }
 
 
+# Guideline population codes (as the guideline data name them) in words for the report: to whom a
+# recommendation applies. Our own wording of the guidelines' population definitions.
+POPULATION_LABELS = {
+    "pediatrics": N_("children"),
+    "adults": N_("adults"),
+    "child >40kg_adult": N_("adults, and children over 40 kg"),
+    "NVI": N_("neurovascular indication (e.g. stroke or transient ischaemic attack)"),
+    "CVI ACS PCI": N_("cardiovascular indication: acute coronary syndrome or percutaneous coronary intervention"),
+    "CVI non-ACS non-PCI": N_("cardiovascular indication other than acute coronary syndrome or percutaneous "
+                              "coronary intervention"),
+    "PHT naive": N_("patients not yet taking phenytoin"),
+    "PHT use >3mos": N_("patients taking phenytoin for more than 3 months"),
+    "CBZ naive": N_("patients not yet taking carbamazepine"),
+    "CBZ use >3mos": N_("patients taking carbamazepine for more than 3 months"),
+    "CBZ-no alternatives": N_("patients not yet taking carbamazepine, when no alternative is available"),
+    "OXC naive": N_("patients not yet taking oxcarbazepine"),
+    "OXC use >3 mos": N_("patients taking oxcarbazepine for more than 3 months"),
+}
+
+
+def population_label(code: str | None, gettext=None) -> str | None:
+    """A guideline population code in words (translated by `gettext`); unknown codes are shown as they are,
+    "general" (everyone) as nothing."""
+    if code is None or code == "general":
+        return None
+    words = POPULATION_LABELS.get(code)
+    return (gettext or _identity)(words) if words else code
+
+
 def _identity(s: str) -> str:
     return s
 

@@ -17,7 +17,7 @@ from permed import __version__
 from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
 from permed.errors import ConfigurationError
-from permed.kb.wording import N_, action_label, summary
+from permed.kb.wording import N_, action_label, population_label, summary
 from permed.phenotype.model import NO_RESULT, GeneReport
 from permed.report.gene_summary import summarize
 from permed.report.i18n import translations
@@ -104,7 +104,7 @@ def _rows(source_advice, drug_label: str, _) -> list[dict]:
             "source": r.source, "action": r.action, "action_label": action_label(r.action, _),
             "summary": summary(r.action, r.also, r.dose_factor, drug_label, r.alternatives, _),
             "strength": r.strength if r.strength not in (None, "N/A") else None,
-            "population": r.population if r.population not in (None, "general") else None,
+            "population": population_label(r.population, _),
             "genes": [_gene_phrase(u, _) for u in r.genotype], "url": r.url,
         })
     return rows
