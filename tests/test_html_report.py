@@ -130,3 +130,23 @@ def test_population_codes_are_spelt_out_in_both_languages(tmp_path):
         assert expected in html, lang
         for code in (c for c, words in POPULATION_LABELS.items() if c != words):
             assert f"Population: {code}<" not in html and f"[{code}]" not in html, (lang, code)
+
+
+def test_a_drug_for_one_condition_is_not_an_alarm_for_everyone(tmp_path):
+    """'Avoid ivacaftor' for a CFTR reference patient concerns cystic fibrosis patients only: it is shown
+    apart with its condition in words, not in the box of drugs to avoid or adjust; on the patient's
+    medication list it is the patient's own drug and shown first, as every current medication."""
+    from helpers import cli
+
+    out = tmp_path / "out"
+    assert cli("call", "--example", "-o", out).returncode == 0
+    html = next(out.glob("*.html")).read_text(encoding="utf-8")
+    alarm = html[html.index("Drugs to avoid or adjust"):html.index('id="conditional"')]
+    assert "ivacaftor" not in alarm
+    apart = html[html.index('id="conditional"'):html.index('id="genotypes"')]
+    assert "<strong>ivacaftor</strong>" in apart and "patients with cystic fibrosis" in apart
+    on_list = tmp_path / "on_list"
+    assert cli("call", "--example", "-o", on_list, "--medications", "ivacaftor").returncode == 0
+    html = next(on_list.glob("*.html")).read_text(encoding="utf-8")
+    current = html[html.index('id="current-medications"'):html.index("Drugs to avoid or adjust")]
+    assert "<strong>ivacaftor</strong>" in current and 'id="conditional"' not in html

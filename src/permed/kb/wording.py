@@ -44,6 +44,13 @@ POPULATION_LABELS = {
 }
 
 
+# Drugs given only for one condition: their advice concerns a patient only when the patient has it, so the
+# report does not raise it as an alarm for everyone (e.g. "avoid ivacaftor" for a CFTR reference genotype).
+DRUG_INDICATIONS = {
+    "ivacaftor": N_("patients with cystic fibrosis"),
+}
+
+
 def population_label(code: str | None, gettext=None) -> str | None:
     """A guideline population code in words (translated by `gettext`); unknown codes are shown as they are,
     "general" (everyone) as nothing."""

@@ -17,7 +17,7 @@ from permed import __version__
 from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
 from permed.errors import ConfigurationError
-from permed.kb.wording import N_, action_label, population_label, summary
+from permed.kb.wording import DRUG_INDICATIONS, N_, action_label, population_label, summary
 from permed.phenotype.model import NO_RESULT, GeneReport
 from permed.report.gene_summary import summarize
 from permed.report.i18n import translations
@@ -97,14 +97,15 @@ def _gene_phrase(u, _) -> str:
     return " ".join(bits)
 
 
-def _rows(source_advice, drug_label: str, _) -> list[dict]:
+def _rows(source_advice, drug_label: str, _, drug: str | None = None) -> list[dict]:
     rows = []
+    indication = DRUG_INDICATIONS.get(drug)
     for r in source_advice.recommendations:
         rows.append({
             "source": r.source, "action": r.action, "action_label": action_label(r.action, _),
             "summary": summary(r.action, r.also, r.dose_factor, drug_label, r.alternatives, _),
             "strength": r.strength if r.strength not in (None, "N/A") else None,
-            "population": population_label(r.population, _),
+            "population": population_label(r.population, _) or (_(indication) if indication else None),
             "genes": [_gene_phrase(u, _) for u in r.genotype], "url": r.url,
         })
     return rows
@@ -144,11 +145,11 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                 ev["why_not"] = _("The input has no data at this gene's positions.")
         evidence.append(ev)
 
-    actionable, current, drugs = [], [], []
+    actionable, conditional, current, drugs = [], [], [], []
     if advice is not None:
         for d in advice.current:  # the patient's own drugs first, whatever the advice
             label = _(d.drug)
-            rows = [r for s in d.sources for r in _rows(s, label, _)]
+            rows = [r for s in d.sources for r in _rows(s, label, _, d.drug)]
             current.append({"drug": d.drug, "label": label, "on_list": True, "rows": rows or [{
                 "source": "", "action": "no_recommendation", "action_label": action_label("no_recommendation", _),
                 "summary": _("No recommendation for this genotype."), "strength": None, "population": None,
@@ -157,8 +158,10 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
             if d.on_medication_list:
                 continue
             label = _(d.drug)
-            rows = [r for s in d.sources for r in _rows(s, label, _) if r["action"] in ACTIONABLE]
-            actionable.append({"drug": d.drug, "label": label, "on_list": False, "rows": rows})
+            rows = [r for s in d.sources for r in _rows(s, label, _, d.drug) if r["action"] in ACTIONABLE]
+            # a drug given only for a condition the patient is not known to have: shown apart, not as an alarm
+            (conditional if d.drug in DRUG_INDICATIONS else actionable).append(
+                {"drug": d.drug, "label": label, "on_list": False, "rows": rows})
         for d in sorted(advice.drugs, key=lambda x: (not x.on_medication_list, x.drug)):
             label = _(d.drug)
             by = {s.source: s for s in d.sources}
@@ -170,7 +173,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                     continue
                 note = (_("gene not tested: %(genes)s") % {"genes": ", ".join(s.missing_genes)} if s.missing_genes
                         else _("no recommendation for this genotype"))
-                cells.append({"rows": _rows(s, label, _), "note": note})
+                cells.append({"rows": _rows(s, label, _, d.drug), "note": note})
             drugs.append({"drug": d.drug, "slug": re.sub(r"[^a-z0-9]+", "-", d.drug), "label": label,
                           "on_list": d.on_medication_list, "sources": cells})
     conversions = []
@@ -185,7 +188,8 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
         "licence": kb.licence,
         "sources": [f"{s.name} ({s.release}, {s.data_version}; {s.licence})" for s in kb.sources],
         "inputs": [Path(callset.inputs[i].file).name for i in callset.sample_files[si]],
-        "medications": meds, "phenoconversions": conversions, "actionable": actionable, "current": current,
+        "medications": meds, "phenoconversions": conversions, "actionable": actionable, "conditional": conditional,
+        "current": current,
         "untested": untested,
         "genes": genes, "evidence": evidence, "drugs": drugs, "limitations": [_(x) for x in LIMITATIONS],
     }
