@@ -150,3 +150,27 @@ def test_a_drug_for_one_condition_is_not_an_alarm_for_everyone(tmp_path):
     html = next(on_list.glob("*.html")).read_text(encoding="utf-8")
     current = html[html.index('id="current-medications"'):html.index("Drugs to avoid or adjust")]
     assert "<strong>ivacaftor</strong>" in current and 'id="conditional"' not in html
+
+
+def test_the_evidence_section_says_shared_notes_once_and_no_internal_names(tmp_path):
+    """Issue 12: no internal message names ("reference-allele", "... footnote"), and notes every gene would
+    repeat are said once; each gene keeps what is particular to it."""
+    import re
+
+    from helpers import cli
+
+    out = tmp_path / "out"
+    assert cli("call", "--example", "-o", out).returncode == 0
+    html = next(out.glob("*.html")).read_text(encoding="utf-8")
+    evidence = html[html.index('id="evidence"'):]
+    evidence = evidence[:evidence.index("</section>")]
+    assert "reference-allele" not in evidence and "footnote" not in evidence
+    assert evidence.count("reference allele is named because") == 0
+    notes = re.findall(r'class="small evidence-note">([^<]*)<', evidence)
+    assert len(notes) == 2
+    assert notes[0].startswith("Reference allele named for ") and "CYP2C9" in notes[0]
+    assert "DPYD" in notes[1] and "TPMT" in notes[1] and "minus strand" in notes[1]
+    # particular notes stay with their gene (DPYD's lowest-activity rule)
+    dpyd = evidence[evidence.index('id="evidence-DPYD"'):]
+    assert "two lowest-activity alleles" in dpyd[:dpyd.index("</div>\n  </div>") if "</div>\n  </div>" in dpyd
+                                                   else len(dpyd)]

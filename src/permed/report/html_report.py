@@ -84,6 +84,33 @@ def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
     return [f"{c} ({hom})" if call.haplotype_matches.count(c) > 1 else c for c in calls]
 
 
+def _say_once(evidence: list[dict], _) -> list[str]:
+    """Notes every gene would repeat, said once for the report: which genes had their reference allele named
+    for lack of any defining variant, which lie on the minus strand. Each gene keeps only what is particular
+    to it (the evidence section speaks to a person, not in the engine's message names)."""
+    reference, minus = [], []
+    for ev in evidence:
+        keep = []
+        for m in ev["messages"]:
+            if m.name == "reference-allele":
+                reference.append(ev["gene"])
+            elif m.name.endswith("reverse complement footnote") and m.text.startswith(
+                    f"{ev['gene']} lies on the minus strand:"):
+                minus.append(ev["gene"])
+            else:
+                keep.append(m)
+        ev["messages"] = keep
+    notes = []
+    if reference:
+        notes.append(_("Reference allele named for %(genes)s: none of the variants that define the gene's other "
+                       "alleles was found at the positions read (positions missing from the input are listed "
+                       "under each gene).") % {"genes": ", ".join(reference)})
+    if minus:
+        notes.append(_("%(genes)s lie on the minus strand: bases are shown as in the VCF (plus strand), "
+                       "complementary to the gene-based names.") % {"genes": ", ".join(minus)})
+    return notes
+
+
 def _gene_phrase(u, _) -> str:
     bits = [u.gene]
     if u.diplotype:
@@ -145,6 +172,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                 ev["why_not"] = _("The input has no data at this gene's positions.")
         evidence.append(ev)
 
+    evidence_notes = _say_once(evidence, _)
     actionable, conditional, current, drugs = [], [], [], []
     if advice is not None:
         for d in advice.current:  # the patient's own drugs first, whatever the advice
@@ -189,6 +217,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
         "sources": [f"{s.name} ({s.release}, {s.data_version}; {s.licence})" for s in kb.sources],
         "inputs": [Path(callset.inputs[i].file).name for i in callset.sample_files[si]],
         "medications": meds, "phenoconversions": conversions, "actionable": actionable, "conditional": conditional,
+        "evidence_notes": evidence_notes,
         "current": current,
         "untested": untested,
         "genes": genes, "evidence": evidence, "drugs": drugs, "limitations": [_(x) for x in LIMITATIONS],
