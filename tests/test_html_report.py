@@ -174,3 +174,25 @@ def test_the_evidence_section_says_shared_notes_once_and_no_internal_names(tmp_p
     dpyd = evidence[evidence.index('id="evidence-DPYD"'):]
     assert "two lowest-activity alleles" in dpyd[:dpyd.index("</div>\n  </div>") if "</div>\n  </div>" in dpyd
                                                    else len(dpyd)]
+
+
+def test_every_drug_row_links_its_guideline_and_cites_its_pmids(tmp_path):
+    """Every row of the full drug table (not only actionable ones) links the guideline and cites the PMIDs
+    the knowledge base has for it; printed, each link shows its address."""
+    import re
+
+    from helpers import cli
+
+    from permed.api import load_kb
+
+    out = tmp_path / "out"
+    assert cli("call", "--example", "-o", out).returncode == 0
+    html = next(out.glob("*.html")).read_text(encoding="utf-8")
+    table = html[html.index('<section id="drugs">'):]
+    rows = dict(re.findall(r'<tr id="drug-([^"]+)">(.*?)</tr>', table, re.S))
+    assert len(rows) > 50
+    assert all('class="ref" href="http' in row for row in rows.values())
+    kb = load_kb()
+    cited = {p for g in kb.guidelines for p in g.pmids if any(d.name == "zuclopenthixol" for d in g.drugs)}
+    assert cited and all(f"pubmed.ncbi.nlm.nih.gov/{p}/" in rows["zuclopenthixol"] for p in cited)
+    assert 'a.ref::after { content: " <" attr(href) ">"' in html

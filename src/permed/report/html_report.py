@@ -84,6 +84,13 @@ def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
     return [f"{c} ({hom})" if call.haplotype_matches.count(c) > 1 else c for c in calls]
 
 
+def _references(kb, guideline_ids: list[str]) -> list[dict]:
+    """The guidelines behind one source's advice for a drug: their page and PMIDs (every drug row cites its
+    sources, whether or not a recommendation applies)."""
+    wanted = set(guideline_ids)
+    return [{"url": g.url, "pmids": list(g.pmids)} for g in kb.guidelines if g.id in wanted]
+
+
 def _say_once(evidence: list[dict], _) -> list[str]:
     """Notes every gene would repeat, said once for the report: which genes had their reference allele named
     for lack of any defining variant, which lie on the minus strand. Each gene keeps only what is particular
@@ -133,7 +140,7 @@ def _rows(source_advice, drug_label: str, _, drug: str | None = None) -> list[di
             "summary": summary(r.action, r.also, r.dose_factor, drug_label, r.alternatives, _),
             "strength": r.strength if r.strength not in (None, "N/A") else None,
             "population": population_label(r.population, _) or (_(indication) if indication else None),
-            "genes": [_gene_phrase(u, _) for u in r.genotype], "url": r.url,
+            "genes": [_gene_phrase(u, _) for u in r.genotype], "url": r.url, "pmids": list(r.pmids),
         })
     return rows
 
@@ -201,7 +208,8 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                     continue
                 note = (_("gene not tested: %(genes)s") % {"genes": ", ".join(s.missing_genes)} if s.missing_genes
                         else _("no recommendation for this genotype"))
-                cells.append({"rows": _rows(s, label, _, d.drug), "note": note})
+                cells.append({"rows": _rows(s, label, _, d.drug), "note": note,
+                              "refs": _references(kb, s.guidelines)})
             drugs.append({"drug": d.drug, "slug": re.sub(r"[^a-z0-9]+", "-", d.drug), "label": label,
                           "on_list": d.on_medication_list, "sources": cells})
     conversions = []
