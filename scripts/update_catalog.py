@@ -40,6 +40,7 @@ def template_catalog() -> Catalog:
     terms |= {"Malignant Hyperthermia Susceptibility", "Uncertain Susceptibility", "Indeterminate", "n/a"}
     terms |= {r.strength for g in kb.guidelines for r in g.recommendations if r.strength}
     terms |= {"strong", "moderate"}
+    terms |= {f for gp in kb.phenotypes.values() for f in gp.functions.values() if f}  # allele functions
     for t in sorted(terms):
         cat.add(t, auto_comments=["data term"])
     return cat
@@ -52,10 +53,12 @@ def main() -> None:
     for po_path in sorted(LOCALE.glob("*/LC_MESSAGES/messages.po")):
         with open(po_path, "rb") as fh:
             cat = read_po(fh)
-        cat.update(pot)
+        # no fuzzy matching: a guessed translation of a similar text ("No function" from "Normal function")
+        # is worse than none, and a translator must write each new entry
+        cat.update(pot, no_fuzzy_matching=True)
         with open(po_path, "wb") as fh:
             write_po(fh, cat, sort_output=True, ignore_obsolete=True)
-        missing = [m.id for m in cat if m.id and not m.string]
+        missing = [m.id for m in cat if m.id and (not m.string or "fuzzy" in m.flags)]
         print(f"{po_path.relative_to(ROOT)}: {len(missing)} untranslated")
 
 

@@ -196,3 +196,49 @@ def test_every_drug_row_links_its_guideline_and_cites_its_pmids(tmp_path):
     cited = {p for g in kb.guidelines for p in g.pmids if any(d.name == "zuclopenthixol" for d in g.drugs)}
     assert cited and all(f"pubmed.ncbi.nlm.nih.gov/{p}/" in rows["zuclopenthixol"] for p in cited)
     assert 'a.ref::after { content: " <" attr(href) ">"' in html
+
+
+def test_the_genotype_table_shows_allele_functions_and_the_drugs_of_each_gene(tmp_path):
+    import re
+
+    from helpers import cli
+
+    for lang, functions, drug in (("en", "*2: No function; *17: Increased function", "clopidogrel"),
+                                  ("zh", None, None)):
+        out = tmp_path / lang
+        assert cli("call", "--example", "-o", out, "--lang", lang).returncode == 0
+        html = next(out.glob("*.html")).read_text(encoding="utf-8")
+        row = re.search(r'<tr id="gene-CYP2C19">(.*?)</tr>', html, re.S).group(1)
+        if lang == "en":
+            assert functions in row and drug in row and "voriconazole" in row
+        else:  # the same facts in the catalog's words
+            assert "No function" not in row and "*2:" in row and "*17:" in row
+
+
+def test_the_chinese_catalog_is_complete_and_a_zh_report_shows_no_message_id(tmp_path):
+    """Every message of the report (template, wording, data terms) has a reviewed Chinese translation
+    (none empty, none fuzzy: a guessed "similar" translation once turned "No function" into "normal
+    function"), and a rendered zh report contains none of the English message ids."""
+    import html as htmlmod
+    import re
+
+    from babel.messages.pofile import read_po
+    from helpers import ROOT, cli
+
+    locale = ROOT / "src" / "permed" / "report" / "locale"
+    with open(locale / "zh" / "LC_MESSAGES" / "messages.po", "rb") as fh:
+        zh = read_po(fh, locale="zh")
+    with open(locale / "messages.pot", "rb") as fh:
+        ids = [m.id for m in read_po(fh) if m.id and isinstance(m.id, str)]
+    entries = {m.id: m for m in zh if m.id}
+    assert all(i in entries and entries[i].string and "fuzzy" not in entries[i].flags for i in ids), \
+        [i for i in ids if i not in entries or not entries[i].string or "fuzzy" in entries[i].flags][:5]
+    assert entries["No function"].string != entries["Normal function"].string
+    out = tmp_path / "zh"
+    assert cli("call", "--example", "-o", out, "--lang", "zh").returncode == 0
+    page = next(out.glob("*.html")).read_text(encoding="utf-8")
+    body = re.sub(r"<(style|script).*?</\1>", "", page, flags=re.S)
+    # every piece of text the page shows (a cell, a badge, a heading): none may be an English message id
+    shown = {htmlmod.unescape(t).strip() for t in re.split(r"<[^>]+>", body)} - {""}
+    english = [i for i in ids if i in shown and entries[i].string != i]
+    assert not english, english[:5]

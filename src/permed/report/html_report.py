@@ -84,6 +84,26 @@ def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
     return [f"{c} ({hom})" if call.haplotype_matches.count(c) > 1 else c for c in calls]
 
 
+def _allele_functions(rep: GeneReport, _) -> list[str]:
+    """Each allele of the diplotype(s) advice uses, with its function ("*2: No function"), once."""
+    out: list[str] = []
+    for d in rep.recommendation_diplotypes:
+        for allele, fn in zip(d.alleles, d.functions or [None] * len(d.alleles)):
+            text = f"{allele}: {_(fn)}" if fn else None
+            if text and text not in out:
+                out.append(text)
+    return out
+
+
+def _drugs_by_gene(kb) -> dict[str, list[str]]:
+    """The drugs whose guidelines use each gene (as PharmCAT's genotype table lists them)."""
+    found: dict[str, set[str]] = {}
+    for g in kb.guidelines:
+        for gene in g.genes:
+            found.setdefault(gene, set()).update(d.name for d in g.drugs)
+    return {gene: sorted(names) for gene, names in found.items()}
+
+
 def _references(kb, guideline_ids: list[str]) -> list[dict]:
     """The guidelines behind one source's advice for a drug: their page and PMIDs (every drug row cites its
     sources, whether or not a recommendation applies)."""
@@ -148,6 +168,7 @@ def _rows(source_advice, drug_label: str, _, drug: str | None = None) -> list[di
 def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: str) -> dict:
     _ = translations(lang).gettext
     callset, pset, kb = result.calls, result.phenotypes, result.kb
+    drugs_by_gene = _drugs_by_gene(kb)
     called = set(callset.genes)
     genes, evidence, untested = [], [], []
     for gene in pset.genes:
@@ -161,7 +182,9 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
         scores = [s for s in rep.activity_scores if s != NO_RESULT]
         genes.append({"gene": gene, "call": " OR ".join(shown), "calls": shown,
                       "phenotype": "; ".join(phenos),
-                      "activity": " OR ".join(scores), "status": status, "status_class": cls})
+                      "activity": " OR ".join(scores), "status": status, "status_class": cls,
+                      "functions": _allele_functions(rep, _) if rep.reportable else [],
+                      "drugs": [_(x) for x in drugs_by_gene.get(gene, ())]})
         if not rep.reportable:
             untested.append(gene)
         ev = {"gene": gene, "call": call_text, "outside": rep.outside_call, "messages": rep.messages,
