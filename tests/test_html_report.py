@@ -242,3 +242,18 @@ def test_the_chinese_catalog_is_complete_and_a_zh_report_shows_no_message_id(tmp
     shown = {htmlmod.unescape(t).strip() for t in re.split(r"<[^>]+>", body)} - {""}
     english = [i for i in ids if i in shown and entries[i].string != i]
     assert not english, english[:5]
+
+
+def test_heterozygous_is_display_text_in_the_reports_language(tmp_path):
+    """PharmCAT's label "c.1905+1G>A (*2A) (heterozygous)" stays as it is in report.json; the Chinese page
+    words the qualifier in Chinese."""
+    import json
+
+    from helpers import cli
+
+    out = tmp_path / "zh"
+    assert cli("call", "--example", "-o", out, "--lang", "zh").returncode == 0
+    page = next(out.glob("*.html")).read_text(encoding="utf-8")
+    assert "(heterozygous)" not in page and "c.1905+1G&gt;A (*2A) (杂合)" in page
+    data = json.loads(next(out.glob("*.report.json")).read_text())
+    assert data["genes"]["DPYD"]["source_diplotypes"] == ["c.1905+1G>A (*2A) (heterozygous)"]

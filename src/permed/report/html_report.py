@@ -18,6 +18,7 @@ from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
 from permed.errors import ConfigurationError
 from permed.kb.wording import DRUG_INDICATIONS, N_, action_label, population_label, summary
+from permed.matcher.labels import HETEROZYGOUS
 from permed.phenotype.model import NO_RESULT, GeneReport
 from permed.report.gene_summary import summarize
 from permed.report.i18n import translations
@@ -74,10 +75,18 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def display_label(label: str, _) -> str:
+    """PharmCAT's "X (heterozygous)" label is data; on the page its qualifier is words of the report's language."""
+    if label.endswith(HETEROZYGOUS):
+        het = _("heterozygous")
+        return f"{label.removesuffix(HETEROZYGOUS)} ({het})"
+    return label
+
+
 def summary_calls(report: GeneReport, call, _=lambda x: x) -> list[str]:
     """Calls as the genotype summary shows them. Unphased DPYD/RYR1 results list the alleles found;
     one found on both chromosomes is marked homozygous (CPIC's lowest-function display)."""
-    calls = list(report.print_calls)
+    calls = [display_label(c, _) for c in report.print_calls]
     if report.outside_call or call is None or call.diplotypes or not call.haplotype_matches:
         return calls
     hom = _("homozygous")
@@ -141,7 +150,7 @@ def _say_once(evidence: list[dict], _) -> list[str]:
 def _gene_phrase(u, _) -> str:
     bits = [u.gene]
     if u.diplotype:
-        bits.append(u.diplotype)
+        bits.append(display_label(u.diplotype, _))
     if u.phenotype and u.phenotype != NO_RESULT:
         bits.append(f"({_(u.phenotype)})")
     elif u.lookup_key == NO_RESULT:
