@@ -257,3 +257,28 @@ def test_heterozygous_is_display_text_in_the_reports_language(tmp_path):
     assert "(heterozygous)" not in page and "c.1905+1G&gt;A (*2A) (杂合)" in page
     data = json.loads(next(out.glob("*.report.json")).read_text())
     assert data["genes"]["DPYD"]["source_diplotypes"] == ["c.1905+1G>A (*2A) (heterozygous)"]
+
+
+def test_every_printed_page_names_the_patient_and_its_page_number(tmp_path):
+    """PDF pages carry the sample ID at the top and "Page n / N" at the bottom (read from WeasyPrint's
+    laid-out pages: the margin boxes of every page)."""
+    from helpers import cli
+    from weasyprint import HTML
+
+    out = tmp_path / "out"
+    assert cli("call", "--example", "--format", "html", "-o", out).returncode == 0
+    document = HTML(string=(out / "EXAMPLE-PATIENT.report.html").read_text(encoding="utf-8")).render()
+    pages = document.pages
+    assert len(pages) > 2
+
+    def margin_text(page) -> str:
+        texts = []
+        for box in page._page_box.descendants():
+            if getattr(box, "text", None):
+                texts.append(box.text)
+        return " ".join(texts)
+
+    for n, page in enumerate(pages, start=1):
+        text = margin_text(page)
+        assert "Sample: EXAMPLE-PATIENT" in text, (n, text[:200])
+        assert f"Page {n} / {len(pages)}" in text, (n, text[-200:])
