@@ -341,3 +341,35 @@ def test_an_unquoted_multi_word_value_is_told_to_be_quoted(base):
     res, _ = _query(base, "CYP2C19 phenotype == Poor Metabolizer")
     assert res.returncode == 2
     assert "query: Poor Metabolizer: quote a value of several words, e.g. 'Poor Metabolizer'" in res.stderr
+
+
+def test_summary_colours_are_fixed_by_phenotype_and_every_gene_is_reachable(base, tmp_path):
+    """A phenotype has one colour in every chart (Normal Metabolizer the same green for CYP2C19 and CYP2C9);
+    at 1280 px the gene navigation wraps, so every gene's link is on screen; a gene no sample has a
+    phenotype for says why (CYP2D6: not called from VCF by default)."""
+    import re
+
+    from helpers import ChromiumPage
+
+    from permed.biobank.summary import phenotype_color
+
+    html = (base / "summary.html").read_text()
+    legends = {}
+    for gene in ("CYP2C19", "CYP2C9", "TPMT"):
+        section = html[html.index(f'<section id="{gene}">'):]
+        section = section[:section.index("</section>")]
+        legends[gene] = dict((v, c) for c, v in re.findall(r'fill="(#[0-9a-f]{6})"[^>]*/>\s*<text[^>]*>([^<]+)<',
+                                                                 section))
+    assert legends["CYP2C19"]["Normal Metabolizer"] == legends["CYP2C9"]["Normal Metabolizer"] \
+        == phenotype_color("Normal Metabolizer")
+    assert legends["CYP2C19"]["Poor Metabolizer"] == phenotype_color("Poor Metabolizer") != \
+        phenotype_color("Normal Metabolizer")
+    # every gene of the cohort (CYP2D6 is not called by default) is reachable and explained
+    out = _cohort(tmp_path / "all", files=FILES + [DATA / "CYP2D6.vcf.gz"]) if (DATA / "CYP2D6.vcf.gz").exists() \
+        else base
+    page_html = (out / "summary.html").read_text()
+    assert "Not determined for any sample: not called from VCF by default" in page_html
+    with ChromiumPage(width=1280, height=800) as chrome:
+        chrome.page.goto((out / "summary.html").as_uri())
+        links = chrome.page.eval_on_selector_all("nav a", "els => els.map(e => e.getBoundingClientRect().right)")
+        assert len(links) >= 20 and max(links) <= 1280, max(links)

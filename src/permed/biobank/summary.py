@@ -7,6 +7,7 @@ as text, and each segment's exact share in its tooltip.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -16,10 +17,38 @@ import pyarrow as pa
 
 from permed.biobank.frequencies import undetermined
 
-# a categorical palette for phenotypes (matplotlib's "tab10" colours) and greys for undetermined values
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-            "#17becf")
+# One colour per phenotype, the same in every gene's chart (a poor metabolizer is always red): the usual
+# CPIC terms fixed by meaning (less function, warmer), any other term a stable colour of its own.
+PHENOTYPE_COLORS = {
+    "Poor Metabolizer": "#d62728", "Likely Poor Metabolizer": "#ff9896",
+    "Intermediate Metabolizer": "#ff7f0e", "Likely Intermediate Metabolizer": "#ffbb78",
+    "Normal Metabolizer": "#2ca02c", "Rapid Metabolizer": "#17becf", "Ultrarapid Metabolizer": "#1f77b4",
+    "Poor Function": "#d62728", "Decreased Function": "#ff7f0e", "Possible Decreased Function": "#ffbb78",
+    "Normal Function": "#2ca02c", "Increased Function": "#1f77b4",
+    "Deficient": "#d62728", "Variable": "#ff7f0e", "Normal": "#2ca02c",
+    "Malignant Hyperthermia Susceptibility": "#d62728", "Uncertain Susceptibility": "#ffbb78",
+}
+# for other terms (e.g. HLA, VKORC1, CFTR wording): hues not used above
+_OTHER = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d")
 _GREYS = ("#bdbdbd", "#9e9e9e", "#e0e0e0", "#757575")  # undetermined values: greys, never a hue
+
+# why a gene has no determined phenotype for anyone, from its calls' dominant undetermined value
+WHY_UNDETERMINED = {
+    "(no_data)": "the input has no records at this gene's positions",
+    "(not_called)": "not called from VCF by default (CYP2D6: its copy-number changes are invisible in a VCF; "
+                    "give an outside call)",
+    "(uncallable)": "the genotypes found fit no defined diplotype",
+    "(ambiguous)": "the calls are ambiguous (several diplotypes fit; with variant-only VCFs consider "
+                   "--missing-to-ref)",
+}
+
+
+def phenotype_color(value: str) -> str:
+    """The colour of a phenotype in every chart (undetermined values are coloured by the chart: greys)."""
+    fixed = PHENOTYPE_COLORS.get(value)
+    if fixed:
+        return fixed
+    return _OTHER[int(hashlib.sha1(value.encode()).hexdigest(), 16) % len(_OTHER)]
 
 # chart geometry, in SVG user units (px at 100%)
 LABEL_W, PLOT_W, LEGEND_W = 150, 480, 240
@@ -57,12 +86,12 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
     """Stacked horizontal bars: share of each phenotype per group (bars sum to 1), as SVG markup."""
     order = [r["value"] for r in sorted(overall, key=lambda r: (undetermined(r["value"]), -r["count"],
                                                                  r["value"]))]
-    colors, hue, grey = {}, 0, 0
+    colors, grey = {}, 0
     for value in order:
         if undetermined(value):
             colors[value], grey = _GREYS[grey % len(_GREYS)], grey + 1
         else:
-            colors[value], hue = _PALETTE[hue % len(_PALETTE)], hue + 1
+            colors[value] = phenotype_color(value)
     groups = sorted({r["group"] for r in rows})
     share = {(r["group"], r["value"]): r for r in rows}
     size = {r["group"]: r["n_samples"] for r in rows}
@@ -111,7 +140,11 @@ def summary_context(freq: pa.Table, n_samples: int, genes: list[str], meta: dict
         overall = _rows(gene, "phenotype", "all")
         determined = [r for r in overall if not undetermined(r["value"])]
         if not determined:
-            sections.append({"gene": gene, "chart": None, "phenotypes": overall, "alleles": []})
+            calls = sorted(_rows(gene, "diplotype", "all"), key=lambda r: -r["count"])
+            why = WHY_UNDETERMINED.get(calls[0]["value"], "no phenotype could be determined") if calls else \
+                WHY_UNDETERMINED["(no_data)"]
+            sections.append({"gene": gene, "chart": None, "phenotypes": overall, "alleles": [],
+                             "why": f"Not determined for any sample: {why}."})
             continue
         by_group = _rows(gene, "phenotype", level) if level != "all" else overall
         chart = phenotype_chart(by_group, overall, f"{gene} phenotype by {level}" if level != "all"
