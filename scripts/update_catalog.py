@@ -43,7 +43,25 @@ def template_catalog() -> Catalog:
     terms |= {f for gp in kb.phenotypes.values() for f in gp.functions.values() if f}  # allele functions
     for t in sorted(terms):
         cat.add(t, auto_comments=["data term"])
+    for t in sorted(engine_messages()):
+        cat.add(t, auto_comments=["gene message"])
     return cat
+
+
+def engine_messages() -> set[str]:
+    """The engine's fixed gene-message texts (shown in the evidence section): note rules and message constants.
+    Unphased-alternative notes ("Read as X; from unphased data Y ...") share one phrase in html_report."""
+    import importlib
+
+    from permed.matcher.model import Message
+    from permed.phenotype.notes import note_rules
+    from permed.report.html_report import _READ_AS
+
+    texts = {r.text for r in note_rules() if r.text and not _READ_AS.match(r.text)}
+    for module in ("permed.phenotype.phenotyper", "permed.matcher.patterns", "permed.engine.assembly",
+                   "permed.advice.advisor"):
+        texts |= {v.text for v in vars(importlib.import_module(module)).values() if isinstance(v, Message)}
+    return texts
 
 
 def main() -> None:

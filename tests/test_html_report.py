@@ -282,3 +282,20 @@ def test_every_printed_page_names_the_patient_and_its_page_number(tmp_path):
         text = margin_text(page)
         assert "Sample: EXAMPLE-PATIENT" in text, (n, text[:200])
         assert f"Page {n} / {len(pages)}" in text, (n, text[-200:])
+
+
+def test_the_zh_evidence_section_has_no_english_sentences(tmp_path):
+    """The engine's gene messages (CYP2D6 not called, DPYD's lowest-activity rule, chrX encoding...) reach
+    the Chinese report through the catalog: no run of English words is left in its evidence section."""
+    import html as htmlmod
+    import re
+
+    from helpers import cli
+
+    out = tmp_path / "zh"
+    assert cli("call", "--example", "-o", out, "--lang", "zh").returncode == 0
+    page = next(out.glob("*.html")).read_text(encoding="utf-8")
+    section = page[page.index('id="evidence"'):]
+    text = htmlmod.unescape(re.sub(r"<[^>]+>", "\n", section[:section.index("</section>")]))
+    assert "CYP2D6" in text and "VCF" in text  # names stay, sentences do not
+    assert re.findall(r"[A-Za-z][A-Za-z ,'()-]{24,}", text) == []

@@ -75,6 +75,19 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+_READ_AS = re.compile(r"^Read as (.+); from unphased data (.+) fits the same variants and cannot be excluded\.$")
+
+
+def message_text(text: str, _) -> str:
+    """A gene message in the report's language: the engine's fixed texts through the catalog, the unphased
+    alternatives through one phrase with the alleles filled in; anything else (positions listed) as it is."""
+    m = _READ_AS.match(text)
+    if m:
+        return _("Read as %(call)s; from unphased data %(other)s fits the same variants and cannot be "
+                 "excluded.") % {"call": m.group(1), "other": m.group(2)}
+    return _(text)
+
+
 def display_label(label: str, _) -> str:
     """PharmCAT's "X (heterozygous)" label is data; on the page its qualifier is words of the report's language."""
     if label.endswith(HETEROZYGOUS):
@@ -135,7 +148,7 @@ def _say_once(evidence: list[dict], _) -> list[str]:
                 minus.append(ev["gene"])
             else:
                 keep.append(m)
-        ev["messages"] = keep
+        ev["messages"] = [message_text(m.text, _) for m in keep]
     notes = []
     if reference:
         notes.append(_("Reference allele named for %(genes)s: none of the variants that define the gene's other "
