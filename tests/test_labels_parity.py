@@ -4,7 +4,9 @@ label in report.json and calls.tsv; "(homozygous)" is display text of the HTML r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from helpers import cli, rec, write_vcf
 
 HEADER = ('##fileformat=VCFv4.2\n##contig=<ID=chr1,length=248956422>\n'
@@ -63,3 +65,75 @@ def test_ryr1_unphased_recommendation_is_two_alleles_malignant_hyperthermia_firs
     assert sorted(gene["source_diplotypes"]) == sorted(name for name, _ in chosen)
     assert [d["label"] for d in gene["recommendation_diplotypes"]] == [f"{mhs[0][0]}/{mhs[1][0]}"]
     assert gene["phenotypes"] == ["Malignant Hyperthermia Susceptibility"]
+
+
+PHARMCAT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pharmcat" / "examples"
+
+
+def _pharmcat_tsv(path: Path) -> tuple[str, list[str], list[list[str]]]:
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""
+    return lines[0], lines[1].split("\t"), [x.split("\t") for x in lines[2:-1]]
+
+
+@pytest.mark.skipif(not PHARMCAT_EXAMPLES.exists(), reason="needs ../shared/reference/pharmcat/examples")
+def test_pharmcat_tsv_on_pharmcats_example_with_its_outside_calls(tmp_path):
+    """`--format pharmcat-tsv` on PharmCAT's own example VCF and outside-call file: PharmCAT 3.1's 16 columns,
+    and every cell derivable from PharmCAT's rules checked against permed's report for the same patient."""
+    from permed.report.pharmcat_tsv import COLUMNS
+
+    out = tmp_path / "out"
+    res = cli("call", PHARMCAT_EXAMPLES / "pharmcat.example.vcf", "--outside-calls",
+              PHARMCAT_EXAMPLES / "pharmcat.example.outsideCall.tsv", "-o", out, "--format", "json,pharmcat-tsv")
+    assert res.returncode == 0, res.stderr
+    first, header, rows = _pharmcat_tsv(out / "Sample_1.report.tsv")
+    assert first.startswith("permed ")
+    assert header == list(COLUMNS) == [
+        "Gene", "Source Diplotype", "Phenotype", "Activity Score", "Haplotype 1", "Haplotype 1 Function",
+        "Haplotype 1 Activity Value", "Haplotype 2", "Haplotype 2 Function", "Haplotype 2 Activity Value",
+        "Outside Call", "Match Score", "Missing positions", "Recommendation Lookup Diplotype",
+        "Recommendation Lookup Phenotype", "Recommendation Lookup Activity Score"]
+    assert all(len(r) == 16 for r in rows)
+    report = json.loads((out / "Sample_1.report.json").read_text())["genes"]
+    by_gene = {r[0]: dict(zip(header, r)) for r in rows}
+    # genes without data are left out, every other gene has its row
+    assert set(by_gene) == {g for g, x in report.items() if x["status"] != "no_data" or x["outside_call"]}
+    activity_genes = {"CYP2C9", "CYP2D6", "DPYD"}
+    for gene, row in by_gene.items():
+        g = report[gene]
+        assert row["Outside Call"] == ("yes" if g["outside_call"] else "no"), gene
+        assert row["Missing positions"] == ("yes" if g.get("missing_positions") and not g["outside_call"] else "no")
+        if not g["outside_call"]:
+            assert row["Match Score"] == str(g["match_score"]), gene
+        rec = g["recommendation_diplotypes"][0]
+        assert row["Recommendation Lookup Diplotype"] == "/".join(rec["haplotypes"]), gene
+        pheno = ", ".join(" " if p in ("n/a", "No Result") else p for p in rec["phenotypes"])
+        assert row["Recommendation Lookup Phenotype"] == pheno, gene
+        if gene not in activity_genes:
+            assert row["Activity Score"] == "" and row["Recommendation Lookup Activity Score"] == "", gene
+    assert {g for g, r in by_gene.items() if r["Outside Call"] == "yes"} == {"CYP2D6", "HLA-B", "MT-RNR1"}
+    assert by_gene["CYP2D6"]["Source Diplotype"] == "*1/*3" and by_gene["CYP2D6"]["Activity Score"] == "1.0"
+    assert by_gene["CYP2D6"]["Haplotype 2 Function"] == "No function"
+    # CFTR's reference allele under its PharmCAT name
+    assert by_gene["CFTR"]["Haplotype 1"] == "ivacaftor non-responsive CFTR sequence"
+    # a phenotype that says nothing is PharmCAT's single space, not "n/a"
+    assert by_gene["MT-RNR1"]["Phenotype"] == " "
+
+
+def test_pharmcat_tsv_unphased_lowest_function_alleles_and_no_call(tmp_path):
+    """Unphased DPYD alleles found on their own share one row joined by " AND " (one found on both
+    chromosomes written twice), match score empty; a gene that is not called is a "no call" row."""
+    # CYP2C19: an undocumented base at *2's position makes the gene uncallable
+    header = HEADER + "##contig=<ID=chr10,length=133797422>\n"
+    vcf = write_vcf(tmp_path / "dpyd.vcf", DPYD + rec("chr10", 94781859, "G", "C", "0/1"), header=header)
+    out = tmp_path / "out"
+    assert cli("call", vcf, "-o", out, "--genes", "DPYD,CYP2C19", "--format", "pharmcat-tsv").returncode == 0
+    _, header_row, rows = _pharmcat_tsv(out / "S1.report.tsv")
+    header = header_row
+    row = dict(zip(header, next(r for r in rows if r[0] == "DPYD")))
+    assert row["Source Diplotype"].split(" AND ") == [
+        "c.85T>C (*9A)/c.85T>C (*9A)", "c.496A>G", "c.1905+1G>A (*2A)", "c.2846A>T"]
+    assert row["Match Score"] == "" and row["Haplotype 1"] == ""
+    assert row["Recommendation Lookup Diplotype"] == "c.1905+1G>A (*2A)/c.2846A>T"
+    no_call = next(r for r in rows if r[0] == "CYP2C19")
+    assert no_call == ["CYP2C19", "no call", "", "", "", "", "", "", "", "", "no", "", "yes", "", "", ""]

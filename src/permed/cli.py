@@ -42,7 +42,7 @@ app.add_typer(schema_app, name="schema")
 DATA_DIR = Path("permed-data")
 err = Console(stderr=True)
 
-REPORT_FORMATS = ("html", "pdf", "json")
+REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv")
 
 
 def _version(value: bool) -> None:
@@ -66,8 +66,8 @@ def _formats(report_format: str) -> tuple[str, ...]:
     formats = tuple(f.strip().lower() for f in report_format.split(",") if f.strip())
     bad = [f for f in formats if f not in REPORT_FORMATS]
     if bad or not formats:
-        raise ConfigurationError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json "
-                                 "(comma-separated)")
+        raise ConfigurationError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json, "
+                                 "pharmcat-tsv (comma-separated)")
     return tuple(f for f in formats if f != "json")  # the JSON report is always written
 
 
@@ -99,7 +99,8 @@ def call_cmd(
         "--medications", help="The patient's current drugs, comma-separated: names, RxNorm CUIs or ATC codes. "
         "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
     report_format: Annotated[str, typer.Option(
-        "--format", help="Per-sample reports besides the JSON: html, pdf, html,pdf, or json (JSON only).")] = "html",
+        "--format", help="Per-sample reports besides the JSON: html, pdf, pharmcat-tsv (PharmCAT 3.1's TSV "
+        "layout), comma-separated, or json (JSON only).")] = "html",
     lang: Annotated[str, typer.Option("--lang", help="Report language: en, zh (any language with a catalog).")] = "en",
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""

@@ -52,6 +52,11 @@ class ReportFiles:
     def json(self) -> str:
         return f"{self.stem}.json"
 
+    @property
+    def tsv(self) -> str:
+        """PharmCAT 3.1's TSV layout (`--format pharmcat-tsv`)."""
+        return f"{self.stem}.tsv"
+
     def html(self, lang: str = SOURCE_LANGUAGE) -> str:
         return f"{self.stem}.html" if lang == SOURCE_LANGUAGE else f"{self.stem}.{lang}.html"
 

@@ -12,7 +12,7 @@ from permed.staging import StagedOutput
 if TYPE_CHECKING:
     from permed.engine.result import Result
 
-REPORT_FORMATS = ("html", "pdf")  # besides the JSON report, which is always written
+REPORT_FORMATS = ("html", "pdf", "pharmcat-tsv")  # besides the JSON report, which is always written
 
 
 def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, formats: tuple[str, ...] = ("html",),
@@ -31,7 +31,12 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
                 if not formats and not also_html:
                     continue
                 sample_advice = result.advice.sample(si) if result.advice is not None else None
-                if formats:
+                if "pharmcat-tsv" in formats:
+                    from permed.report.pharmcat_tsv import write_pharmcat_tsv
+
+                    with open(out.path(names.tsv), "w", newline="\n", encoding="utf-8") as fh:
+                        write_pharmcat_tsv(result, si, fh)
+                if "html" in formats or "pdf" in formats:
                     html = render_html(report_context(result, si, sample_advice, lang))
                     if "html" in formats:
                         out.path(names.html()).write_text(html, encoding="utf-8")
