@@ -149,7 +149,8 @@ def test_a_drug_for_one_condition_is_not_an_alarm_for_everyone(tmp_path):
     assert cli("call", "--example", "-o", on_list, "--medications", "ivacaftor").returncode == 0
     html = next(on_list.glob("*.html")).read_text(encoding="utf-8")
     current = html[html.index('id="current-medications"'):html.index("Drugs to avoid or adjust")]
-    assert "<strong>ivacaftor</strong>" in current and 'id="conditional"' not in html
+    assert "<strong>ivacaftor</strong>" in current
+    assert "<strong>ivacaftor</strong>" not in html[html.index('id="conditional"'):html.index('id="genotypes"')]
 
 
 def test_the_evidence_section_says_shared_notes_once_and_no_internal_names(tmp_path):
@@ -299,3 +300,23 @@ def test_the_zh_evidence_section_has_no_english_sentences(tmp_path):
     text = htmlmod.unescape(re.sub(r"<[^>]+>", "\n", section[:section.index("</section>")]))
     assert "CYP2D6" in text and "VCF" in text  # names stay, sentences do not
     assert re.findall(r"[A-Za-z][A-Za-z ,'()-]{24,}", text) == []
+
+
+def test_advice_for_a_population_goes_apart_from_the_alarm_box(tmp_path):
+    """Rows that apply only to a population (ACS/PCI, treatment-naive, children...) are shown in the
+    conditional section with the population in words; the box of drugs to avoid or adjust holds only advice
+    that applies to everyone with the genotype (clopidogrel: DPWG's general row there, CPIC's per-indication
+    rows apart)."""
+    import re
+
+    from helpers import cli
+
+    out = tmp_path / "out"
+    assert cli("call", "--example", "-o", out).returncode == 0
+    html = next(out.glob("*.html")).read_text(encoding="utf-8")
+    box = html[html.index("Drugs to avoid or adjust"):html.index('id="conditional"')]
+    apart = html[html.index('id="conditional"'):html.index('id="genotypes"')]
+    assert "Population:" not in box
+    rows = re.findall(r'<tr class="finding">(.*?)</tr>', apart, re.S)
+    assert rows and all("Population:" in r for r in rows)
+    assert "<strong>clopidogrel</strong>" in apart and "acute coronary syndrome" in apart

@@ -239,9 +239,15 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                 continue
             label = _(d.drug)
             rows = [r for s in d.sources for r in _rows(s, label, _, d.drug) if r["action"] in ACTIONABLE]
-            # a drug given only for a condition the patient is not known to have: shown apart, not as an alarm
-            (conditional if d.drug in DRUG_INDICATIONS else actionable).append(
-                {"drug": d.drug, "label": label, "on_list": False, "rows": rows})
+            # advice that applies only with a condition the patient is not known to have (a population such as
+            # ACS/PCI or treatment-naive, or a drug given for one disease): shown apart, with the condition,
+            # not as an alarm for everyone; on the medication list it is the patient's own drug (above)
+            general = [r for r in rows if not r["population"]]
+            conditioned = [r for r in rows if r["population"]]
+            if general:
+                actionable.append({"drug": d.drug, "label": label, "on_list": False, "rows": general})
+            if conditioned:
+                conditional.append({"drug": d.drug, "label": label, "on_list": False, "rows": conditioned})
         for d in sorted(advice.drugs, key=lambda x: (not x.on_medication_list, x.drug)):
             label = _(d.drug)
             by = {s.source: s for s in d.sources}
