@@ -364,6 +364,8 @@ def test_summary_colours_are_fixed_by_phenotype_and_every_gene_is_reachable(base
         == phenotype_color("Normal Metabolizer")
     assert legends["CYP2C19"]["Poor Metabolizer"] == phenotype_color("Poor Metabolizer") != \
         phenotype_color("Normal Metabolizer")
+    # values that determine nothing are fixed greys too
+    assert legends["CYP2C19"]["(not determined)"] == legends["CYP2C9"]["(not determined)"]
     # every gene of the cohort (CYP2D6 is not called by default) is reachable and explained
     out = _cohort(tmp_path / "all", files=FILES + [DATA / "CYP2D6.vcf.gz"]) if (DATA / "CYP2D6.vcf.gz").exists() \
         else base

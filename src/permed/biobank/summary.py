@@ -31,6 +31,8 @@ PHENOTYPE_COLORS = {
 # for other terms (e.g. HLA, VKORC1, CFTR wording): hues not used above
 _OTHER = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d")
 _GREYS = ("#bdbdbd", "#9e9e9e", "#e0e0e0", "#757575")  # undetermined values: greys, never a hue
+UNDETERMINED_GREYS = {"(not determined)": "#e0e0e0", "Indeterminate": "#bdbdbd", "n/a": "#9e9e9e",
+                      "No Result": "#757575"}
 
 # why a gene has no determined phenotype for anyone, from its calls' dominant undetermined value
 WHY_UNDETERMINED = {
@@ -44,11 +46,12 @@ WHY_UNDETERMINED = {
 
 
 def phenotype_color(value: str) -> str:
-    """The colour of a phenotype in every chart (undetermined values are coloured by the chart: greys)."""
-    fixed = PHENOTYPE_COLORS.get(value)
+    """The colour of a phenotype in every chart; values that determine nothing are greys, never a hue."""
+    fixed = PHENOTYPE_COLORS.get(value) or UNDETERMINED_GREYS.get(value)
     if fixed:
         return fixed
-    return _OTHER[int(hashlib.sha1(value.encode()).hexdigest(), 16) % len(_OTHER)]
+    palette = _GREYS if undetermined(value) else _OTHER
+    return palette[int(hashlib.sha1(value.encode()).hexdigest(), 16) % len(palette)]
 
 # chart geometry, in SVG user units (px at 100%)
 LABEL_W, PLOT_W, LEGEND_W = 150, 480, 240
@@ -86,12 +89,7 @@ def phenotype_chart(rows: list[dict], overall: list[dict], title: str) -> str:
     """Stacked horizontal bars: share of each phenotype per group (bars sum to 1), as SVG markup."""
     order = [r["value"] for r in sorted(overall, key=lambda r: (undetermined(r["value"]), -r["count"],
                                                                  r["value"]))]
-    colors, grey = {}, 0
-    for value in order:
-        if undetermined(value):
-            colors[value], grey = _GREYS[grey % len(_GREYS)], grey + 1
-        else:
-            colors[value] = phenotype_color(value)
+    colors = {value: phenotype_color(value) for value in order}
     groups = sorted({r["group"] for r in rows})
     share = {(r["group"], r["value"]): r for r in rows}
     size = {r["group"]: r["n_samples"] for r in rows}
