@@ -320,3 +320,23 @@ def test_advice_for_a_population_goes_apart_from_the_alarm_box(tmp_path):
     rows = re.findall(r'<tr class="finding">(.*?)</tr>', apart, re.S)
     assert rows and all("Population:" in r for r in rows)
     assert "<strong>clopidogrel</strong>" in apart and "acute coronary syndrome" in apart
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_first_screen_and_full_page_in_chromium(lang, tmp_path):
+    """Looked at in a browser, in both languages: the first screen shows the actionable findings, the full
+    page renders to the end, with no script error and nothing fetched from the network."""
+    out = tmp_path / lang
+    assert cli("call", "--example", "-o", out, "--lang", lang).returncode == 0
+    with ChromiumPage(width=1280, height=900) as browser:
+        page = browser.page
+        page.goto(next(out.glob("*.html")).as_uri())
+        first, full = tmp_path / "first.png", tmp_path / "full.png"
+        page.screenshot(path=str(first))
+        page.screenshot(path=str(full), full_page=True)
+        box = page.locator("#actionable").bounding_box()
+        assert box is not None and box["y"] < 900
+        assert page.locator("#drugs").is_visible() and page.locator("#evidence").is_visible()
+        height = page.evaluate("document.body.scrollHeight")
+    assert not browser.errors and not browser.external
+    assert first.stat().st_size > 20_000 and full.stat().st_size > first.stat().st_size and height > 3 * 900
