@@ -234,3 +234,14 @@ def test_the_call_path_imports_only_what_it_uses(tmp_path):
     heavy = {"fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "dask", "distributed", "matplotlib",
              "weasyprint", "pyarrow", "duckdb", "polars", "multiprocessing", "babel"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_version_names_the_knowledge_base_too():
+    from permed import __version__
+    from permed.api import load_kb
+
+    kb = load_kb()
+    res = cli("--version")
+    assert res.returncode == 0
+    assert res.stdout.strip() == (f"permed {__version__}, knowledge base {kb.kb_version} (built {kb.built}, "
+                                  f"sha256 {kb.sha256[:12]})")

@@ -46,8 +46,12 @@ REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv")
 
 
 def _version(value: bool) -> None:
+    """The program's version and the knowledge base's (calls depend on both)."""
     if value:
-        print(f"permed {__version__}")
+        from permed.kb.load import load_kb
+
+        kb = load_kb()
+        print(f"permed {__version__}, knowledge base {kb.kb_version} (built {kb.built}, sha256 {kb.sha256[:12]})")
         raise typer.Exit()
 
 
