@@ -119,7 +119,7 @@ class _PassState:
     unsorted_noted: bool = False
     # records that agree with a definition SNV on GRCh38, and records that sit where GRCh37 has one
     on_grch38: int = 0
-    on_grch37: list = field(default_factory=list)
+    on_grch37: set = field(default_factory=set)
 
 
 class VcfReader:
@@ -143,9 +143,10 @@ class VcfReader:
         self.pending: list = []
         # an indexed file is read through windows around the definition positions only
         self.windowed = options.use_index and has_index(self.path)
-        if self.windowed and stale_index(self.path) is not None:
+        stale = stale_index(self.path) if self.windowed else None
+        if stale is not None:
             self.windowed = False
-            self.notices.append(f"the index {stale_index(self.path).name} is older than {self.label}; it was not used "
+            self.notices.append(f"the index {stale.name} is older than {self.label}; it was not used "
                                 "(the whole file was read). Re-index the file (tabix -p vcf / bcftools index)")
         self._contigs: set[str] | None = None
         self._lengths: dict[str, int] | None = None
@@ -374,14 +375,14 @@ class VcfReader:
             except StopIteration:
                 break
             except Exception as exc:  # htslib could not parse the next record
-                where = f"line {header_lines + rec_no + 1}" if text_lines else f"record {rec_no + 1}"
+                where = _line_or_record(header_lines + rec_no + 1 if text_lines else None, rec_no + 1)
                 detail = describe_line(self.path, header_lines + rec_no + 1, len(samples)) if text_lines else None
                 raise _RecordError(where, detail or str(exc), described=detail is not None) from None
             rec_no += 1
             line = header_lines + rec_no if text_lines else None
             parse_errors = htslib.new_errors()
             if parse_errors:  # the record is half-filled: describe it without touching it
-                where = f"line {line}" if line is not None else f"record {rec_no}"
+                where = _line_or_record(line, rec_no)
                 detail = describe_line(self.path, line, len(samples)) if line is not None else None
                 raise _RecordError(where, detail or self._htslib(parse_errors[0]), described=True)
             try:
@@ -391,8 +392,7 @@ class VcfReader:
                 chrom, pos = located
                 self._keep(vcf, rec, store, line, chrom, pos, state)
             except UnicodeDecodeError as exc:
-                where = f"line {line}" if line is not None else f"record {rec_no}"
-                raise InputFileError(f"{self.label}: {where}: a field is not UTF-8 text "
+                raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: a field is not UTF-8 text "
                                      f"(byte 0x{exc.object[exc.start]:02x})") from None
 
         self._check_build_evidence(vcf, state)
@@ -401,20 +401,22 @@ class VcfReader:
     def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int] | None:
         """A record's chromosome (chr-prefixed) and position, refusing what htslib lets through; None for a
         comment line among the records (htslib reads `# ...` there as a record; PharmCAT skips it)."""
-        where = f"line {line}" if line is not None else f"record {rec_no}"
         raw = rec.CHROM
         if raw.startswith("#"):
             return None
         if not raw:
             detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
-            raise InputFileError(f"{self.label}: {where}: {detail if detail and 'NUL' in detail else 'CHROM is empty'}")
+            raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: "
+                                 f"{detail if detail and 'NUL' in detail else 'CHROM is empty'}")
         pos = rec.POS
         if pos < 1 or rec.start + 1 != pos:  # 0, negative, or beyond 32 bits (wrapped by cyvcf2)
-            raise InputFileError(f"{self.label}: {where} ({raw}): POS {rec.start + 1} is outside 1..{MAX_POS}")
+            raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)} ({raw}): POS {rec.start + 1} is "
+                                 f"outside 1..{MAX_POS}")
         if rec.end <= rec.start and str(rec).split("\t", 4)[3:4] == ["."]:
             # a line cut after POS: htslib hands over a record without alleles, and reading REF would crash
             detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
-            raise InputFileError(f"{self.label}: {where}: malformed record ({detail or 'no REF allele'})")
+            raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: malformed record "
+                                 f"({detail or 'no REF allele'})")
         return normalise_chrom(raw), pos
 
     def _contig_length(self, vcf: VCF, raw: str, chrom: str) -> int | None:
@@ -490,7 +492,7 @@ class VcfReader:
             return
         site = self.index.grch37.get((chrom, pos))
         if site is not None and ref.upper() == site[0] and site[1] in alts:
-            state.on_grch37.append(f"{chrom}:{pos}")
+            state.on_grch37.add((chrom, pos))
 
     def _check_build_evidence(self, vcf: VCF, state: _PassState) -> None:
         """Refuse a file whose variants sit at the GRCh37 positions of definition variants (with GRCh37's base
@@ -504,11 +506,12 @@ class VcfReader:
                     continue
                 for rec in vcf(f"{name}:{pos37}-{pos37}"):
                     if rec.POS == pos37 and rec.REF.upper() == ref37 and alt in rec.ALT:
-                        state.on_grch37.append(f"{chrom}:{pos37}")
+                        state.on_grch37.add((chrom, pos37))
         if state.on_grch37 and len(state.on_grch37) > state.on_grch38:
+            chrom, pos = min(state.on_grch37)
             raise InputFileError(
                 f"{self.label}: {len(state.on_grch37)} record(s) carry known variants at their GRCh37 positions "
-                f"(e.g. {state.on_grch37[0]}) and {state.on_grch38} sit at GRCh38 definition positions: the file "
+                f"(e.g. {chrom}:{pos}) and {state.on_grch38} sit at GRCh38 definition positions: the file "
                 "looks like GRCh37 coordinates; lift it over to GRCh38 (or re-align) first")
 
     def _check_format_keys(self, rec, line: int | None, chrom: str, pos: int) -> None:
@@ -966,6 +969,11 @@ def _implausible_block(ref: str, genes: set[str]) -> str | None:
 def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
     """A gVCF reference block asserts the reference over [pos, end]: its REF means the locus REF."""
     return AlleleMapping((locus.ref, *alts), True, False), f"gVCF reference block {chrom}:{pos}-{end}"
+
+
+def _line_or_record(line: int | None, rec_no: int) -> str:
+    """A record as messages name it: its line in a text VCF, else its number (BCF, region reads)."""
+    return f"line {line}" if line is not None else f"record {rec_no}"
 
 
 def _where(line: int | None, chrom: str, pos: int) -> str:
