@@ -117,20 +117,32 @@ def _allele_functions(rep: GeneReport, _) -> list[str]:
     return out
 
 
-def _drugs_by_gene(kb) -> dict[str, list[str]]:
-    """The drugs whose guidelines use each gene (as PharmCAT's genotype table lists them)."""
-    found: dict[str, set[str]] = {}
-    for g in kb.guidelines:
-        for gene in g.genes:
-            found.setdefault(gene, set()).update(d.name for d in g.drugs)
-    return {gene: sorted(names) for gene, names in found.items()}
+class _GuidelineFacts:
+    """What every report of one knowledge base reads from its guidelines, worked out once (a cohort's reports
+    would otherwise rescan every guideline per patient and per drug)."""
 
+    _cache: dict[int, tuple] = {}
 
-def _references(kb, guideline_ids: list[str]) -> list[dict]:
-    """The guidelines behind one source's advice for a drug: their page and PMIDs (every drug row cites its
-    sources, whether or not a recommendation applies)."""
-    wanted = set(guideline_ids)
-    return [{"url": g.url, "pmids": list(g.pmids)} for g in kb.guidelines if g.id in wanted]
+    def __init__(self, kb):
+        found: dict[str, set[str]] = {}
+        for g in kb.guidelines:
+            for gene in g.genes:
+                found.setdefault(gene, set()).update(d.name for d in g.drugs)
+        # the drugs whose guidelines use each gene (as PharmCAT's genotype table lists them)
+        self.drugs_by_gene = {gene: sorted(names) for gene, names in found.items()}
+        self.by_id = {g.id: g for g in kb.guidelines}
+
+    @classmethod
+    def of(cls, kb) -> _GuidelineFacts:
+        hit = cls._cache.get(id(kb))
+        if hit is None or hit[0] is not kb:
+            hit = cls._cache[id(kb)] = (kb, cls(kb))
+        return hit[1]
+
+    def references(self, guideline_ids: list[str]) -> list[dict]:
+        """The guidelines behind one source's advice for a drug: their page and PMIDs (every drug row cites its
+        sources, whether or not a recommendation applies)."""
+        return [{"url": g.url, "pmids": list(g.pmids)} for i in guideline_ids if (g := self.by_id.get(i))]
 
 
 def _say_once(evidence: list[dict], _) -> list[str]:
@@ -190,7 +202,7 @@ def _rows(source_advice, drug_label: str, _, drug: str | None = None) -> list[di
 def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: str) -> dict:
     _ = translations(lang).gettext
     callset, pset, kb = result.calls, result.phenotypes, result.kb
-    drugs_by_gene = _drugs_by_gene(kb)
+    facts = _GuidelineFacts.of(kb)
     called = set(callset.genes)
     genes, evidence, untested = [], [], []
     for gene in pset.genes:
@@ -206,7 +218,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                       "phenotype": "; ".join(phenos),
                       "activity": " OR ".join(scores), "status": status, "status_class": cls,
                       "functions": _allele_functions(rep, _) if rep.reportable else [],
-                      "drugs": [_(x) for x in drugs_by_gene.get(gene, ())]})
+                      "drugs": [_(x) for x in facts.drugs_by_gene.get(gene, ())]})
         if not rep.reportable:
             untested.append(gene)
         ev = {"gene": gene, "call": call_text, "outside": rep.outside_call, "messages": rep.messages,
@@ -260,7 +272,7 @@ def report_context(result: Result, si: int, advice: SampleAdvice | None, lang: s
                 note = (_("gene not tested: %(genes)s") % {"genes": ", ".join(s.missing_genes)} if s.missing_genes
                         else _("no recommendation for this genotype"))
                 cells.append({"rows": _rows(s, label, _, d.drug), "note": note,
-                              "refs": _references(kb, s.guidelines)})
+                              "refs": facts.references(s.guidelines)})
             drugs.append({"drug": d.drug, "slug": re.sub(r"[^a-z0-9]+", "-", d.drug), "label": label,
                           "on_list": d.on_medication_list, "sources": cells})
     conversions = []
