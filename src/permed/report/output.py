@@ -22,6 +22,7 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
     files = report_files(result.samples)
     if sample_reports and (formats or also_html):
         from permed.report.html_report import render_html, report_context, write_pdf  # jinja2: only when used
+        from permed.report.pharmcat_tsv import write_pharmcat_tsv
     with StagedOutput(out_dir) as out:
         with open(out.path(CALLS_TSV), "w", newline="\n", encoding="utf-8") as fh:
             write_calls_tsv(result, fh)
@@ -32,8 +33,6 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
                     continue
                 sample_advice = result.advice.sample(si) if result.advice is not None else None
                 if "pharmcat-tsv" in formats:
-                    from permed.report.pharmcat_tsv import write_pharmcat_tsv
-
                     with open(out.path(names.tsv), "w", newline="\n", encoding="utf-8") as fh:
                         write_pharmcat_tsv(result, si, fh)
                 if "html" in formats or "pdf" in formats:
