@@ -42,7 +42,7 @@ app.add_typer(schema_app, name="schema")
 DATA_DIR = Path("permed-data")
 err = Console(stderr=True)
 
-REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv")
+REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv", "fhir")
 
 
 def _version(value: bool) -> None:
@@ -71,7 +71,7 @@ def _formats(report_format: str) -> tuple[str, ...]:
     bad = [f for f in formats if f not in REPORT_FORMATS]
     if bad or not formats:
         raise ConfigurationError(f"--format: {', '.join(bad) or report_format!r} is not one of html, pdf, json, "
-                                 "pharmcat-tsv (comma-separated)")
+                                 "pharmcat-tsv, fhir (comma-separated)")
     return tuple(f for f in formats if f != "json")  # the JSON report is always written
 
 
@@ -104,8 +104,14 @@ def call_cmd(
         "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
     report_format: Annotated[str, typer.Option(
         "--format", help="Per-sample reports besides the JSON: html, pdf, pharmcat-tsv (PharmCAT 3.1's TSV "
-        "layout), comma-separated, or json (JSON only).")] = "html",
+        "layout), fhir (HL7 FHIR R4 Genomics Reporting bundle, <sample>.fhir.json), comma-separated, or json "
+        "(JSON only).")] = "html",
     lang: Annotated[str, typer.Option("--lang", help="Report language: en, zh (any language with a catalog).")] = "en",
+    fhir_bundle: Annotated[str, typer.Option(
+        "--fhir-bundle", help="FHIR bundle type: transaction (POST to a FHIR server) or collection.")] = "transaction",
+    fhir_patient: Annotated[str | None, typer.Option(
+        "--fhir-patient", help="The FHIR Patient the bundle is about, e.g. Patient/123 (default: a Patient "
+        "resource identified by the VCF sample name).")] = None,
 ) -> None:
     """Call star-allele diplotypes for every sample in the input files and interpret them."""
     from permed.engine import Inputs
@@ -114,6 +120,10 @@ def call_cmd(
 
     formats = _formats(report_format)
     check_language(lang)  # refuse an unknown language before any work
+    if "fhir" in formats:
+        from permed.report.fhir import check_fhir_options
+
+        check_fhir_options(fhir_bundle, fhir_patient)
     paths = list(inputs or [])
     if example:
         from permed.examples import example_vcf
@@ -130,7 +140,8 @@ def call_cmd(
         for m in result.advice.medications.unrecognised:
             print(f"permed: warning: --medications: {m!r} is neither a drug with guidelines nor a known CYP "
                   "inhibitor", file=sys.stderr)
-    written = result.write(out, formats=formats, lang=lang, sample_reports=not no_sample_reports)
+    written = result.write(out, formats=formats, lang=lang, sample_reports=not no_sample_reports,
+                           fhir_bundle=fhir_bundle, fhir_patient=fhir_patient)
     elapsed = time.perf_counter() - t0
     for e in result.phenotypes.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it

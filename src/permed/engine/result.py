@@ -83,9 +83,10 @@ class Result:
                 for g in self.phenotypes.genes]
 
     def write(self, out_dir: Path, formats: tuple[str, ...] = ("html",), lang: str = "en",
-              sample_reports: bool = True, also_html: tuple[str, ...] = ()) -> list[Path]:
-        """calls.tsv plus each patient's report JSON and HTML/PDF reports, written atomically."""
+              sample_reports: bool = True, also_html: tuple[str, ...] = (), fhir_bundle: str = "transaction",
+              fhir_patient: str | None = None) -> list[Path]:
+        """calls.tsv plus each patient's report JSON and HTML/PDF/FHIR reports, written atomically."""
         from permed.report.output import write_outputs
 
         return write_outputs(self, Path(out_dir), sample_reports=sample_reports, formats=formats, lang=lang,
-                             also_html=also_html)
+                             also_html=also_html, fhir_bundle=fhir_bundle, fhir_patient=fhir_patient)

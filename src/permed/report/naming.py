@@ -36,7 +36,8 @@ def display_name(sample: str) -> str:
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """OUT/<stem>.report.json, .report.html (.report.<lang>.html for other languages), .report.pdf."""
+    """OUT/<stem>.report.json, .report.html (.report.<lang>.html for other languages), .report.pdf, and
+    <sample>.fhir.json."""
 
     stem: str  # e.g. "NA12878.report"
 
@@ -56,6 +57,11 @@ class ReportFiles:
     def tsv(self) -> str:
         """PharmCAT 3.1's TSV layout (`--format pharmcat-tsv`)."""
         return f"{self.stem}.tsv"
+
+    @property
+    def fhir(self) -> str:
+        """The FHIR bundle (`--format fhir`): OUT/<sample>.fhir.json."""
+        return f"{self.stem.removesuffix('.report')}.fhir.json"
 
     def html(self, lang: str = SOURCE_LANGUAGE) -> str:
         return f"{self.stem}.html" if lang == SOURCE_LANGUAGE else f"{self.stem}.{lang}.html"

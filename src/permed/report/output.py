@@ -12,14 +12,21 @@ from permed.staging import StagedOutput
 if TYPE_CHECKING:
     from permed.engine.result import Result
 
-REPORT_FORMATS = ("html", "pdf", "pharmcat-tsv")  # besides the JSON report, which is always written
+REPORT_FORMATS = ("html", "pdf", "pharmcat-tsv", "fhir")  # besides the JSON report, which is always written
 
 
 def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, formats: tuple[str, ...] = ("html",),
-                  lang: str = "en", also_html: tuple[str, ...] = ()) -> list[Path]:
+                  lang: str = "en", also_html: tuple[str, ...] = (), fhir_bundle: str = "transaction",
+                  fhir_patient: str | None = None) -> list[Path]:
     """calls.tsv, and per sample: report JSON plus the clinician's report (`formats`: html and/or pdf)
-    in `lang`, and an HTML report `<sample>.report.<lang>.html` for each language in `also_html`."""
+    in `lang`, and an HTML report `<sample>.report.<lang>.html` for each language in `also_html`;
+    `fhir` in formats: the FHIR bundle (`fhir_bundle`: transaction or collection) whose subject is
+    `fhir_patient` (Patient/ID; default: a Patient made from the sample name)."""
     files = report_files(result.samples)
+    if "fhir" in formats and sample_reports:
+        from permed.report.fhir import check_fhir_options, fhir_bundle_json
+
+        check_fhir_options(fhir_bundle, fhir_patient, len(result.samples))
     if sample_reports and (formats or also_html):
         from permed.report.html_report import render_html, report_context, write_pdf  # jinja2: only when used
         from permed.report.pharmcat_tsv import write_pharmcat_tsv
@@ -32,6 +39,10 @@ def write_outputs(result: Result, out_dir: Path, sample_reports: bool = True, fo
                 if not formats and not also_html:
                     continue
                 sample_advice = result.advice.sample(si) if result.advice is not None else None
+                if "fhir" in formats:
+                    text = fhir_bundle_json(result.report(si), bundle_type=fhir_bundle, patient_ref=fhir_patient,
+                                            lang=lang, kb=result.kb)
+                    out.path(names.fhir).write_text(text, encoding="utf-8")
                 if "pharmcat-tsv" in formats:
                     with open(out.path(names.tsv), "w", newline="\n", encoding="utf-8") as fh:
                         write_pharmcat_tsv(result, si, fh)
