@@ -30,7 +30,8 @@ def template_catalog() -> Catalog:
             babel_extract, tpl, keywords=KEYWORDS, options={"extensions": "jinja2.ext.i18n", "trim_blocks": "1",
                                                             "lstrip_blocks": "1"}):
         cat.add(msg, locations=[(tpl.relative_to(ROOT).as_posix(), lineno)])
-    for py in ("src/permed/kb/wording.py", "src/permed/report/html_report.py", "src/permed/report/gene_summary.py"):
+    for py in ("src/permed/kb/wording.py", "src/permed/report/html_report.py", "src/permed/report/gene_summary.py",
+               "src/permed/report/fhir.py"):
         for lineno, msg, _comments, _ctx in extract_from_file("python", ROOT / py, keywords=KEYWORDS):
             cat.add(msg, locations=[(py, lineno)])
     kb = load_kb()

@@ -246,7 +246,7 @@ def _gene_findings(b: _Builder, gene: str, e: GeneEntry) -> list[str]:
                            "valueCodeableConcept": _concept(LOINC, *GRCH38)})
     fields: dict = {"component": components}
     haplotypes: list[str] = []
-    variants = [] if e.outside_call else _variants(b, gene, e)
+    variants = {} if e.outside_call else _variants(b, gene, e)
     if ambiguous:
         fields["valueCodeableConcept"] = {"text": text}
         fields["interpretation"] = [_concept(OBSINT, "IND", "Indeterminate")]
@@ -261,17 +261,19 @@ def _gene_findings(b: _Builder, gene: str, e: GeneEntry) -> list[str]:
             hv = {"text": f"{gene} {hap}"}
             if gene in PHARMVAR_GENES:
                 hv["coding"] = [_coding(PHARMVAR, gene, f"{gene} {hap}")]
+            from_variants = [{"reference": variants[k]} for k in _defining(b, gene, hap) if k in variants]
             haplotypes.append(b.observation(f"haplotype/{gene}/{i}", "haplotype",
                                             _concept(LOINC, "84414-2", "Haplotype Name"),
-                                            valueCodeableConcept=hv, component=components[:1]))
+                                            valueCodeableConcept=hv, component=components[:1],
+                                            derivedFrom=from_variants))
     if e.outside_call:
         fields["method"] = {"text": _("outside call")}
-    derived = haplotypes + variants
+    derived = haplotypes + list(variants.values())
     if derived:
         fields["derivedFrom"] = [{"reference": r} for r in derived]
     genotype = b.observation(f"genotype/{gene}", "genotype", _concept(LOINC, "84413-4", "Genotype display name"),
                              **fields)
-    refs = [genotype, *haplotypes, *variants]
+    refs = [genotype, *haplotypes, *variants.values()]
     phenotypes = [p for p in e.phenotypes if p not in NOT_A_RESULT]
     if e.reportable and len(set(phenotypes)) == 1 and not ambiguous:
         refs.append(_gene_implication(b, gene, e, phenotypes[0], genotype))
@@ -303,15 +305,26 @@ def _gene_implication(b: _Builder, gene: str, e: GeneEntry, phenotype: str, geno
                          derivedFrom=[{"reference": genotype}])
 
 
-def _variants(b: _Builder, gene: str, e: GeneEntry) -> list[str]:
-    """A Variant per definition position where the sample carries a non-reference allele (the reference
-    allele is taken from the call's evidence: positions read as reference are not listed)."""
+def _defining(b: _Builder, gene: str, haplotype: str) -> list[tuple[int, str]]:
+    """(position, allele) pairs that define a named allele (nothing for the reference allele)."""
+    gdef = b.kb.genes.get(gene) if b.kb is not None else None
+    if gdef is None:
+        return []
+    for allele in gdef.alleles:
+        if allele.name == haplotype and not allele.reference:
+            return [(gdef.loci[i].position, a) for i, a in allele.defined.items()]
+    return []
+
+
+def _variants(b: _Builder, gene: str, e: GeneEntry) -> dict[tuple[int, str], str]:
+    """A Variant per definition position and allele the sample carries that is not the reference
+    ((position, allele) -> reference); without the report's KB, none (the reference allele is unknown)."""
     gdef = b.kb.genes.get(gene) if b.kb is not None else None
     if gdef is None or not e.evidence:
-        return []
+        return {}
     refseq = gdef.refseq_chromosome
     loci = {locus.position: locus for locus in gdef.loci}
-    out = []
+    out = {}
     for ev in e.evidence:
         locus = loci.get(ev.position)
         if locus is None or ev.status != "called" or not ev.call:
@@ -342,9 +355,10 @@ def _variants(b: _Builder, gene: str, e: GeneEntry) -> list[str]:
             if ev.rsid:
                 comps.append({"code": _concept(LOINC, "81252-9", "Discrete genetic variant"),
                               "valueCodeableConcept": _concept(DBSNP, ev.rsid)})
-            out.append(b.observation(f"variant/{gene}/{ev.position}/{alt}", "variant",
-                                     _concept(LOINC, "69548-6", "Genetic variant assessment"),
-                                     valueCodeableConcept=_concept(LOINC, "LA9633-4", "Present"), component=comps))
+            out[(ev.position, alt)] = b.observation(
+                f"variant/{gene}/{ev.position}/{alt}", "variant",
+                _concept(LOINC, "69548-6", "Genetic variant assessment"),
+                valueCodeableConcept=_concept(LOINC, "LA9633-4", "Present"), component=comps)
     return out
 
 
