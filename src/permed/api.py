@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from permed.errors import MissingExtraError
 from permed.options import Options
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def cohort(vcfs, *, populations: str | Path | Populations | None = None, kb: Kno
     """Call a cohort (no per-patient advice or evidence) and return its tables: `.calls`,
     `.frequencies`, `.samples` as pyarrow Tables (`.to_polars()`), `.write(out_dir)` for the files
     `permed cohort` writes."""
-    from permed.biobank.output import CohortTables
+    try:
+        from permed.biobank.output import CohortTables
+    except ImportError as exc:  # pyarrow & co. come with permed[cohort]
+        raise (MissingExtraError.from_import_error(exc) or exc) from None
     from permed.biobank.populations import Populations, read_populations
     from permed.engine import Inputs
 

@@ -23,6 +23,7 @@ from permed.errors import (
     TERMINATED,
     USAGE_ERROR,
     ConfigurationError,
+    MissingExtraError,
     OutputError,
     PermedError,
     Terminated,
@@ -124,6 +125,10 @@ def call_cmd(
         from permed.report.fhir import check_fhir_options
 
         check_fhir_options(fhir_bundle, fhir_patient)
+    if "pdf" in formats and not no_sample_reports:
+        from permed.report.html_report import check_pdf
+
+        check_pdf()
     paths = list(inputs or [])
     if example:
         from permed.examples import example_vcf
@@ -694,6 +699,11 @@ def run(argv: list[str] | None = None) -> int:
             err.print(f"permed: error: {exc.format_message()} (see {where} --help)", markup=False, highlight=False,
                       soft_wrap=True)
             return USAGE_ERROR
+        # an optional dependency group (pip install 'permed[cohort]' ...) is not installed
+        missing = MissingExtraError.from_import_error(exc) if isinstance(exc, ImportError) else None
+        if missing is not None:
+            err.print(f"permed: error: {missing}", markup=False, highlight=False, soft_wrap=True)
+            return missing.exit_code
         if os.environ.get("PERMED_DEBUG"):
             raise
         err.print(f"permed: internal error: {type(exc).__name__}: {exc} (set PERMED_DEBUG=1 for a traceback)",

@@ -9,6 +9,7 @@ line exits with (docs/cli.md, "Exit codes"). Anything else escaping is a bug (ex
     │   │   └── OutsideCallsError  2   an outside-calls file
     │   ├── OutputError        2   the output location cannot be written
     │   └── ConfigurationError 64  an option value or combination (as the parser's usage errors)
+    │       └── MissingExtraError 64  the command needs an optional dependency group (pip install 'permed[x]')
     ├── KnowledgeBaseError     3   the knowledge base is missing, damaged or of another schema
     └── ServiceError           4   the service's database or data directory cannot be used
 """
@@ -56,6 +57,32 @@ class ConfigurationError(UserError):
     """An option value or a combination of options is invalid (unknown gene, language, format...)."""
 
     exit_code = USAGE_ERROR
+
+
+# modules of the optional dependency groups (pyproject's extras): a command that needs one names the extra
+EXTRA_OF_MODULE = {
+    "pyarrow": "cohort", "duckdb": "cohort", "dask": "cohort", "distributed": "cohort", "polars": "cohort",
+    "fastapi": "service", "starlette": "service", "sqlalchemy": "service", "alembic": "service",
+    "uvicorn": "service", "uvloop": "service", "httptools": "service", "multipart": "service",
+    "python_multipart": "service", "psycopg": "service", "jwt": "service", "pysam": "service",
+    "weasyprint": "pdf",
+}
+
+
+class MissingExtraError(ConfigurationError):
+    """What was asked needs an optional dependency group that is not installed."""
+
+    def __init__(self, module: str, extra: str):
+        self.module, self.extra = module, extra
+        super().__init__(f"this needs permed's optional '{extra}' dependencies (module {module} is not installed): "
+                         f"pip install 'permed[{extra}]'")
+
+    @classmethod
+    def from_import_error(cls, exc: ImportError) -> MissingExtraError | None:
+        """The extra a failed import belongs to, or None for a module no extra provides (a real bug)."""
+        top = (getattr(exc, "name", None) or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(top)
+        return cls(top, extra) if extra else None
 
 
 class KnowledgeBaseError(PermedError):

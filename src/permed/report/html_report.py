@@ -16,7 +16,7 @@ import jinja2
 from permed import __version__
 from permed.advice.advice_set import SampleAdvice
 from permed.advice.model import ACTIONABLE
-from permed.errors import ConfigurationError
+from permed.errors import ConfigurationError, MissingExtraError
 from permed.kb.wording import DRUG_INDICATIONS, N_, action_label, population_label, summary
 from permed.matcher.labels import HETEROZYGOUS
 from permed.phenotype.model import NO_RESULT, GeneReport
@@ -302,10 +302,17 @@ def render_html(context: dict) -> str:
     return env.get_template("report.html.j2").render(**context)
 
 
-def write_pdf(html: str, path: Path) -> None:
+def check_pdf():
+    """WeasyPrint's HTML class, or a one-line error naming what to install (before any work is done)."""
     try:
         from weasyprint import HTML
+    except ModuleNotFoundError as exc:
+        raise (MissingExtraError.from_import_error(exc) or exc) from None
     except (ImportError, OSError) as exc:  # OSError: the pango/cairo system libraries are missing
-        raise ConfigurationError(f"--format pdf needs WeasyPrint and its system libraries (pango): {exc}") from None
-    HTML(string=html).write_pdf(str(path))
+        raise ConfigurationError(f"--format pdf needs WeasyPrint's system libraries (pango): {exc}") from None
+    return HTML
+
+
+def write_pdf(html: str, path: Path) -> None:
+    check_pdf()(string=html).write_pdf(str(path))
 
