@@ -151,3 +151,44 @@ def test_a_0001_database_with_data_is_upgraded_into_the_default_organisation(dat
     assert r.status_code == 200 and r.json()["id"] == 1, r.text  # found again, not a second upload
     listed = TestClient(app).get("/api/v1/samples", headers={"Authorization": "Bearer pmd_old-lab"}).json()
     assert [x["id"] for x in listed] == [1]
+
+
+def test_a_0002_database_with_data_gains_patient_links(database_url, tmp_path):
+    """Schema 0002 (organisations, before patient links) with an organisation, a lab token and an upload: the
+    upgrade adds the patient-link table, keeps the rows, and one patient id per organisation is enforced by
+    the database itself."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    from permed.service.store import PatientLink, Upload
+
+    url = _url(database_url, tmp_path)
+    engine = create_engine(Store.driver_url(url))
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0002")
+    with engine.begin() as conn:
+        assert schema.current(conn) == "0002"
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES (1, 'A', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO api_tokens (id, name, role, token_hash, created_at, revoked, organisation_id) "
+                          "VALUES (1, 'lab', 'lab', 'h', CURRENT_TIMESTAMP, false, 1)"))
+        conn.execute(text("INSERT INTO samples (id, sha256, request_key, filename, size, created_at, created_by, "
+                          "organisation_id) VALUES (1, 's', 'k', 'p.vcf', 1, CURRENT_TIMESTAMP, 1, 1)"))
+    engine.dispose()
+    store = Store(url)
+    with store.engine.connect() as conn:
+        assert schema.current(conn) == schema.head() == "0003"
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    with store.session() as s:
+        assert [u.filename for u in s.scalars(select(Upload))] == ["p.vcf"]
+        s.add(PatientLink(organisation_id=1, patient_id="pat-1", upload_id=1, sample="S1", created_by=1))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(PatientLink(organisation_id=1, patient_id="pat-1", upload_id=1, sample="S2", created_by=1))
+    with store.engine.begin() as conn:  # and back: the table goes, the rest stays
+        command.downgrade(schema._config(conn), "0002")
+        assert not inspect_tables(conn) & {"patient_links"} and "samples" in inspect_tables(conn)
+
+
+def inspect_tables(conn) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(conn).get_table_names())

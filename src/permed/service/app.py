@@ -16,6 +16,8 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -47,8 +49,8 @@ from permed.service.results import DamagedResult, verify_all
 from permed.service.results import digests as result_digests
 from permed.service.results import rerun as rerun_job
 from permed.service.results import verify as verify_result
-from permed.service.security import SCOPE_TOKEN, SCOPE_UPLOAD, Guard, client_address
-from permed.service.store import ApiToken, AuditWriter, Job, Organisation, Store, Upload
+from permed.service.security import SCOPE_CDS, SCOPE_TOKEN, SCOPE_UPLOAD, Guard, client_address
+from permed.service.store import ApiToken, AuditWriter, Job, Organisation, PatientLink, Store, Upload
 from permed.service.supervisor import DEFAULT_WORKERS
 from permed.service.tokens import (
     DEFAULT_ORGANISATION,
@@ -60,7 +62,7 @@ from permed.service.tokens import (
 )
 from permed.service.ui import mount_ui
 from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
-from permed.service.worker import results_dir, upload_path
+from permed.service.worker import PHENOTYPES_FILE, results_dir, upload_path
 
 UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -84,6 +86,14 @@ UploadId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID, alias="sample_id")]
 RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
 PatientName = Annotated[str | None, Query(alias="sample", max_length=1000,
                                           description="the VCF sample (patient) when the file holds several")]
+LINK_TTL = 5.0  # seconds a CDS call's patient-link lookup is remembered (links changed here: at once)
+STORED_CACHE = 10_000  # linked patients (loaded reports) kept for CDS calls
+
+
+class PatientLinkRequest(BaseModel):
+    patient_id: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="the EHR's FHIR Patient id")
+    sample: str | None = Field(None, min_length=1, max_length=1000,
+                               description="the VCF sample; optional when the upload holds one sample")
 
 
 class TokenRequest(BaseModel):
@@ -107,6 +117,8 @@ class Settings:
     job_lease: float | None = None  # seconds without a worker's heartbeat before its job is queued again
     job_limits: JobLimits = field(default_factory=JobLimits)  # per job: inflated size, records, samples, ...
     engine: Engine | None = None  # built at start-up when not given
+    # CDS Hooks services (docs/cds-hooks.md): the issuer allow-list file; None: $PERMED_CDS_CONFIG, else off
+    cds_config: Path | None = None
 
 
 class _Done(NamedTuple):
@@ -155,6 +167,11 @@ def _upload_or_404(s, t: ApiToken, upload_id: int, request: Request) -> Upload:
     return row
 
 
+def _link_json(row: PatientLink) -> dict:
+    return {"id": row.id, "sample_id": row.upload_id, "patient_id": row.patient_id, "sample": row.sample,
+            "created_at": row.created_at.isoformat() + "Z"}
+
+
 def _private_dir(path: Path) -> None:
     """A directory only the service's user can enter, whatever the umask or how it was made before."""
     try:
@@ -173,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
         limits = replace(limits, max_upload=settings.max_upload)
     store = Store(settings.database) if settings.database else Store.in_data_dir(data_dir)
     engine = settings.engine or Engine()  # the knowledge base is loaded now, not in the first request
+    cds = _cds_auth(settings, store)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -436,10 +454,14 @@ def create_app(settings: Settings) -> FastAPI:
         if done is None:
             with store.session() as s:
                 x, job = _done_upload(s, t, upload_id, request)  # 404 or 409 unless the job is done
-            found = sorted(results_dir(data_dir, upload_id).glob("*.report.json"))
-            done = done_reports[upload_id] = _Done(x.organisation_id, job.id, found, result_digests(job))
-            if len(done_reports) > DONE_CACHE_SIZE:
-                done_reports.popitem(last=False)
+            done = _remember_done(x, job)
+        return done
+
+    def _remember_done(x: Upload, job: Job) -> _Done:
+        found = sorted(results_dir(data_dir, x.id).glob("*.report.json"))
+        done = done_reports[x.id] = _Done(x.organisation_id, job.id, found, result_digests(job))
+        if len(done_reports) > DONE_CACHE_SIZE:
+            done_reports.popitem(last=False)
         return done
 
     def _cached_reports(t: ApiToken, upload_id: int, request: Request) -> _Done | None:
@@ -524,11 +546,219 @@ def create_app(settings: Settings) -> FastAPI:
                 return JSONResponse(_advice_json(path, name))
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no guideline for drug {drug!r}")
 
+    # ---- patient links: the EHR's Patient id of a stored patient, for CDS Hooks calls ----------------------
+    def _sample_of(x: Upload, wanted: str | None) -> str:
+        names = engine.sample_names(upload_path(data_dir, x.sha256))
+        if wanted is None:
+            if len(names) != 1:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                    f"this file holds {len(names)} samples: name one in \"sample\"")
+            return names[0]
+        if wanted not in names:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no sample of that name in this upload")
+        return wanted
+
+    @api.post("/samples/{sample_id}/patient-link", status_code=status.HTTP_201_CREATED,
+              summary="Link an EHR's FHIR Patient id to a patient (VCF sample) of this upload, for CDS Hooks")
+    def patient_link(upload_id: UploadId, body: PatientLinkRequest, t: Annotated[ApiToken, Depends(uploader)],
+                     request: Request) -> JSONResponse:
+        client = client_address(request.scope)
+        with store.session() as s:
+            x = _upload_or_404(s, t, upload_id, request)
+        sample = _sample_of(x, body.sample)
+        # links belong to the upload's organisation (an admin links within it too)
+        query = select(PatientLink).where(PatientLink.organisation_id == x.organisation_id,
+                                          PatientLink.patient_id == body.patient_id)
+        try:
+            with store.session() as s:
+                old = s.scalars(query).first()
+                if old is None:
+                    row = PatientLink(organisation_id=x.organisation_id, patient_id=body.patient_id, upload_id=x.id,
+                                      sample=sample, created_by=t.id)
+                    s.add(row)
+                    s.flush()
+                    store.audit(s, t, f"patient-link:{row.id}", x.id, client)
+                    code = status.HTTP_201_CREATED
+                elif (old.upload_id, old.sample) == (x.id, sample):  # the same link again: as it is
+                    row, code = old, status.HTTP_200_OK
+                    store.audit(s, t, f"patient-link-again:{row.id}", x.id, client)
+                else:
+                    row = None
+        except IntegrityError:  # the same patient linked concurrently: the other request won
+            row, old = None, None
+        if row is None:
+            where = f" (link {old.id}, sample id {old.upload_id})" if old is not None else ""
+            raise HTTPException(status.HTTP_409_CONFLICT, f"this patient id is linked already{where}: delete that "
+                                "link first (DELETE /api/v1/samples/{sample_id}/patient-link/{link_id})")
+        patient_links.pop((x.organisation_id, body.patient_id), None)
+        return JSONResponse(_link_json(row), status_code=code)
+
+    @api.get("/samples/{sample_id}/patient-link", summary="The EHR Patient ids linked to this upload's patients")
+    def patient_links_list(upload_id: UploadId, t: Annotated[ApiToken, Depends(reader)],
+                           request: Request) -> list[dict]:
+        with store.session() as s:
+            x = _upload_or_404(s, t, upload_id, request)
+            store.audit(s, t, "patient-link-list", x.id, client_address(request.scope))
+            rows = s.scalars(select(PatientLink).where(PatientLink.upload_id == x.id).order_by(PatientLink.id))
+            return [_link_json(r) for r in rows]
+
+    @api.delete("/samples/{sample_id}/patient-link/{link_id}", summary="Remove a patient link")
+    def patient_unlink(upload_id: UploadId, link_id: RowId, t: Annotated[ApiToken, Depends(uploader)],
+                       request: Request) -> dict:
+        with store.session() as s:
+            x = _upload_or_404(s, t, upload_id, request)
+            row = s.get(PatientLink, link_id)
+            if row is None or row.upload_id != x.id:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such patient link")
+            key = (row.organisation_id, row.patient_id)
+            s.delete(row)
+            store.audit(s, t, f"patient-unlink:{link_id}", x.id, client_address(request.scope))
+        patient_links.pop(key, None)
+        return {"id": link_id, "deleted": True}
+
+    # ---- CDS Hooks (docs/cds-hooks.md): the guard has verified the EHR's JWT (SCOPE_CDS) -----------------
+    patient_links: dict[tuple[int, str], tuple[float, tuple[int, str] | None]] = {}
+    stored_patients: OrderedDict[tuple, object] = OrderedDict()
+
+    def _find_link(organisation_id: int, patient: str) -> tuple[int, str] | None:
+        with store.session() as s:  # one query on the unique (organisation, patient) index
+            row = s.execute(select(PatientLink.upload_id, PatientLink.sample).where(
+                PatientLink.organisation_id == organisation_id, PatientLink.patient_id == patient)).first()
+        return None if row is None else (row[0], row[1])
+
+    async def _linked(organisation_id: int, patient: str) -> tuple[int, str] | None:
+        key = (organisation_id, patient)
+        hit = patient_links.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        found = await run_in_threadpool(_find_link, organisation_id, patient)
+        if len(patient_links) >= 100_000:  # patient ids cannot grow memory
+            patient_links.clear()
+        patient_links[key] = (time.monotonic() + LINK_TTL, found)
+        return found
+
+    def _stored_key(upload_id: int, sample: str, done: _Done) -> tuple:
+        from permed.service.cds import report_name
+
+        return upload_id, sample, (done.digests or {}).get(report_name(sample)) or f"job:{done.job_id}"
+
+    def _load_stored(upload_id: int, sample: str):
+        """The linked patient's stored report and phenotype file, verified (None: no finished result)."""
+        from permed.service.cds import Stored, report_name
+
+        done = done_reports.get(upload_id)
+        if done is None:
+            with store.session() as s:
+                x, job = s.get(Upload, upload_id), _job_of(s, upload_id)
+                if x is None or job is None or job.state != "done":
+                    return None
+            done = _remember_done(x, job)
+        path = next((p for p in done.paths if p.name == report_name(sample)), None)
+        if path is None:
+            return None
+        verify_result(path, done.digests)
+        report = PatientReport.loads(path.read_bytes())
+        phenotypes = None
+        if done.digests and PHENOTYPES_FILE in done.digests:
+            phenotypes = verify_result(results_dir(data_dir, upload_id) / PHENOTYPES_FILE, done.digests)
+        key = _stored_key(upload_id, sample, done)
+        stored = Stored(upload_id, done.job_id, sample, report, phenotypes, key[2])
+        stored_patients[key] = stored
+        while len(stored_patients) > STORED_CACHE:
+            stored_patients.popitem(last=False)
+        return done, stored
+
+    async def _stored(upload_id: int, sample: str):
+        done = done_reports.get(upload_id)
+        if done is not None:
+            hit = stored_patients.get(_stored_key(upload_id, sample, done))
+            if hit is not None:
+                return done, hit
+        return await run_in_threadpool(_load_stored, upload_id, sample)
+
+    if cds is not None:
+        _mount_cds(app, cds, engine, _linked, _stored, audit_row)
+
     app.include_router(api)
     mount_ui(app)
-    app.add_middleware(Guard, limits=limits, authenticate=authenticate, audit=audit_row)
+    app.add_middleware(Guard, limits=limits, authenticate=authenticate, audit=audit_row, cds=cds,
+                       cds_max_body=cds.config.max_request_kb * 1024 if cds else None)
     app.add_middleware(AccessLog)  # outermost: refusals of the guard are logged too
     return app
+
+
+def _cds_auth(settings: Settings, store: Store):
+    """The CDS Hooks verifier of the configured issuers, or None when CDS Hooks is not configured."""
+    path = settings.cds_config or os.environ.get("PERMED_CDS_CONFIG") or None
+    if path is None:
+        return None
+    from permed.service.cds_auth import CdsAuth, load_config
+
+    config = load_config(path)
+    with store.session() as s:  # each issuer's organisation, created on first use like a token's
+        ids = {i.organisation: store.organisation(s, i.organisation).id for i in config.issuers}
+    return CdsAuth(config, ids)
+
+
+def _mount_cds(app: FastAPI, cds, engine: Engine, linked, stored_patient, audit_row) -> None:
+    """GET /cds-services and POST /cds-services/{id} (not in the OpenAPI spec: CDS Hooks is its own)."""
+    from permed.service.cds import SERVICES, BadRequest, CdsHooks, MedicationNames, discovery, report_link
+
+    hooks = CdsHooks(engine, MedicationNames(engine.kb))
+    listing = discovery()
+
+    @app.get("/cds-services", include_in_schema=False)
+    async def cds_discovery() -> dict:
+        return listing
+
+    @app.post("/cds-services/{service_id}", include_in_schema=False)
+    async def cds_call(service_id: str, request: Request) -> JSONResponse:
+        service = SERVICES.get(service_id)
+        if service is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such CDS service")
+        caller = request.scope[SCOPE_CDS]
+        client = client_address(request.scope)
+        action = f"cds-{service.hook}:{caller.organisation}"
+        try:
+            data = hooks.parse(service, await request.body())
+        except BadRequest as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+        context = data["context"]
+        found = await linked(caller.organisation_id, context["patientId"])
+        if found is None:  # no link in the caller's organisation: no guidance, not an error
+            await audit_row(None, action, None, client)
+            return JSONResponse({"cards": []})
+        upload_id, sample = found
+        try:
+            loaded = await stored_patient(upload_id, sample)
+        except DamagedResult:
+            await audit_row(None, action + " (stored result damaged)", upload_id, client)
+            return JSONResponse({"cards": [{
+                "uuid": str(uuid.uuid4()), "summary": "Pharmacogenomic result unavailable: the stored result is "
+                "damaged", "indicator": "warning", "source": {"label": "permed"},
+                "detail": "The lab can run the patient's job again to restore it."}]})
+        if loaded is None or loaded[0].organisation_id != caller.organisation_id:  # not finished (yet)
+            await audit_row(None, action, upload_id, client)
+            return JSONResponse({"cards": []})
+        _, stored = loaded
+        drafts, draft_names = hooks.drafts(service, context)
+        if service.hook != "patient-view" and not drafts:  # no drug with a guideline among the orders
+            await audit_row(None, action, upload_id, client)
+            return JSONResponse({"cards": []})
+        names = hooks.prefetched(data.get("prefetch")) + draft_names
+        key = hooks.advice_key(stored, names)
+        if key is None:
+            advice = hooks.stored_advice(stored)
+        else:
+            advice = hooks.cached_advice(key) or await run_in_threadpool(hooks.compute_advice, stored, key, names)
+        link = report_link(cds.config.audience or str(request.base_url), upload_id, sample)
+        if service.hook == "patient-view":
+            on_list = {n for n in names + hooks.stored_names(stored) if n in hooks.names.kb_drugs}
+            cards = hooks.summary_card(advice, on_list, link)
+        else:
+            cards = hooks.order_cards(drafts, advice, link)
+        await audit_row(None, action, upload_id, client)
+        return JSONResponse({"cards": cards})
 
 
 def token_json(row: ApiToken, organisation: str | None) -> dict:

@@ -29,6 +29,10 @@ API_HEADERS = [(b"content-security-policy", API_CSP.encode()), (b"x-content-type
                (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store")]
 SCOPE_TOKEN = "permed.token"  # the authenticated ApiToken, for the routes' dependencies
 SCOPE_UPLOAD = "permed.audit_upload"  # set by a route that hid another organisation's row: named in the audit
+SCOPE_CDS = "permed.cds_caller"  # the verified CDS Hooks caller (cds_auth.Caller)
+CDS_PREFIX = "/cds-services"
+CDS_ALLOW = [(b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+             (b"access-control-allow-headers", b"authorization, content-type"), (b"access-control-max-age", b"600")]
 _clock = time.monotonic  # (tests move it forward instead of waiting a minute)
 MAX_TRACKED_CLIENTS = 100_000  # failure counters kept at most (oldest dropped): addresses cannot grow memory
 
@@ -81,9 +85,12 @@ Audit = Callable[[object, str, int | None, str | None], Awaitable[None]]
 
 
 class Guard:
-    def __init__(self, app, limits: Limits, authenticate: Callable[[str], Awaitable[object]], audit: Audit):
+    def __init__(self, app, limits: Limits, authenticate: Callable[[str], Awaitable[object]], audit: Audit,
+                 cds=None, cds_max_body: int | None = None):
+        """`cds`: the CDS Hooks verifier (cds_auth.CdsAuth), None when CDS Hooks is not configured."""
         self.app, self.limits, self.authenticate, self.audit = app, limits, authenticate, audit
         self.failures = FailureLimiter(limits.auth_failures, limits.auth_window)
+        self.cds, self.cds_max_body = cds, cds_max_body or limits.max_json
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -103,6 +110,8 @@ class Guard:
             return await _answer(send, 431, refusal, close=True)
         declared, chunked = _declared_length(headers)
         has_body = chunked or bool(declared)
+        if path == CDS_PREFIX or path.startswith(CDS_PREFIX + "/"):
+            return await self._cds(scope, receive, send, declared, has_body, client, what)
         if not api or path in OPEN_PATHS:
             if has_body:  # the UI's files, the spec and health take no body: none is read
                 return await _answer(send, 413, "this route takes no request body", close=True)
@@ -135,33 +144,98 @@ class Guard:
             return await _answer(send, 413, f"request body larger than {limit} bytes", close=True)
         body_done = [not has_body]
         if has_body and not is_upload:
-            body, more = bytearray(), True
-            while more:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > limit:  # chunked bodies have no declared length: stop reading here
-                    await self.audit(row, f"refused-413 {what}", None, client)
-                    return await _answer(send, 413, f"request body larger than {limit} bytes", close=True)
-            receive = _replay(bytes(body), receive)
+            receive = await self._read_body(receive, limit, row, what, client, send)
+            if receive is None:
+                return
             body_done[0] = True
         elif has_body:
             receive = _tracking(receive, body_done)
+        await self.app(scope, receive, self._audited(raw_send, row, what, scope, client, body_done, API_HEADERS))
 
+    async def _read_body(self, receive, limit: int, row, what: str, client: str | None, send):
+        """A whole non-upload body, read only up to `limit` (413 beyond): a receive that replays it, or None
+        when the request was answered (or the client went away)."""
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:  # chunked bodies have no declared length: stop reading here
+                await self.audit(row, f"refused-413 {what}", None, client)
+                await _answer(send, 413, f"request body larger than {limit} bytes", close=True)
+                return None
+        return _replay(bytes(body), receive)
+
+    def _audited(self, raw_send, row, what: str, scope, client: str | None, body_done: list[bool], extra: list):
         async def send_audited(message):  # one wrapper on the hot path: the API headers are added here too
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if status >= 400:
                     await self.audit(row, f"refused-{status} {what}", scope.get(SCOPE_UPLOAD), client)
-                headers = [(n, v) for n, v in message.get("headers", ()) if n != b"cache-control"] + API_HEADERS
+                headers = [(n, v) for n, v in message.get("headers", ()) if n != b"cache-control"] + extra
                 if not body_done[0]:  # answered before the body was read (413, 403...): do not read the rest
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await raw_send(message)
 
-        await self.app(scope, receive, send_audited)
+        return send_audited
+
+    async def _cds(self, scope, receive, send, declared: int, has_body: bool, client: str | None, what: str):
+        """CDS Hooks routes: not API tokens but the EHR's signed JWT (cds_auth.py), verified here before
+        any body byte is read; the same failure rate limit (a refused JWT counts) and a body limit of
+        their own (prefetched data can be larger than API bodies); CORS for the configured EHR origins."""
+        if self.cds is None:  # never open: without a configuration there are no CDS services
+            return await _answer(send, 404, "CDS Hooks is not configured on this server (permed serve --cds-config)",
+                                 close=has_body)
+        headers = scope["headers"]
+        origin = next((v for n, v in headers if n == b"origin"), None)
+        cors = self.cds.cors_headers(origin)
+        extra = API_HEADERS + cors
+        path, method = scope["path"], scope["method"]
+        if method == "OPTIONS":  # a browser's preflight: answered here, no JWT (browsers send none)
+            if not cors:
+                return await _answer(_adding(send, API_HEADERS), 403, "this origin is not allowed", close=has_body)
+            return await _answer(_adding(send, extra + CDS_ALLOW), 204, None, close=has_body)
+        if path == CDS_PREFIX:  # discovery: public (it describes the services, nothing of any patient)
+            if has_body:
+                return await _answer(send, 413, "this route takes no request body", close=True)
+            return await self.app(scope, receive, _adding(send, extra))
+        wait = self.failures.retry_after(client or "-")
+        if wait is not None:
+            if self.failures.first_refusal(client or "-", wait):
+                await self.audit(None, f"refused-429 {what} (failed authentications)", None, client)
+            return await _answer(_adding(send, extra), 429, "too many failed authentications from this address: "
+                                 "try again later", close=has_body,
+                                 headers=[(b"retry-after", str(int(wait) + 1).encode())])
+        token = _bearer(headers)
+        if token is None:
+            await self.audit(None, f"refused-401 {what} (no JWT)", None, client)
+            return await _answer(_adding(send, extra), 401, "a JWT signed by a configured EHR is required",
+                                 close=has_body, headers=[(b"www-authenticate", b"Bearer")])
+        from permed.service.cds_auth import JwtRefused
+
+        try:
+            caller = await self.cds.verify(token, self.cds.audience(_base_url(scope), path[len(CDS_PREFIX) + 1:]))
+        except JwtRefused as exc:
+            self.failures.fail(client or "-")
+            await self.audit(None, f"refused-401 {what} (JWT: {exc.reason})", None, client)
+            return await _answer(_adding(send, extra), 401, f"JWT refused: {exc.reason}", close=has_body,
+                                 headers=[(b"www-authenticate", b"Bearer")])
+        scope[SCOPE_CDS] = caller
+        limit = self.cds_max_body
+        if declared == -1:
+            return await _answer(send, 400, "malformed Content-Length header", close=True)
+        if declared > limit:
+            await self.audit(None, f"refused-413 {what}", None, client)
+            return await _answer(_adding(send, extra), 413, f"request body larger than {limit} bytes", close=True)
+        body_done = [True]
+        if has_body:
+            receive = await self._read_body(receive, limit, None, what, client, _adding(send, extra))
+            if receive is None:
+                return
+        await self.app(scope, receive, self._audited(send, None, what, scope, client, body_done, extra))
 
     def _header_refusal(self, scope, headers) -> str | None:
         lim = self.limits
@@ -225,6 +299,24 @@ def _tracking(receive, done: list[bool]):
     return tracked
 
 
+def _base_url(scope) -> str:
+    """The request's base URL (scheme and Host), as Starlette's `request.base_url` makes it."""
+    from starlette.requests import Request
+
+    return str(Request(scope).base_url)
+
+
+def _adding(send, extra: list):
+    """`send` with headers added to the answer's start."""
+    async def with_headers(message):
+        if message["type"] == "http.response.start":
+            kept = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"cache-control"]
+            message = {**message, "headers": kept + extra}
+        await send(message)
+
+    return with_headers
+
+
 def _with_api_headers(send):
     async def secured(message):
         if message["type"] == "http.response.start":
@@ -235,9 +327,10 @@ def _with_api_headers(send):
     return secured
 
 
-async def _answer(send, status: int, detail: str, close: bool = False, headers: list | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+async def _answer(send, status: int, detail: str | None, close: bool = False, headers: list | None = None) -> None:
+    body = b"" if detail is None else json.dumps({"detail": detail}).encode()
+    head = [*([(b"content-type", b"application/json")] if body else []), (b"content-length", str(len(body)).encode()),
+            *(headers or [])]
     if close:  # the request's body is left unread: end the connection rather than read and discard it
         head.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": head})

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, create_engine, event, insert, select
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, create_engine, event, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -87,6 +87,22 @@ class Job(Base):
     results_sha256: Mapped[str | None] = mapped_column(Text, default=None)
     # times the job was cut short by a server stop or restart (not the job's fault: no attempt used)
     interruptions: Mapped[int] = mapped_column(default=0)
+
+
+class PatientLink(Base):
+    """Which stored patient (an upload and a VCF sample in it) an EHR's FHIR Patient id stands for, filled in
+    by the lab. CDS Hooks calls find a patient through it, within the organisation of the calling EHR only;
+    one link per patient id and organisation (a second one is refused: see docs/cds-hooks.md)."""
+
+    __tablename__ = "patient_links"
+    __table_args__ = (UniqueConstraint("organisation_id", "patient_id", name="uq_patient_links_organisation_patient"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    patient_id: Mapped[str] = mapped_column(String(64))  # FHIR ids are at most 64 characters
+    upload_id: Mapped[int] = mapped_column("sample_id", ForeignKey("samples.id"), index=True)
+    sample: Mapped[str] = mapped_column(Text)  # the VCF sample name inside the upload
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
 
 
 class AuditEvent(Base):

@@ -58,6 +58,7 @@ STALE_AFTER = 10 * 60.0
 # a staging folder whose writer is not running here: removed once untouched this long (a writer on another
 # machine sharing the data directory touches its folder far more often)
 DEAD_WRITER_GRACE = 60.0
+PHENOTYPES_FILE = "phenotypes.json"  # a job's PhenotypeSet (permed.phenotypes/1), beside its reports
 PARENT_ENV = "PERMED_SUPERVISOR_PID"  # set by WorkerSupervisor: the server process the worker lives with
 log = logging.getLogger("permed.worker")
 
@@ -202,8 +203,15 @@ def compute_job(data_dir: Path, upload: Upload, engine: Engine, limits: JobLimit
         outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, upload.outside_calls)] if upload.outside_calls else []
         result = engine.run(Inputs.of(vcfs=vcf, outside_calls=outside, medications=upload.medications), Options())
         # English HTML, and one per further report language so clinicians can switch without a re-run
-        written = result.write(results_dir(data_dir, upload.id), formats=("html",),
-                               also_html=tuple(available_languages()[1:]))
+        out = results_dir(data_dir, upload.id)
+        written = result.write(out, formats=("html",), also_html=tuple(available_languages()[1:]))
+        # the phenotype stage too: CDS Hooks calls recompute advice from it when the EHR's medication list
+        # holds an inhibitor (phenoconversion). Recorded with a digest like the reports; the job is not done
+        # before its digests are recorded, so the file needs no staging of its own
+        tmp = out / f".{PHENOTYPES_FILE}.{os.getpid()}.tmp"
+        result.phenotypes.save(tmp, engine.kb)
+        os.replace(tmp, out / PHENOTYPES_FILE)
+        written.append(out / PHENOTYPES_FILE)
         return Outcome("done", digests={p.name: file_sha256(p) for p in written})
     except MemoryError:
         return Outcome("failed", limits.out_of_memory().args[0])
