@@ -45,25 +45,32 @@ def load_kb(path: str | Path | None = None) -> KnowledgeBase:
     return _load(Path(path) if path else None)
 
 
-def call(vcfs=(), *, outside_calls=(), medications=None, patient: str | None = None,
-         kb: KnowledgeBase | str | Path | None = None, options: Options | None = None, **option_values) -> Result:
+def call(vcfs=(), *, outside_calls=(), outside_calls_format: str | None = None, medications=None,
+         patient: str | None = None, kb: KnowledgeBase | str | Path | None = None, options: Options | None = None,
+         **option_values) -> Result:
     """Call, interpret and advise every sample of the given VCF/BCF files (a path or a list of paths).
 
-    `outside_calls`: outside-call TSV files for every sample; `medications`: drug names, RxNorm CUIs or
-    ATC codes (list or comma-separated); `patient`: the name of a patient known only from outside calls.
-    Options (`genes`, `missing_to_ref`, `all_matches`, `workers`...) as keywords or an `Options`."""
+    `outside_calls`: PharmCAT-format TSV files (for every sample) or CYP2D6 callers' output (Cyrius,
+    Aldy, StellarPGx, PyPGx: for the samples they name; without a VCF, one patient per sample);
+    `outside_calls_format` forces the format (default: detected per file); `medications`: drug names,
+    RxNorm CUIs or ATC codes (list or comma-separated); `patient`: the name of a patient known only from
+    PharmCAT-format outside calls. Options (`genes`, `missing_to_ref`, `all_matches`, `workers`...) as
+    keywords or an `Options`."""
     from permed.engine import Inputs
 
     opts = (options or Options()).replace(**option_values) if option_values else (options or Options())
-    inputs = Inputs.of(vcfs=vcfs, outside_calls=outside_calls, medications=medications, patient=patient)
+    inputs = Inputs.of(vcfs=vcfs, outside_calls=outside_calls, medications=medications, patient=patient,
+                       outside_calls_format=outside_calls_format)
     return engine(kb).run(inputs, opts)
 
 
-def cohort(vcfs, *, populations: str | Path | Populations | None = None, kb: KnowledgeBase | str | Path | None = None,
+def cohort(vcfs, *, outside_calls=(), outside_calls_format: str | None = None,
+           populations: str | Path | Populations | None = None, kb: KnowledgeBase | str | Path | None = None,
            options: Options | None = None, **option_values) -> CohortTables:
     """Call a cohort (no per-patient advice or evidence) and return its tables: `.calls`,
     `.frequencies`, `.samples` as pyarrow Tables (`.to_polars()`), `.write(out_dir)` for the files
-    `permed cohort` writes."""
+    `permed cohort` writes. `outside_calls`: e.g. a Cyrius or Aldy file whose CYP2D6 calls are matched
+    to the cohort's samples by name (as for `call`)."""
     try:
         from permed.biobank.output import CohortTables
     except ImportError as exc:  # pyarrow & co. come with permed[cohort]
@@ -75,4 +82,5 @@ def cohort(vcfs, *, populations: str | Path | Populations | None = None, kb: Kno
     opts = base.replace(**option_values) if option_values else base
     pops = populations if isinstance(populations, Populations) or populations is None else read_populations(
         Path(populations))
-    return CohortTables(engine(kb).run(Inputs.of(vcfs=vcfs), opts), pops)
+    inputs = Inputs.of(vcfs=vcfs, outside_calls=outside_calls, outside_calls_format=outside_calls_format)
+    return CohortTables(engine(kb).run(inputs, opts), pops)

@@ -26,8 +26,15 @@ from permed.kb.load import load_kb
 from permed.kb.model import KnowledgeBase
 from permed.matcher.callset import CallSet
 from permed.options import Options
+from permed.phenotype.caller_formats import check_format
 from permed.phenotype.outside_calls import OutsideCallError, OutsideCallsText
-from permed.phenotype.phenotype_set import PhenotypeSet, interpret, read_all_outside_calls
+from permed.phenotype.phenotype_set import (
+    OutsideCallsRead,
+    PhenotypeSet,
+    interpret,
+    read_all_outside_calls,
+    read_outside_sources,
+)
 from permed.phenotype.phenotyper import Phenotyper
 
 Progress = Callable[..., None]  # progress(total=n) once, then progress(advance=k) as samples are done
@@ -60,11 +67,17 @@ class Engine:
                            label=vcf.message_label)
         return reader.sample_names()
 
-    def check_outside_calls(self, sources: list[Path | OutsideCallsText]) -> list[OutsideCallError]:
+    def check_outside_calls(self, sources: list[Path | OutsideCallsText],
+                            outside_calls_format: str | None = None) -> list[OutsideCallError]:
         """Read outside calls as a run would: a file that cannot be used raises OutsideCallsError;
-        lines that cannot be used are returned (a run reports their gene as not called)."""
+        lines (or a caller's rows) that cannot be used are returned (a run reports their gene as not called)."""
         _check_exist(sources)
-        return read_all_outside_calls(list(sources), self.phenotyper)[1]
+        return read_all_outside_calls(list(sources), self.phenotyper, check_format(outside_calls_format))[1]
+
+    def read_outside_calls(self, inputs: Inputs) -> OutsideCallsRead:
+        """The inputs' outside calls, every format, read once (OutsideCallsError for a file that cannot be used)."""
+        _check_exist(inputs.outside_calls)
+        return read_outside_sources(list(inputs.outside_calls), self.phenotyper, inputs.outside_calls_format)
 
     def medications(self, medications: str | list[str] | None) -> MedicationList:
         """The patient's medication list, recognised against the knowledge base's drugs."""
@@ -75,13 +88,14 @@ class Engine:
 
     # ---- the stages ----------------------------------------------------------------------------
     def match(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
-              executor=None) -> CallSet:
-        """Read the VCF/BCF inputs and call every gene of every sample (no VCF: a cohort of one with
-        no calls, named after the patient)."""
+              executor=None, outside: OutsideCallsRead | None = None) -> CallSet:
+        """Read the VCF/BCF inputs and call every gene of every sample (no VCF: a patient per sample the
+        outside-call files name, or else one named after the patient; no calls)."""
         options = options or Options()
         genes = self.genes(options)
         if not inputs.vcfs:
-            return CallSet.empty(self.kb, inputs.default_patient(), options)
+            named = (outside or self.read_outside_calls(inputs)).samples if inputs.outside_calls else []
+            return CallSet.empty(self.kb, named or [inputs.default_patient()], options)
         _check_distinct(inputs.vcfs)
         vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
         paths = [Path(v.path) for v in inputs.vcfs]
@@ -95,9 +109,13 @@ class Engine:
             assembly.add(r)
         return assembly.finish(paths, [v.sha256 for v in inputs.vcfs])
 
-    def interpret(self, calls: CallSet, outside_calls: list[Path | OutsideCallsText] = ()) -> PhenotypeSet:
-        """Phenotypes, activity scores and lookup keys; outside calls replace their gene's VCF call."""
-        return interpret(calls, list(outside_calls), self.phenotyper)
+    def interpret(self, calls: CallSet, outside_calls: list[Path | OutsideCallsText] | OutsideCallsRead = (),
+                  outside_calls_format: str | None = None) -> PhenotypeSet:
+        """Phenotypes, activity scores and lookup keys; outside calls replace their gene's VCF call (a
+        caller's file, for the samples it names)."""
+        if isinstance(outside_calls, OutsideCallsRead):
+            return interpret(calls, None, self.phenotyper, read=outside_calls)
+        return interpret(calls, list(outside_calls), self.phenotyper, check_format(outside_calls_format))
 
     def advise(self, phenotypes: PhenotypeSet, medications: str | list[str] | MedicationList | None = None
                ) -> AdviceSet:
@@ -111,10 +129,10 @@ class Engine:
         options = options or Options()
         if not inputs.vcfs and not inputs.outside_calls:
             raise ConfigurationError("no input files: give VCF/BCF paths, --outside-calls or --example")
-        _check_exist(inputs.outside_calls)  # before reading VCFs, which can take long
+        outside = self.read_outside_calls(inputs)  # before reading VCFs, which can take long
         meds = self.medications(inputs.medications) if options.advice else None
-        calls = self.match(inputs, options, progress=progress, executor=executor)
-        phenotypes = self.interpret(calls, inputs.outside_calls)
+        calls = self.match(inputs, options, progress=progress, executor=executor, outside=outside)
+        phenotypes = self.interpret(calls, outside)
         advice = self.advise(phenotypes, meds) if options.advice else None
         return Result(kb=self.kb, options=options, calls=calls, phenotypes=phenotypes, advice=advice)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from permed.phenotype.caller_formats import check_format
 from permed.phenotype.outside_calls import OutsideCallsText
 
 
@@ -36,12 +37,16 @@ class Inputs:
     """Everything known about the patients of a run."""
 
     vcfs: list[VcfInput] = field(default_factory=list)
-    outside_calls: list[OutsideCallsSource] = field(default_factory=list)  # every sample gets these
+    # PharmCAT-format files apply to every sample; callers' files (Cyrius, Aldy...) to the samples they name
+    outside_calls: list[OutsideCallsSource] = field(default_factory=list)
     medications: list[str] = field(default_factory=list)  # names, RxNorm CUIs or ATC codes
     patient: str | None = None  # the patient's name when there is no VCF (outside calls only)
+    # the outside calls' format (pharmcat, cyrius, aldy, stellarpgx, pypgx); None: detected per file
+    outside_calls_format: str | None = None
 
     @classmethod
-    def of(cls, vcfs=(), outside_calls=(), medications=None, patient: str | None = None) -> Inputs:
+    def of(cls, vcfs=(), outside_calls=(), medications=None, patient: str | None = None,
+           outside_calls_format: str | None = None) -> Inputs:
         """Inputs from plain values: paths (str or Path) or VcfInputs; medications as a list or as
         one comma-separated string."""
         if isinstance(vcfs, (str, Path, VcfInput)):
@@ -52,9 +57,10 @@ class Inputs:
             medications = [medications]
         return cls(
             vcfs=[v if isinstance(v, VcfInput) else VcfInput(Path(v)) for v in vcfs],
-            outside_calls=[o if isinstance(o, OutsideCallsText) else Path(o) for o in outside_calls],
+            outside_calls=[o if isinstance(o, OutsideCallsText) else Path(o) for o in outside_calls or ()],
             medications=[m for m in (medications or []) if m is not None],
             patient=patient,
+            outside_calls_format=check_format(outside_calls_format),
         )
 
     def default_patient(self) -> str:

@@ -79,10 +79,12 @@ class CallSet:
                            f"{' ...' if len(self.samples) > 10 else ''}") from None
 
     @classmethod
-    def empty(cls, kb: KnowledgeBase, sample: str, options: Options | None = None) -> CallSet:
-        """A cohort of one without VCF data: every gene comes from outside calls (or is not reported)."""
-        return cls(kb=kb, options=options or Options(), inputs=[], samples=[sample], genes=[], table=[],
-                   choice={}, source={}, sample_files=[[]], sample_warnings={})
+    def empty(cls, kb: KnowledgeBase, sample: str | list[str], options: Options | None = None) -> CallSet:
+        """Patients without VCF data (one, or one per row of a caller's outside-call file): every gene
+        comes from outside calls (or is not reported)."""
+        samples = [sample] if isinstance(sample, str) else list(sample)
+        return cls(kb=kb, options=options or Options(), inputs=[], samples=samples, genes=[], table=[],
+                   choice={}, source={}, sample_files=[[] for _ in samples], sample_warnings={})
 
     # ---- saving and loading (permed.calls/1) ---------------------------------------------------
     def to_json(self) -> str:

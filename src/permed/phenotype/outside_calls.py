@@ -137,27 +137,41 @@ def _parse_line(fields: list[str], where: str, known_gene, annotator) -> Outside
 
 @dataclass(frozen=True)
 class OutsideCallsText:
-    """Outside calls received as text (e.g. a service upload); `name` stands in for a file name."""
+    """Outside calls received as text (e.g. a service upload); `name` stands in for a file name.
+    `format`: one of permed.phenotype.caller_formats.FORMATS, or None to detect it from the text."""
 
     name: str
     text: str
+    format: str | None = None
 
     def __str__(self) -> str:
         return self.name
 
 
-def read_outside_calls(source: Path | OutsideCallsText, known_gene,
-                       annotator) -> tuple[list[OutsideCall], list[OutsideCallError]]:
-    """Parse one file or text. `known_gene(gene)` says whether a gene can be reported; `annotator(gene)` gives facts."""
+def source_content(source: Path | OutsideCallsText) -> tuple[bytes, str | None]:
+    """(bytes, UTF-8 text or None when the bytes are not text, e.g. a zip archive)."""
     if isinstance(source, OutsideCallsText):
-        text = source.text
-    else:
-        try:
-            text = source.read_bytes().decode("utf-8-sig")
-        except OSError as exc:
-            raise OutsideCallsError(f"{source}: cannot read outside calls ({exc.strerror or exc})") from None
-        except UnicodeDecodeError as exc:
-            raise OutsideCallsError(f"{source}: outside calls are not UTF-8 text (byte {exc.start})") from None
+        return source.text.encode("utf-8"), source.text
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise OutsideCallsError(f"{source}: cannot read outside calls ({exc.strerror or exc})") from None
+    try:
+        return data, data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data, None
+
+
+def read_outside_calls(source: Path | OutsideCallsText, known_gene, annotator,
+                       text: str | None = None) -> tuple[list[OutsideCall], list[OutsideCallError]]:
+    """Parse one file or text. `known_gene(gene)` says whether a gene can be reported; `annotator(gene)` gives facts."""
+    if text is None:
+        data, text = source_content(source)
+        if text is None:
+            try:
+                data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise OutsideCallsError(f"{source}: outside calls are not UTF-8 text (byte {exc.start})") from None
     calls: list[OutsideCall] = []
     errors: list[OutsideCallError] = []
     for n, line in enumerate(text.splitlines(), start=1):

@@ -12,8 +12,16 @@ from pathlib import Path
 import numpy as np
 
 from permed.documents import Document, load_document, read_text
+from permed.phenotype.caller_formats import GENE as CALLER_GENE
+from permed.phenotype.caller_formats import PHARMCAT, check_format, detect_format, read_caller_file
 from permed.phenotype.model import GeneReport
-from permed.phenotype.outside_calls import OutsideCall, OutsideCallError, OutsideCallsText, read_outside_calls
+from permed.phenotype.outside_calls import (
+    OutsideCall,
+    OutsideCallError,
+    OutsideCallsText,
+    read_outside_calls,
+    source_content,
+)
 from permed.phenotype.phenotyper import Phenotyper, outside_report
 
 OUTSIDE_ONLY_GENES = ("HLA-A", "HLA-B", "MT-RNR1")
@@ -29,7 +37,9 @@ class PhenotypeSet:
     reports: list[GeneReport]
     choice: dict[str, np.ndarray]
     outside_files: list[str] = field(default_factory=list)
-    outside_errors: list[OutsideCallError] = field(default_factory=list)
+    outside_errors: list[OutsideCallError] = field(default_factory=list)  # PharmCAT-format lines not used
+    # per-sample rows not used, rows for samples not in the VCF, ignored parts of callers' files
+    outside_warnings: list[str] = field(default_factory=list)
 
     def report(self, si: int, gene: str) -> GeneReport:
         return self.reports[self.choice[gene][si]]
@@ -40,7 +50,7 @@ class PhenotypeSet:
             schema=PHENOTYPES_SCHEMA, kb_version=kb.kb_version, kb_sha256=kb.sha256, genes=self.genes,
             samples=self.samples, reports=self.reports, choice={g: a.tolist() for g, a in self.choice.items()},
             outside_files=self.outside_files,
-            outside_errors=self.outside_errors,
+            outside_errors=self.outside_errors, outside_warnings=self.outside_warnings,
         ).dumps()
 
     def save(self, path: Path, kb) -> None:
@@ -52,7 +62,7 @@ class PhenotypeSet:
         return cls(genes=list(doc.genes), samples=list(doc.samples), reports=list(doc.reports),
                    choice={g: np.asarray(v, dtype=np.int32) for g, v in doc.choice.items()},
                    outside_files=list(doc.outside_files),
-                   outside_errors=list(doc.outside_errors))
+                   outside_errors=list(doc.outside_errors), outside_warnings=list(doc.outside_warnings))
 
     @classmethod
     def load(cls, path: Path, kb) -> PhenotypeSet:
@@ -68,28 +78,75 @@ class PhenotypeSetDocument(Document):
     choice: dict[str, list[int]]
     outside_files: list[str]
     outside_errors: list[OutsideCallError]
+    outside_warnings: list[str] = []
 
 
 def known_genes(kb) -> set[str]:
     return set(kb.genes) | set(kb.phenotypes) | {"HLA-A", "HLA-B"}
 
 
-def read_all_outside_calls(paths: list[Path | OutsideCallsText], ph: Phenotyper):
+@dataclass
+class OutsideCallsRead:
+    """Every outside-call source read: PharmCAT-format calls for every sample (`shared_*`) and, from
+    callers' files that name samples, each sample's calls and unusable rows by gene."""
+
+    files: list[str] = field(default_factory=list)
+    shared_calls: list[OutsideCall] = field(default_factory=list)
+    shared_errors: list[OutsideCallError] = field(default_factory=list)
+    per_sample: dict[str, dict[str, tuple[list[OutsideCall], list[OutsideCallError]]]] = field(default_factory=dict)
+    sample_files: dict[str, list[str]] = field(default_factory=dict)  # gene -> caller files giving it
+    samples: list[str] = field(default_factory=list)  # named by caller files, first appearance first
+    warnings: list[str] = field(default_factory=list)
+
+    def sample_errors(self) -> list[OutsideCallError]:
+        return [e for genes in self.per_sample.values() for _, errs in genes.values() for e in errs]
+
+
+def read_outside_sources(paths: list[Path | OutsideCallsText], ph: Phenotyper,
+                         fmt: str | None = None) -> OutsideCallsRead:
+    """Read outside calls in any supported format (`fmt` forces one for every file; a text's own
+    `format` wins). A file that cannot be used raises OutsideCallsError."""
     known = known_genes(ph.kb)
-    calls: list[OutsideCall] = []
-    errors: list[OutsideCallError] = []
+    out = OutsideCallsRead(files=[str(p) for p in paths])
     for p in paths:
-        c, e = read_outside_calls(p if isinstance(p, OutsideCallsText) else Path(p), known.__contains__,
-                                  ph.annotator)
-        calls.extend(c)
-        errors.extend(e)
-    return calls, errors
+        source = p if isinstance(p, OutsideCallsText) else Path(p)
+        data, text = source_content(source)
+        f = check_format((source.format if isinstance(source, OutsideCallsText) else None) or fmt)
+        f = f or detect_format(data, text)
+        if f == PHARMCAT:
+            if text is None:
+                read_outside_calls(source, known.__contains__, ph.annotator)  # raises the UTF-8 error
+            c, e = read_outside_calls(source, known.__contains__, ph.annotator, text=text)
+            out.shared_calls.extend(c)
+            out.shared_errors.extend(e)
+            continue
+        got = read_caller_file(str(source), f, data, text, ph.annotator(CALLER_GENE))
+        out.warnings.extend(got.warnings)
+        out.sample_files.setdefault(CALLER_GENE, []).append(got.name)
+        for sample in got.samples:
+            if sample not in out.per_sample:
+                out.per_sample[sample] = {}
+                out.samples.append(sample)
+            calls, errors = out.per_sample[sample].setdefault(CALLER_GENE, ([], []))
+            if sample in got.calls:
+                calls.append(got.calls[sample])
+            if sample in got.errors:
+                errors.append(got.errors[sample])
+    return out
+
+
+def read_all_outside_calls(paths: list[Path | OutsideCallsText], ph: Phenotyper, fmt: str | None = None):
+    """(calls for every sample, every line or row that cannot be used)."""
+    read = read_outside_sources(paths, ph, fmt)
+    return read.shared_calls, read.shared_errors + read.sample_errors()
 
 
 def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = None,
-              phenotyper: Phenotyper | None = None) -> PhenotypeSet:
+              phenotyper: Phenotyper | None = None, outside_calls_format: str | None = None,
+              read: OutsideCallsRead | None = None) -> PhenotypeSet:
     """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
-    the VCF-based report of their gene for every sample of the call set."""
+    the VCF-based report of their gene: PharmCAT-format calls for every sample of the call set, callers'
+    files (Cyrius, Aldy, StellarPGx, PyPGx) for the sample each row names."""
     ph = phenotyper or Phenotyper(callset.kb)
     # the table repeats a call object once per chunk it was chosen in: interpret each object once
     seen: dict[int, GeneReport] = {}
@@ -101,14 +158,16 @@ def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = Non
         reports.append(r)
     choice = {g: callset.choice[g].copy() for g in callset.genes}
     genes = list(callset.genes)
-    calls, errors = read_all_outside_calls(list(outside_calls or []), ph)
+    oc = read if read is not None else read_outside_sources(list(outside_calls or []), ph, outside_calls_format)
     by_gene: dict[str, tuple[list, list]] = {}
-    for c in calls:
+    for c in oc.shared_calls:
         by_gene.setdefault(c.gene, ([], []))[0].append(c)
-    for e in errors:
+    for e in oc.shared_errors:
         by_gene.setdefault(e.gene, ([], []))[1].append(e)
     n = len(callset.samples)
     for gene, (gcalls, gerrors) in by_gene.items():
+        if gene in oc.sample_files:
+            continue  # with the per-sample calls below
         if gene in choice:
             old = choice[gene]
             new = np.empty_like(old)
@@ -120,5 +179,39 @@ def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = Non
             reports.append(outside_report(ph, gene, gcalls, gerrors, None))
             choice[gene] = np.full(n, len(reports) - 1, dtype=np.int32)
             genes.append(gene)
+    warnings = list(oc.warnings)
+    index = {s: i for i, s in enumerate(callset.samples)}
+    for gene, files in oc.sample_files.items():
+        shared_calls, shared_errors = by_gene.get(gene, ([], []))
+        old = choice.get(gene)
+        new = np.full(n, -1, dtype=np.int32)
+        absent: dict[int, int] = {}  # VCF-based report -> the report of samples the files have no row for
+        for i, sample in enumerate(callset.samples):
+            prior = reports[old[i]] if old is not None else None
+            own = oc.per_sample.get(sample, {}).get(gene)
+            if own is None and (shared_calls or shared_errors):
+                own = ([], [])
+            if own is None:
+                key = int(old[i]) if old is not None else -1
+                if key not in absent:
+                    missing = OutsideCallError(gene, ", ".join(files), f"no {gene} row for this sample (sample "
+                                               "names must match the VCF's); not called")
+                    reports.append(outside_report(ph, gene, [], [missing], prior))
+                    absent[key] = len(reports) - 1
+                new[i] = absent[key]
+                continue
+            calls, errors = own
+            reports.append(outside_report(ph, gene, shared_calls + calls, shared_errors + errors, prior))
+            new[i] = len(reports) - 1
+            warnings.extend(f"{e.where}: sample {sample}: {e.reason} ({gene} reported as not called)" for e in errors)
+        if gene not in choice:
+            genes.append(gene)
+        choice[gene] = new
+        extra = [s for s in oc.samples if s not in index and gene in oc.per_sample[s]]
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            warnings.append(f"{', '.join(files)}: {gene} row(s) for {len(extra)} sample(s) not in the VCF ignored: "
+                            f"{shown}")
     return PhenotypeSet(genes=genes, samples=list(callset.samples), reports=reports, choice=choice,
-                        outside_files=[str(p) for p in outside_calls or []], outside_errors=errors)
+                        outside_files=list(oc.files), outside_errors=list(oc.shared_errors),
+                        outside_warnings=warnings)
