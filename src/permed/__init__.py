@@ -34,6 +34,7 @@ _EXPORTS = {
     "OutsideCallsError": "permed.errors",
     "OutputError": "permed.errors",
     "ConfigurationError": "permed.errors",
+    "MissingExtraError": "permed.errors",
     "KnowledgeBaseError": "permed.errors",
     "ServiceError": "permed.errors",
     "examples": None,
