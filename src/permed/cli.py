@@ -44,6 +44,8 @@ DATA_DIR = Path("permed-data")
 err = Console(stderr=True)
 
 REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv", "fhir")
+OUTSIDE_FORMAT_HELP = ("Format of the --outside-calls files: cyrius, aldy, stellarpgx, pypgx or pharmcat "
+                       "(default: detected from each file's content; pharmcat when nothing else matches).")
 
 
 def _version(value: bool) -> None:
@@ -98,8 +100,11 @@ def call_cmd(
     no_sample_reports: Annotated[bool, typer.Option(
         "--no-sample-reports", help="Write calls.tsv only (no per-sample JSON).")] = False,
     outside_calls: Annotated[list[Path] | None, typer.Option(
-        "--outside-calls", help="TSV of calls made elsewhere (gene, diplotype, phenotype, activity score); "
-        "repeatable. They replace the VCF-based call of their gene for every sample.")] = None,
+        "--outside-calls", help="Calls made elsewhere, repeatable: PharmCAT's TSV (gene, diplotype, phenotype, "
+        "activity score; for every sample) or a CYP2D6 caller's output (Cyrius, Aldy, StellarPGx, PyPGx; for the "
+        "samples it names). They replace the VCF-based call of their gene.")] = None,
+    outside_calls_format: Annotated[str | None, typer.Option(
+        "--outside-calls-format", help=OUTSIDE_FORMAT_HELP)] = None,
     medications: Annotated[str | None, typer.Option(
         "--medications", help="The patient's current drugs, comma-separated: names, RxNorm CUIs or ATC codes. "
         "Listed drugs with actionable advice come first; CYP2D6/CYP2C19 inhibitors adjust the phenotype used.")] = None,
@@ -134,7 +139,8 @@ def call_cmd(
         from permed.examples import example_vcf
 
         paths.insert(0, example_vcf())
-    run_inputs = Inputs.of(vcfs=paths, outside_calls=list(outside_calls or []), medications=medications)
+    run_inputs = Inputs.of(vcfs=paths, outside_calls=list(outside_calls or []), medications=medications,
+                           outside_calls_format=outside_calls_format)
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       find_combinations=combinations, all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf,
                       workers=workers)
@@ -151,6 +157,8 @@ def call_cmd(
     for e in result.phenotypes.outside_errors:
         # one plain line per problem (no wrapping), so logs and scripts can grep it
         print(f"permed: warning: {e.where}: {e.reason} ({e.gene} reported as not called)", file=sys.stderr)
+    for w in result.phenotypes.outside_warnings:
+        print(f"permed: warning: {w}", file=sys.stderr)
     _summary(result, out, len(written), elapsed)
 
 
@@ -198,6 +206,11 @@ def cohort_cmd(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    outside_calls: Annotated[list[Path] | None, typer.Option(
+        "--outside-calls", help="CYP2D6 calls of a copy-number-aware caller (Cyrius, Aldy, StellarPGx, PyPGx), "
+        "matched to the samples by name; or PharmCAT's TSV (for every sample). Repeatable.")] = None,
+    outside_calls_format: Annotated[str | None, typer.Option(
+        "--outside-calls-format", help=OUTSIDE_FORMAT_HELP)] = None,
 ) -> None:
     """Call a whole cohort: calls.parquet, frequencies.parquet and summary.html (same calls as `permed call`)."""
     from rich.progress import (
@@ -238,10 +251,14 @@ def cohort_cmd(
             if advance:
                 progress.advance(task, advance)
 
-        result = engine(kb_path).run(Inputs.of(vcfs=list(inputs)), options, progress=tick, executor=executor)
+        run_inputs = Inputs.of(vcfs=list(inputs), outside_calls=list(outside_calls or []),
+                               outside_calls_format=outside_calls_format)
+        result = engine(kb_path).run(run_inputs, options, progress=tick, executor=executor)
         progress.update(task, description="writing")
         written = CohortTables(result, pops).write(out)
         progress.update(task, description="done")
+    for w in result.phenotypes.outside_warnings:
+        err.print(f"permed: warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
         n = len(result.samples)
         elapsed = time.perf_counter() - t0

@@ -113,7 +113,7 @@ def read_caller_file(name: str, fmt: str, data: bytes, text: str | None, ann: Ge
     if fmt == "pypgx" and data[:4] == ZIP_MAGIC:
         text, name = _pypgx_archive(name, data)
     if text is None:
-        raise OutsideCallsError(f"{name}: not a {tool} result (binary content)")
+        raise OutsideCallsError(f"{name}: not in {tool}'s format (binary content)")
     lines = text.splitlines()
     rows = {"cyrius": _cyrius, "aldy": _aldy, "stellarpgx": _stellarpgx, "pypgx": _pypgx}[fmt](name, lines)
     out = CallerFile(name=name, fmt=fmt)
@@ -254,9 +254,9 @@ def _header(name: str, lines: list[str], tool: str, want: tuple[str, ...], strip
             return i, {f: j for j, f in enumerate(fields) if f}
         if strip_hash and line.startswith("#"):
             continue
-        raise OutsideCallsError(f"{name}:{i + 1}: not a {tool} result: expected a header with "
+        raise OutsideCallsError(f"{name}:{i + 1}: not in {tool}'s format: expected a header with "
                                 f"{', '.join(want)}, found {line.strip()[:60]!r}")
-    raise OutsideCallsError(f"{name}: not a {tool} result: no header with {', '.join(want)}")
+    raise OutsideCallsError(f"{name}: not in {tool}'s format: no header with {', '.join(want)}")
 
 
 def _cells(name: str, n: int, line: str, cols: dict[str, int], want: tuple[str, ...], tool: str) -> list[str]:
@@ -341,7 +341,7 @@ def _stellarpgx(name: str, lines: list[str]):
                 j += 1
             sections[head[:-1]] = (j + 1, lines[j].strip() if j < len(lines) else "")
     if "Result" not in sections:
-        raise OutsideCallsError(f"{name}: not a StellarPGx result: no 'Result:' line")
+        raise OutsideCallsError(f"{name}: not in StellarPGx's format: no 'Result:' line")
     n, result = sections["Result"]
     sample = _stellar_sample(name)
     where = f"{name}:{n}"
