@@ -355,3 +355,13 @@ def test_cohort_matches_samples_by_name(tmp_path):
     q = cli("query", out, "--sql", "SELECT sample, phenotype FROM calls WHERE gene = 'CYP2D6' ORDER BY sample",
             "--format", "tsv")
     assert q.stdout.splitlines()[1:] == ["PAT-A\tNormal Metabolizer", "PAT-B\tPoor Metabolizer"]
+
+
+def test_many_unused_rows_are_summarised(tmp_path):
+    """A cohort's no-calls are each explained in the sample's report; the log lists the first ones only."""
+    rows = "".join(f"S{i}\tNone\tNone\n" for i in range(30))
+    res = permed.call(outside_calls=_write(tmp_path, "c.tsv", "Sample\tGenotype\tFilter\n" + rows))
+    warnings = res.phenotypes.outside_warnings
+    assert len(warnings) == 11 and warnings[0].startswith("c.tsv:2: sample S0: Cyrius made no call")
+    assert warnings[-1] == "c.tsv: 20 more CYP2D6 row(s) not used (see each sample's report)"
+    assert "Cyrius made no call" in _texts(_d6(res, "S29"))

@@ -26,6 +26,7 @@ from permed.phenotype.phenotyper import Phenotyper, outside_report
 
 OUTSIDE_ONLY_GENES = ("HLA-A", "HLA-B", "MT-RNR1")
 PHENOTYPES_SCHEMA = "permed.phenotypes/1"
+MAX_ROW_WARNINGS = 20  # per-sample rows not used, listed one by one up to this many
 
 
 @dataclass
@@ -182,6 +183,7 @@ def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = Non
     warnings = list(oc.warnings)
     index = {s: i for i, s in enumerate(callset.samples)}
     for gene, files in oc.sample_files.items():
+        unused: list[str] = []
         shared_calls, shared_errors = by_gene.get(gene, ([], []))
         old = choice.get(gene)
         new = np.full(n, -1, dtype=np.int32)
@@ -203,7 +205,11 @@ def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = Non
             calls, errors = own
             reports.append(outside_report(ph, gene, shared_calls + calls, shared_errors + errors, prior))
             new[i] = len(reports) - 1
-            warnings.extend(f"{e.where}: sample {sample}: {e.reason} ({gene} reported as not called)" for e in errors)
+            unused.extend(f"{e.where}: sample {sample}: {e.reason} ({gene} reported as not called)" for e in errors)
+        if len(unused) > MAX_ROW_WARNINGS:  # a cohort's no-calls: each report says why; the log stays short
+            unused[MAX_ROW_WARNINGS // 2:] = [f"{', '.join(files)}: {len(unused) - MAX_ROW_WARNINGS // 2} more "
+                                               f"{gene} row(s) not used (see each sample's report)"]
+        warnings.extend(unused)
         if gene not in choice:
             genes.append(gene)
         choice[gene] = new
