@@ -362,6 +362,6 @@ def test_many_unused_rows_are_summarised(tmp_path):
     rows = "".join(f"S{i}\tNone\tNone\n" for i in range(30))
     res = permed.call(outside_calls=_write(tmp_path, "c.tsv", "Sample\tGenotype\tFilter\n" + rows))
     warnings = res.phenotypes.outside_warnings
-    assert len(warnings) == 11 and warnings[0].startswith("c.tsv:2: sample S0: Cyrius made no call")
-    assert warnings[-1] == "c.tsv: 20 more CYP2D6 row(s) not used (see each sample's report)"
+    assert len(warnings) == 11 and "c.tsv:2: sample S0: Cyrius made no call" in warnings[0]
+    assert warnings[-1].endswith("c.tsv: 20 more CYP2D6 row(s) not used (see each sample's report)")
     assert "Cyrius made no call" in _texts(_d6(res, "S29"))
