@@ -582,3 +582,40 @@ def test_a_damaged_stored_result_is_a_409_naming_the_rerun_and_the_rerun_repairs
     assert client.get(f"/api/v1/samples/{sid}/report?format=html", headers=reader).status_code == 200
     with store.session() as s:
         assert f"job-rerun:{jid}" in s.scalars(select(AuditEvent.action)).all()
+
+
+def test_fhir_route(service):
+    """GET /samples/{id}/fhir: the stored report as a FHIR bundle (permed.report.fhir), for clinicians, audited;
+    a patient linked for CDS Hooks is referred to by its EHR Patient id."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    sid = _upload_example(client, tokens)["id"]
+    assert run_worker(store, data, once=True) == 1
+    url = f"/api/v1/samples/{sid}/fhir"
+    assert client.get(url, headers=_auth(tokens["lab"])).status_code == 403
+    r = client.get(url, headers=_auth(tokens["clinician"]))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/fhir+json"
+    bundle = r.json()
+    Bundle.model_validate(bundle)
+    assert bundle["type"] == "transaction"
+    assert any(e["resource"]["resourceType"] == "DiagnosticReport" for e in bundle["entry"])
+    collection = client.get(url, params={"bundle": "collection", "sample": "EXAMPLE-PATIENT"},
+                            headers=_auth(tokens["clinician"]))
+    assert collection.status_code == 200 and collection.json()["type"] == "collection"
+    assert client.get(url, params={"lang": "zh"}, headers=_auth(tokens["clinician"])).status_code == 200
+    assert client.get(url, params={"bundle": "batch"}, headers=_auth(tokens["clinician"])).status_code == 400
+    assert client.get(url, params={"lang": "xx"}, headers=_auth(tokens["clinician"])).status_code == 400
+    assert client.get(url, params={"sample": "NOBODY"}, headers=_auth(tokens["clinician"])).status_code == 404
+    linked = client.post(f"/api/v1/samples/{sid}/patient-link", json={"patient_id": "ehr-77"},
+                         headers=_auth(tokens["lab"]))
+    assert linked.status_code == 201
+    again = client.get(url, params={"bundle": "collection"}, headers=_auth(tokens["clinician"])).json()
+    subjects = {e["resource"]["subject"]["reference"] for e in again["entry"] if "subject" in e["resource"]}
+    assert subjects == {"Patient/ehr-77"}
+    with store.session() as s:
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.upload_id == sid)).all()
+    assert actions.count("report-fhir") == 4

@@ -12,7 +12,6 @@ go through a group-commit writer (store.AuditWriter). The browser UI is mounted 
 """
 
 
-import asyncio
 import hashlib
 import os
 import threading
@@ -220,7 +219,7 @@ def create_app(settings: Settings) -> FastAPI:
     audit_writer = AuditWriter(store)
 
     async def audit_row(t: ApiToken | None, action: str, upload_id: int | None, client: str | None) -> None:
-        await asyncio.wrap_future(audit_writer.submit(t, action, upload_id, client))
+        await audit_writer.submit_async(t, action, upload_id, client)
 
     async def audit(t: ApiToken, action: str, upload_id: int | None, request: Request) -> None:
         await audit_row(t, action, upload_id, client_address(request.scope))
@@ -534,6 +533,38 @@ def create_app(settings: Settings) -> FastAPI:
             await run_in_threadpool(_render_pdf, _verified(upload_id, done, html), pdf)
         return FileResponse(pdf, media_type="application/pdf")
 
+    @api.get("/samples/{sample_id}/fhir", summary="The report as a FHIR R4 bundle (Genomics Reporting)")
+    async def report_fhir(upload_id: UploadId, t: Annotated[ApiToken, Depends(clinical)], request: Request,
+                          patient: PatientName = None,
+                          lang: Annotated[str, Query(description="text language: en, zh")] = "en",
+                          bundle: Annotated[str, Query(description="transaction or collection")] = "transaction"):
+        if lang not in REPORT_LANGUAGES:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"lang must be one of {', '.join(REPORT_LANGUAGES)}")
+        if bundle not in ("transaction", "collection"):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "bundle must be transaction or collection")
+        path, _ = await _report_json(t, upload_id, patient, request)
+        text = await run_in_threadpool(_fhir_for, upload_id, path, lang, bundle)
+        await audit(t, "report-fhir", upload_id, request)
+        return Response(text, media_type="application/fhir+json")
+
+    def _fhir_for(upload_id: int, path: Path, lang: str, bundle: str) -> str:
+        """The bundle (built once per report version, language and type). A patient linked for CDS Hooks is
+        referred to by its EHR Patient id, so the bundle's results attach to the EHR's own patient."""
+        report = _load_report(path)
+        with store.session() as s:
+            linked = s.scalars(select(PatientLink.patient_id).where(
+                PatientLink.upload_id == upload_id, PatientLink.sample == report.sample)).all()
+        patient_ref = f"Patient/{linked[0]}" if len(linked) == 1 else None
+        same_kb = report.knowledge_base.kb_sha256 == engine.kb.sha256  # variants need the KB that made the report
+        return _fhir_cached(str(path), path.stat().st_mtime, lang, bundle, patient_ref, same_kb)
+
+    @lru_cache(maxsize=64)
+    def _fhir_cached(path: str, mtime: float, lang: str, bundle: str, patient_ref: str | None, same_kb: bool) -> str:
+        from permed.report.fhir import fhir_bundle_json
+
+        return fhir_bundle_json(_load_report_cached(path, mtime), bundle_type=bundle, patient_ref=patient_ref,
+                                lang=lang, kb=engine.kb if same_kb else None)
+
     @api.get("/samples/{sample_id}/advice", summary="Structured advice for one drug (name, RxNorm or ATC)")
     async def advice(upload_id: UploadId, drug: Annotated[str, Query(max_length=200)],
                      t: Annotated[ApiToken, Depends(clinical)], request: Request, patient: PatientName = None):
@@ -676,12 +707,11 @@ def create_app(settings: Settings) -> FastAPI:
                 return done, hit
         return await run_in_threadpool(_load_stored, upload_id, sample)
 
-    if cds is not None:
-        _mount_cds(app, cds, engine, _linked, _stored, audit_row)
+    cds_app = _cds_app(cds, engine, _linked, _stored, audit_row) if cds is not None else None
 
     app.include_router(api)
     mount_ui(app)
-    app.add_middleware(Guard, limits=limits, authenticate=authenticate, audit=audit_row, cds=cds,
+    app.add_middleware(Guard, limits=limits, authenticate=authenticate, audit=audit_row, cds=cds, cds_app=cds_app,
                        cds_max_body=cds.config.max_request_kb * 1024 if cds else None)
     app.add_middleware(AccessLog)  # outermost: refusals of the guard are logged too
     return app
@@ -700,29 +730,40 @@ def _cds_auth(settings: Settings, store: Store):
     return CdsAuth(config, ids)
 
 
-def _mount_cds(app: FastAPI, cds, engine: Engine, linked, stored_patient, audit_row) -> None:
-    """GET /cds-services and POST /cds-services/{id} (not in the OpenAPI spec: CDS Hooks is its own)."""
-    from permed.service.cds import SERVICES, BadRequest, CdsHooks, MedicationNames, discovery, report_link
+def _cds_app(cds, engine: Engine, linked, stored_patient, audit_row):
+    """GET /cds-services and POST /cds-services/{id}: an ASGI app of its own behind the request guard, which
+    has verified the caller's JWT (SCOPE_CDS). Not FastAPI routes (CDS Hooks is its own API, not in our
+    OpenAPI spec), and a CDS call blocks the prescriber: FastAPI's routing and middleware were a third of
+    its time."""
+    from permed.service.cds import PREFIX, SERVICES, BadRequest, CdsHooks, MedicationNames, discovery, report_link
 
     hooks = CdsHooks(engine, MedicationNames(engine.kb))
     listing = discovery()
 
-    @app.get("/cds-services", include_in_schema=False)
-    async def cds_discovery() -> dict:
-        return listing
+    def _error(code: int, detail: str, **headers) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=code, headers=headers or None)
 
-    @app.post("/cds-services/{service_id}", include_in_schema=False)
-    async def cds_call(service_id: str, request: Request) -> JSONResponse:
+    async def app(scope, receive, send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == PREFIX:
+            answer = JSONResponse(listing) if method == "GET" else _error(405, "Method Not Allowed", allow="GET")
+        elif method != "POST":
+            answer = _error(405, "Method Not Allowed", allow="POST")
+        else:
+            answer = await cds_call(Request(scope, receive), path[len(PREFIX) + 1:])
+        await answer(scope, receive, send)
+
+    async def cds_call(request: Request, service_id: str) -> JSONResponse:
         service = SERVICES.get(service_id)
         if service is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such CDS service")
+            return _error(404, "no such CDS service")
         caller = request.scope[SCOPE_CDS]
         client = client_address(request.scope)
         action = f"cds-{service.hook}:{caller.organisation}"
         try:
             data = hooks.parse(service, await request.body())
         except BadRequest as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+            return _error(400, str(exc))
         context = data["context"]
         found = await linked(caller.organisation_id, context["patientId"])
         if found is None:  # no link in the caller's organisation: no guidance, not an error
@@ -759,6 +800,8 @@ def _mount_cds(app: FastAPI, cds, engine: Engine, linked, stored_patient, audit_
             cards = hooks.order_cards(drafts, advice, link)
         await audit_row(None, action, upload_id, client)
         return JSONResponse({"cards": cards})
+
+    return app
 
 
 def token_json(row: ApiToken, organisation: str | None) -> dict:

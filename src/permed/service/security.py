@@ -86,11 +86,12 @@ Audit = Callable[[object, str, int | None, str | None], Awaitable[None]]
 
 class Guard:
     def __init__(self, app, limits: Limits, authenticate: Callable[[str], Awaitable[object]], audit: Audit,
-                 cds=None, cds_max_body: int | None = None):
-        """`cds`: the CDS Hooks verifier (cds_auth.CdsAuth), None when CDS Hooks is not configured."""
+                 cds=None, cds_app=None, cds_max_body: int | None = None):
+        """`cds`: the CDS Hooks verifier (cds_auth.CdsAuth) and `cds_app` the ASGI app of the CDS routes,
+        None when CDS Hooks is not configured."""
         self.app, self.limits, self.authenticate, self.audit = app, limits, authenticate, audit
         self.failures = FailureLimiter(limits.auth_failures, limits.auth_window)
-        self.cds, self.cds_max_body = cds, cds_max_body or limits.max_json
+        self.cds, self.cds_app, self.cds_max_body = cds, cds_app, cds_max_body or limits.max_json
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -201,7 +202,7 @@ class Guard:
         if path == CDS_PREFIX:  # discovery: public (it describes the services, nothing of any patient)
             if has_body:
                 return await _answer(send, 413, "this route takes no request body", close=True)
-            return await self.app(scope, receive, _adding(send, extra))
+            return await self.cds_app(scope, receive, _adding(send, extra))
         wait = self.failures.retry_after(client or "-")
         if wait is not None:
             if self.failures.first_refusal(client or "-", wait):
@@ -217,7 +218,7 @@ class Guard:
         from permed.service.cds_auth import JwtRefused
 
         try:
-            caller = await self.cds.verify(token, self.cds.audience(_base_url(scope), path[len(CDS_PREFIX) + 1:]))
+            caller = await self.cds.verify(token, self.cds.audience(scope, path[len(CDS_PREFIX) + 1:]))
         except JwtRefused as exc:
             self.failures.fail(client or "-")
             await self.audit(None, f"refused-401 {what} (JWT: {exc.reason})", None, client)
@@ -235,7 +236,7 @@ class Guard:
             receive = await self._read_body(receive, limit, None, what, client, _adding(send, extra))
             if receive is None:
                 return
-        await self.app(scope, receive, self._audited(send, None, what, scope, client, body_done, extra))
+        await self.cds_app(scope, receive, self._audited(send, None, what, scope, client, body_done, extra))
 
     def _header_refusal(self, scope, headers) -> str | None:
         lim = self.limits
@@ -297,13 +298,6 @@ def _tracking(receive, done: list[bool]):
         return message
 
     return tracked
-
-
-def _base_url(scope) -> str:
-    """The request's base URL (scheme and Host), as Starlette's `request.base_url` makes it."""
-    from starlette.requests import Request
-
-    return str(Request(scope).base_url)
 
 
 def _adding(send, extra: list):

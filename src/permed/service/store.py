@@ -6,6 +6,7 @@ Genotypes never enter the database: uploaded files live in the data directory, n
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
@@ -214,6 +215,14 @@ class AuditWriter:
         self._queue.put((_audit_row(token, action, upload_id, client), done))
         return done
 
+    def submit_async(self, token: ApiToken | None, action: str, upload_id: int | None = None,
+                     client: str | None = None) -> asyncio.Future:
+        """`submit` for the event loop: an asyncio future, and the loop is woken once per committed batch
+        rather than once per row (per-row wake-ups were a tenth of a CDS call's time under load)."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.put((_audit_row(token, action, upload_id, client), done))
+        return done
+
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
@@ -222,12 +231,31 @@ class AuditWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            error = None
             try:
                 with self.store.engine.begin() as conn:
                     conn.execute(insert(AuditEvent.__table__), [row for row, _ in batch])
             except Exception as exc:  # the requests waiting on these rows fail (500); the writer goes on
-                for _, done in batch:
-                    done.set_exception(exc)
-            else:
-                for _, done in batch:
+                error = exc
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+            for _, done in batch:
+                if isinstance(done, asyncio.Future):
+                    by_loop.setdefault(done.get_loop(), []).append(done)
+                elif error is not None:
+                    done.set_exception(error)
+                else:
                     done.set_result(None)
+            for loop, futures in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, futures, error)
+                except RuntimeError:  # the loop has closed (a test's client went away): nobody waits
+                    pass
+
+
+def _settle(futures: list[asyncio.Future], error: Exception | None) -> None:
+    for done in futures:
+        if not done.done():  # the request may have been cancelled (client gone)
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
