@@ -188,13 +188,16 @@ def test_a_stale_index_is_not_used(tmp_path):
 
 
 def _grch37_example(tmp_path: Path) -> Path:
-    """The example patient with every SNV PyPGx's table places on GRCh37 moved there."""
+    """The example patient with every SNV PyPGx's table places on GRCh37 moved there (REF left as it was), and
+    no build in the header: only the records tell the build."""
     table = {}
     with open(SHARED / "reference" / "pypgx" / "variant-table.csv", newline="") as fh:
         for r in csv.DictReader(fh):
             table[("chr" + r["Chromosome"], int(r["GRCh38Position"]))] = int(r["GRCh37Position"])
     out = []
     for line in example_text().splitlines():
+        if line.startswith(("##contig", "##reference")):
+            continue
         f = line.split("\t")
         if not line.startswith("#") and (f[0], int(f[1])) in table and len(f[3]) == 1:
             f[1] = str(table[(f[0], int(f[1]))])
@@ -207,8 +210,17 @@ def _grch37_example(tmp_path: Path) -> Path:
 @pytest.mark.skipif(not (SHARED / "reference" / "pypgx").exists(), reason="needs ../shared/reference/pypgx")
 @pytest.mark.parametrize("fill", [[], ["--missing-to-ref"]])
 def test_grch37_coordinates_are_recognised_from_the_records(fill, tmp_path):
-    # with --missing-to-ref this turned the patient's CYP2C19 *2/*17 into *38/*38, "standard dosing"
-    _refused(tmp_path, _grch37_example(tmp_path), "the file looks like GRCh37 coordinates", *fill)
+    # read as GRCh38 with --missing-to-ref, this turned the patient's CYP2C19 *2/*17 into *38/*38, "standard
+    # dosing": told to read GRCh38, the file is refused; left to decide, it is read on GRCh37
+    vcf = _grch37_example(tmp_path)
+    _refused(tmp_path, vcf, "the file looks like GRCh37 coordinates", "--build", "GRCh38", *fill)
+    cs = match([vcf], genes=("CYP2C19",), missing_to_ref=bool(fill))
+    call = cs.call(0, "CYP2C19")
+    assert call.source_diplotypes == ["*2/*17"]
+    assert cs.inputs[0].notices[0].startswith("read as GRCh37 (from the records")
+    # rs3758581 kept GRCh38's base (A) as REF where GRCh37 has G: missing with a warning, never filled
+    assert 94842866 in call.missing_positions
+    assert any("treated as missing" in m for m in cs.inputs[0].position_warnings["chr10:94842866"])
 
 
 def test_sample_names_are_safe_and_visible():

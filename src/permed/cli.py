@@ -95,6 +95,10 @@ def call_cmd(
         "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
     cyp2d6_from_vcf: Annotated[bool, typer.Option(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
+    build: Annotated[str, typer.Option(
+        "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
+        "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
+    ] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     no_sample_reports: Annotated[bool, typer.Option(
@@ -143,7 +147,7 @@ def call_cmd(
                            outside_calls_format=outside_calls_format)
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       find_combinations=combinations, all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf,
-                      workers=workers)
+                      workers=workers, build=build)
     t0 = time.perf_counter()
     eng = engine(kb_path)
     result = eng.run(run_inputs, options)
@@ -204,6 +208,10 @@ def cohort_cmd(
         "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
     cyp2d6_from_vcf: Annotated[bool, typer.Option(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
+    build: Annotated[str, typer.Option(
+        "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
+        "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
+    ] = "auto",
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     outside_calls: Annotated[list[Path] | None, typer.Option(
@@ -232,7 +240,7 @@ def cohort_cmd(
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
                       chunk_size=chunk_size, split_samples=split_samples, parallel_regions=scheduler is not None,
-                      evidence=False, advice=False)
+                      evidence=False, advice=False, build=build)
     executor = None
     if scheduler:
         from permed.engine.executors import dask_executor
@@ -674,14 +682,24 @@ def kb_info(
         console.print(f"Source: {s.name}, release {s.release}, data {s.data_version} <{s.url}> [{s.licence}]")
     console.print(f"Licence: {kb.licence}")
     table = Table(show_header=True, header_style="bold")
-    for col in ("Gene", "Chrom", "Positions", "Named alleles", "Data version", "Exemptions"):
+    for col in ("Gene", "Chrom", "Positions", "On GRCh37", "Named alleles", "Data version", "Exemptions"):
         table.add_column(col)
+    unmapped = {}
     for g, d in sorted(kb.genes.items()):
         ex = d.exemptions
         flags = [n for n, v in (("required", ex.required_positions), ("priorities", ex.unphased_priorities),
                                 ("extra", ex.extra_loci)) if v]
-        table.add_row(g, d.chromosome, str(len(d.loci)), str(len(d.alleles)), d.data_version or "", ",".join(flags))
+        on37 = [loc.position for loc in d.loci if loc.position37 is not None]
+        if on37 and len(on37) < len(d.loci):
+            unmapped[g] = [loc.position for loc in d.loci if loc.position37 is None]
+        table.add_row(g, d.chromosome, str(len(d.loci)), str(len(on37)), str(len(d.alleles)), d.data_version or "",
+                      ",".join(flags))
     console.print(table)
+    if unmapped:
+        # GRCh37 input leaves these missing: say which, so a reader can judge a GRCh37 call
+        console.print("Definition positions (GRCh38) without a GRCh37 position (missing when reading GRCh37):")
+        for g, positions in unmapped.items():
+            console.print(f"{g}: {', '.join(map(str, positions))}", soft_wrap=True)
 
 
 @schema_app.command("report")

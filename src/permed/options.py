@@ -6,6 +6,16 @@ from dataclasses import asdict, dataclass, fields
 
 from permed.errors import ConfigurationError
 
+GENOME_BUILDS = ("GRCh38", "GRCh37", "auto")
+
+
+def genome_build(value: str | None) -> str:
+    """A --build value in its canonical spelling (GRCh38, GRCh37, auto; any case)."""
+    for b in GENOME_BUILDS:
+        if str(value if value is not None else "auto").strip().lower() == b.lower():
+            return b
+    raise ConfigurationError(f"--build: {value!r} is not one of {', '.join(GENOME_BUILDS)}")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -18,6 +28,7 @@ class Options:
     find_combinations: bool = False  # research mode: combination and partial alleles
     all_matches: bool = False  # every matching diplotype, not only the top-scoring ones
     cyp2d6_from_vcf: bool = False  # call CYP2D6 from SNVs/indels (blind to copy number)
+    build: str = "auto"  # genome build of the VCF inputs: GRCh38, GRCh37, or auto (from header and records)
     workers: int = 1  # worker processes on this machine
     chunk_size: int | None = None  # samples held in memory at once per unit of work (None: all)
     split_samples: int | None = None  # also split each file into units of this many samples
@@ -31,6 +42,7 @@ class Options:
     def __post_init__(self) -> None:
         if self.genes is not None:
             object.__setattr__(self, "genes", tuple(self.genes))
+        object.__setattr__(self, "build", genome_build(self.build))
         for name in ("workers", "chunk_size", "split_samples"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

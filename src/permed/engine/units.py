@@ -22,7 +22,8 @@ from permed.options import Options
 
 def read_options(options: Options) -> ReadOptions:
     return ReadOptions(missing_to_ref=options.missing_to_ref, require_pass=options.require_pass,
-                       find_combinations=options.find_combinations, use_index=options.use_index)
+                       find_combinations=options.find_combinations, use_index=options.use_index,
+                       build=options.build)
 
 
 def match_options(options: Options) -> MatchOptions:

@@ -46,6 +46,10 @@ class GeneGenotypes:
     extra: list[dict] = field(default_factory=list)
     # --missing-to-ref filled this gene although the file has no record within 10 kb of it
     remote_fill: bool = False
+    # the genome build the file was read on, and how many definition positions have no place on it (GRCh37
+    # input: positions the knowledge base cannot map, always missing)
+    build: str = "GRCh38"
+    unmapped: int = 0
 
     @property
     def n_samples(self) -> int:

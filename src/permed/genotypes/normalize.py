@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from permed.genotypes.locus_index import Site
 from permed.kb.model import Locus
 
 UNMAPPED = None
@@ -26,7 +27,7 @@ class AlleleMapping:
     exact: bool  # same position and same REF as the definition
 
 
-def _window(locus: Locus, pos: int, ref: str) -> tuple[int, str] | None:
+def _window(locus: Locus | Site, pos: int, ref: str) -> tuple[int, str] | None:
     """Reference sequence over the union of two REF spans, or None if they disagree or leave a gap."""
     a0, a1 = locus.position, locus.position + len(locus.ref)
     b0, b1 = pos, pos + len(ref)
@@ -48,7 +49,7 @@ def _apply(window_start: int, window: str, pos: int, ref: str, alt: str) -> str:
     return window[:i] + alt + window[i + len(ref):]
 
 
-def map_record(locus: Locus, pos: int, ref: str, alts: list[str]) -> AlleleMapping | None:
+def map_record(locus: Locus | Site, pos: int, ref: str, alts: list[str]) -> AlleleMapping | None:
     """Map a record (POS, REF, ALTs) onto the definition locus; None if it says nothing about it."""
     ref = ref.upper()
     alts = [a.upper() for a in alts]

@@ -11,14 +11,23 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from cyvcf2 import VCF
 
 from permed.errors import InputFileError
-from permed.genotypes.build import GRCH38_LENGTHS, check_build_header, check_build_mismatches
+from permed.genotypes.build import (
+    AUTO,
+    GRCH37,
+    GRCH37_LENGTHS,
+    GRCH38,
+    GRCH38_LENGTHS,
+    DataEvidence,
+    HeaderBuild,
+    check_build_mismatches,
+    header_build,
+)
 from permed.genotypes.files import (
     captured_stderr,
     clean_htslib,
@@ -30,7 +39,7 @@ from permed.genotypes.files import (
     precheck,
     stale_index,
 )
-from permed.genotypes.locus_index import locus_index
+from permed.genotypes.locus_index import WINDOW_GAP, LocusIndex, Site, has_grch37, locus_index, sites
 from permed.genotypes.model import (
     ABSENT,
     CALLED,
@@ -43,7 +52,7 @@ from permed.genotypes.model import (
 )
 from permed.genotypes.normalize import AlleleMapping, map_record
 from permed.genotypes.store import Extract, FieldError, RecordStore, StoredRecord
-from permed.kb.model import KnowledgeBase, Locus
+from permed.kb.model import KnowledgeBase
 from permed.kb.policy import undocumented_as_reference
 
 HAPLOID_CHROMOSOMES = frozenset({"chrY", "chrM"})
@@ -61,6 +70,7 @@ class ReadOptions:
     require_pass: bool = False  # PharmCAT ignores FILTER; opt in to drop non-PASS records
     find_combinations: bool = False  # affects undocumented-as-reference messages only
     use_index: bool = True  # read indexed files through definition-position windows
+    build: str = AUTO  # GRCh38, GRCh37, or auto: from the header and the records
 
 
 def normalise_chrom(name: str) -> str:
@@ -80,10 +90,14 @@ class _RecordError(Exception):
 
 
 class _GeneArrays:
-    def __init__(self, gdef, n: int):
+    def __init__(self, gdef, n: int, loci: tuple[Site | None, ...]):
         L = len(gdef.loci)
         self.gdef = gdef
+        # allele tables in the definition's (GRCh38) terms; records are read through `loci`, the loci as the
+        # file's build places them (None: no position there), and their alleles land on these tables by sequence
         self.alleles = [[loc.ref, *loc.alts] for loc in gdef.loci]
+        self.loci = loci
+        self.unmapped = [li for li, s in enumerate(loci) if s is None]
         self.gt = np.full((n, L, 2), MISSING_ALLELE, dtype=np.int16)
         self.status = np.zeros((n, L), dtype=np.int8)
         self.phased = np.zeros((n, L), dtype=bool)
@@ -117,9 +131,38 @@ class _PassState:
     chrom_order: list = field(default_factory=list)
     last: tuple | None = None
     unsorted_noted: bool = False
-    # records that agree with a definition SNV on GRCh38, and records that sit where GRCh37 has one
-    on_grch38: int = 0
-    on_grch37: set = field(default_factory=set)
+    evidence: DataEvidence = field(default_factory=DataEvidence)  # which build the records sit on
+
+
+class _Reread(Exception):
+    """The records show the other build than the pass assumed: read the file again on that build."""
+
+    def __init__(self, build: str):
+        super().__init__(build)
+        self.build = build
+
+
+def evidence_sites(kb: KnowledgeBase) -> dict[str, dict[tuple[str, int], tuple[str, frozenset]]]:
+    """Per build, every KB definition SNV there -> (that build's base, the definition's other alleles): whichever
+    genes a run calls, the build is judged on all of them, so every unit of a file judges alike."""
+    key = id(kb)
+    if key not in _EVIDENCE or _EVIDENCE[key][0] is not kb:
+        out: dict[str, dict] = {GRCH38: {}, GRCH37: {}}
+        for gdef in kb.genes.values():
+            for build in (GRCH38, GRCH37):
+                for site in sites(gdef, build):
+                    if site is not None and site.is_snv:
+                        out[build][(gdef.chromosome, site.position)] = (site.ref, frozenset(site.alts))
+        if not out[GRCH37]:
+            # a knowledge base from before per-locus GRCh37 positions: its GRCh37 sites of definition SNVs
+            for x in kb.grch37_sites:
+                ref, alts = out[GRCH37].get((x.chromosome, x.position37), (x.ref37, frozenset()))
+                out[GRCH37][(x.chromosome, x.position37)] = (ref, alts | {x.alt})
+        _EVIDENCE[key] = (kb, out)
+    return _EVIDENCE[key][1]
+
+
+_EVIDENCE: dict[int, tuple] = {}
 
 
 class VcfReader:
@@ -150,11 +193,19 @@ class VcfReader:
                                 "(the whole file was read). Re-index the file (tabix -p vcf / bcftools index)")
         self._contigs: set[str] | None = None
         self._lengths: dict[str, int] | None = None
+        self.build = GRCH38 if options.build == AUTO else options.build  # the build records are read on
+        self._header = HeaderBuild(None)
+        self._shown: str | None = None  # the build the records showed, when a first pass assumed the other
+        self._index: LocusIndex | None = None
+        self._first_notices = list(self.notices)
 
-    @cached_property
-    def index(self):
-        """Where the genes' definition positions are (built on first use: reading sample names needs none)."""
-        return locus_index(self.kb, self.genes)
+    @property
+    def index(self) -> LocusIndex:
+        """Where the genes' definition positions are on the build read (built on first use: reading sample
+        names needs none)."""
+        if self._index is None or self._index.build != self.build:
+            self._index = locus_index(self.kb, self.genes, self.build)
+        return self._index
 
     def _htslib(self, msg: str) -> str:
         """An htslib message as ours: without its prefix, naming the file as we name it."""
@@ -215,6 +266,16 @@ class VcfReader:
         return names
 
     def extract(self) -> Extract:
+        try:
+            return self._extract_file()
+        except _Reread as again:
+            # a streamed pass learns the build only from the records: read them again on the build they show
+            self._shown = again.build
+            self.notices = list(self._first_notices)
+            self.position_warnings = {}
+            return self._extract_file()
+
+    def _extract_file(self) -> Extract:
         precheck(self.path, self.label)
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
@@ -340,7 +401,12 @@ class VcfReader:
                                      f"declares one of {', '.join(VCF_TYPES)}")
         if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
             raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
-        check_build_header(self.label, header)
+        self._choose_build(header)
+        if self.windowed:
+            # windows cover the build's own positions only: judge the build from index queries at both builds'
+            # definition positions first (the same for every unit of the file)
+            self.build = self._decide_build(self._probe_evidence(vcf))
+            self._check_kb_build()
         self.ad_defined = re.search(r"^##FORMAT=<ID=AD,[^>]*Number=R", header, re.M) is not None
         self.ad_present = re.search(r"^##FORMAT=<ID=AD,", header, re.M) is not None
         self.ad_undeclared = not self.ad_present
@@ -387,7 +453,11 @@ class VcfReader:
                 raise _RecordError(where, detail or self._htslib(parse_errors[0]), described=True)
             try:
                 located = self._locate(rec, line, rec_no)
-                if located is None or located[0] not in self.index.chroms:
+                if located is None:
+                    continue
+                if not self.windowed:
+                    self._count_build_evidence(state.evidence, located, rec)
+                if located[0] not in self.index.chroms:
                     continue
                 chrom, pos = located
                 self._keep(vcf, rec, store, line, chrom, pos, state)
@@ -395,7 +465,13 @@ class VcfReader:
                 raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: a field is not UTF-8 text "
                                      f"(byte 0x{exc.object[exc.start]:02x})") from None
 
-        self._check_build_evidence(vcf, state)
+        if not self.windowed:
+            build = self._decide_build(state.evidence)
+            if build != self.build:
+                store.close()
+                raise _Reread(build)
+        if self.build == GRCH37:
+            self.notices.insert(0, self._grch37_notice)
         return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
 
     def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int] | None:
@@ -420,13 +496,14 @@ class VcfReader:
         return normalise_chrom(raw), pos
 
     def _contig_length(self, vcf: VCF, raw: str, chrom: str) -> int | None:
-        """The header's length for a contig, else GRCh38's (the only build permed reads)."""
+        """The header's length for a contig, else the length on the build read."""
         if self._lengths is None:
             try:
                 self._lengths = {n: int(x) for n, x in zip(vcf.seqnames, vcf.seqlens) if int(x) > 0}
             except Exception:  # a header without contig lengths
                 self._lengths = {}
-        return self._lengths.get(raw) or GRCH38_LENGTHS.get(chrom.removeprefix("chr"))
+        lengths = GRCH37_LENGTHS if self.build == GRCH37 else GRCH38_LENGTHS
+        return self._lengths.get(raw) or lengths.get(chrom.removeprefix("chr"))
 
     def _keep(self, vcf: VCF, rec, store: RecordStore, line: int | None, chrom: str, pos: int, state) -> None:
         """Store a record at (or representing) definition positions, with its genotypes."""
@@ -455,7 +532,6 @@ class VcfReader:
             if info_end is not None:
                 block_end = self._block_end(vcf, rec, info_end, line, chrom, pos)
         exact = self.index.exact.get((chrom, pos), ())
-        self._count_build_evidence(state, chrom, pos, ref, alts, exact)
         near: list = []
         if block_end is not None and block_end > pos:
             near = self.index.covered(chrom, pos + 1, block_end)
@@ -470,7 +546,7 @@ class VcfReader:
                 raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: invalid allele {allele!r}")
         if self.options.require_pass and rec.FILTER not in (None, "PASS"):
             if exact:
-                self._warn(f"{chrom}:{pos}", f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
+                self._warn(self._key(chrom, *exact[0]), f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
             return
         self._check_format_keys(rec, line, chrom, pos)
         gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
@@ -483,36 +559,83 @@ class VcfReader:
         except FieldError as exc:
             raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: {exc}") from None
 
-    def _count_build_evidence(self, state: _PassState, chrom: str, pos: int, ref: str, alts, exact) -> None:
-        if exact:
-            g, li = exact[0]
-            locus = self.kb.genes[g].loci[li]
-            if locus.is_snv and ref.upper() == locus.ref:
-                state.on_grch38 += 1
-            return
-        site = self.index.grch37.get((chrom, pos))
-        if site is not None and ref.upper() == site[0] and site[1] in alts:
-            state.on_grch37.add((chrom, pos))
+    def _key(self, chrom: str, gene: str, li: int) -> str:
+        """How warnings name a definition position: chrom:pos on GRCh38, whichever build the file is on."""
+        return f"{chrom}:{self.index.site(gene, li).position38}"
 
-    def _check_build_evidence(self, vcf: VCF, state: _PassState) -> None:
-        """Refuse a file whose variants sit at the GRCh37 positions of definition variants (with GRCh37's base
-        and the known variant allele) more often than at their GRCh38 positions: coordinates of another build,
-        which would otherwise read as "no variants here" (and, with --missing-to-ref, as reference)."""
-        if self.windowed and state.on_grch38 < 5:
-            # windows cover GRCh38 positions only: look the GRCh37 ones up in the index as well
-            for (chrom, pos37), (ref37, alt) in self.index.grch37.items():
+    def _count_build_evidence(self, evidence: DataEvidence, located: tuple[str, int], rec) -> None:
+        for build, known in evidence_sites(self.kb).items():
+            site = known.get(located)
+            if site is not None:
+                evidence.add(build, *located, site, rec.REF, rec.ALT)
+
+    def _probe_evidence(self, vcf: VCF) -> DataEvidence:
+        """Build evidence of an indexed file from index queries around every KB definition SNV of both builds
+        (windows merged as for reading: one query serves neighbouring positions)."""
+        evidence = DataEvidence()
+        for build, known in evidence_sites(self.kb).items():
+            by_chrom: dict[str, list[int]] = {}
+            for chrom, pos in known:
+                by_chrom.setdefault(chrom, []).append(pos)
+            for chrom, positions in sorted(by_chrom.items()):
                 name = self._contig(vcf, chrom)
-                if name is None or chrom not in state.chroms_seen:
+                if name is None:
                     continue
-                for rec in vcf(f"{name}:{pos37}-{pos37}"):
-                    if rec.POS == pos37 and rec.REF.upper() == ref37 and alt in rec.ALT:
-                        state.on_grch37.add((chrom, pos37))
-        if state.on_grch37 and len(state.on_grch37) > state.on_grch38:
-            chrom, pos = min(state.on_grch37)
-            raise InputFileError(
-                f"{self.label}: {len(state.on_grch37)} record(s) carry known variants at their GRCh37 positions "
-                f"(e.g. {chrom}:{pos}) and {state.on_grch38} sit at GRCh38 definition positions: the file "
-                "looks like GRCh37 coordinates; lift it over to GRCh38 (or re-align) first")
+                positions.sort()
+                lo = hi = positions[0]
+                for p in [*positions[1:], None]:
+                    if p is not None and p <= hi + WINDOW_GAP:
+                        hi = p
+                        continue
+                    for rec in vcf(f"{name}:{lo}-{hi}"):
+                        if (chrom, rec.POS) in known:
+                            evidence.add(build, chrom, rec.POS, known[(chrom, rec.POS)], rec.REF, rec.ALT)
+                    if p is not None:
+                        lo = hi = p
+        return evidence
+
+    def _choose_build(self, header: str) -> None:
+        """The build to read on from the option and the header; an explicit --build the header contradicts is
+        refused."""
+        self._header = hb = header_build(self.label, header)
+        asked = self.options.build
+        if asked != AUTO and hb.build and hb.build != asked:
+            raise InputFileError(f"{self.label}: {hb.reason}: the file looks like {hb.build}, but --build {asked} "
+                                 f"was given (give --build {hb.build} or auto)")
+        self.build = asked if asked != AUTO else self._shown or hb.build or GRCH38
+        self._check_kb_build()
+
+    def _decide_build(self, evidence: DataEvidence) -> str:
+        """The build to read on, given what the records show: an explicit --build or a header they contradict
+        is refused, naming both sides."""
+        shown = evidence.build()
+        asked, hb = self.options.build, self._header
+        if shown is None:
+            return self.build
+        said = f"{self.label}: {evidence.describe(shown)}: the file looks like {shown} coordinates"
+        if asked != AUTO and shown != asked:
+            hint = ("read it with --build GRCh37 (or auto)" if shown == GRCH37
+                    else "read it with --build GRCh38 (or auto)")
+            raise InputFileError(f"{said}, but --build {asked} was given; {hint}")
+        if asked == AUTO and hb.build and shown != hb.build:
+            raise InputFileError(f"{said}, but {hb.reason}: the header and the records disagree on the genome "
+                                 "build; fix the header, or give --build")
+        return shown
+
+    def _check_kb_build(self) -> None:
+        if self.build == GRCH37 and not has_grch37(self.kb):
+            raise InputFileError(f"{self.label}: the file is on GRCh37, but the knowledge base has no GRCh37 "
+                                 "positions (build it with --pypgx); lift the file over to GRCh38 or use another KB")
+
+    @property
+    def _grch37_notice(self) -> str:
+        why = ("--build GRCh37" if self.options.build == GRCH37
+               else f"from the header: {self._header.reason}" if self._header.build == GRCH37
+               else "from the records: known variants sit at their GRCh37 positions")
+        return (f"read as GRCh37 ({why}): records were matched at the GRCh37 positions of the definition "
+                "positions and reported at their GRCh38 positions (mapping: PyPGx's variant table, in the "
+                "knowledge base); definition positions without a GRCh37 position are missing (see each gene's "
+                "warnings)")
 
     def _check_format_keys(self, rec, line: int | None, chrom: str, pos: int) -> None:
         """A FORMAT key the header does not declare, placed before GT, makes htslib end the process when GT is
@@ -549,16 +672,18 @@ class VcfReader:
         self.pending = []
         self.sample_warnings = {}
         self.ref_checks = self.ref_mismatches = 0
-        arrays = {g: _GeneArrays(self.kb.genes[g], len(samples)) for g in self.genes}
+        arrays = {g: _GeneArrays(self.kb.genes[g], len(samples), self.index.sites[g]) for g in self.genes}
         for rec, gts, ps, ad in ext.store.records(chunk):
             self._record(rec, gts, ps, ad, arrays)
         self._apply_pending()
-        check_build_mismatches(self.label, self.ref_checks, self.ref_mismatches)
+        check_build_mismatches(self.label, self.ref_checks, self.ref_mismatches, self.build)
         chroms_seen, near_genes, sha = ext.chroms_seen, ext.near_genes, ext.sha256
         genes = {}
         for g, arr in arrays.items():
             # fill only genes on chromosomes this file has records for: a chr10-only file says nothing of chr19
             if self.options.missing_to_ref and arr.gdef.chromosome in chroms_seen:
+                # a position without a place on the file's build was never looked at: not reference, missing
+                arr.status[:, arr.unmapped] = UNUSABLE
                 self._fill_reference(arr)
                 if g not in near_genes:
                     arr.remote_fill = True
@@ -566,6 +691,7 @@ class VcfReader:
                 gene=g, definition=arr.gdef, alleles=arr.alleles, gt=arr.gt, status=arr.status,
                 phased=arr.phased, phase_set=arr.phase_set, origin=arr.origin,
                 extra=[arr.extra[k] for k in sorted(arr.extra)], remote_fill=arr.remote_fill,
+                build=self.build, unmapped=len(arr.unmapped),
             )
         notices = list(self.notices)
         if self.options.missing_to_ref:
@@ -622,8 +748,8 @@ class VcfReader:
         filters = set(str(rec.filter).split(";")) if rec.filter else set()
         for g, li in exact:
             arr = arrays[g]
-            locus = arr.gdef.loci[li]
-            key = f"{chrom}:{locus.position}"
+            locus = arr.loci[li]
+            key = f"{chrom}:{locus.position38}"
             if arr.status.shape[0] and (arr.status[:, li] == CALLED).all():
                 # PharmCAT: a further entry for a position already read is a duplicate (first one wins);
                 # entries its preprocessor split off (PCATx filters) are expected and skipped quietly
@@ -637,23 +763,24 @@ class VcfReader:
                     continue
             if is_block:
                 if ref.upper() != locus.ref[0]:
-                    self._ref_mismatch(key, ref, locus)
+                    self._ref_mismatch(key, ref, locus, arr, li)
                     continue
-                mapping, origin = _block_mapping(locus, alts, chrom, pos, block_end)
+                mapping, origin = _block_mapping(locus, alts, self._build_prefix + chrom, pos, block_end)
             else:
                 mapping = map_record(locus, pos, ref, list(alts))
                 if mapping is None:
-                    self._ref_mismatch(key, ref, locus)
+                    self._ref_mismatch(key, ref, locus, arr, li)
                     continue
                 if locus.is_snv:
                     self.ref_checks += 1
                 if mapping.exact:
-                    origin = "exact"
+                    # on GRCh37 the evidence names the record read, as the file has it
+                    origin = "exact" if self.build == GRCH38 else f"{GRCH37} {chrom}:{pos}"
                     if "PCATxREF" in filters:
                         self._warn(key, "PharmCAT preprocessor detected REF mismatch (filter PCATxREF) but this "
                                         "does not match current data.")
                 else:
-                    origin = f"normalised from {chrom}:{pos} {ref}>{','.join(alts)}"
+                    origin = f"normalised from {self._build_prefix}{chrom}:{pos} {ref}>{','.join(alts)}"
                     self._warn(key, f"REF in VCF ({ref}) does not match the definition's REF ({locus.ref}); "
                                     "genotype read after normalising the representation")
             if gts is None:
@@ -665,19 +792,19 @@ class VcfReader:
                 self._commit(arr, li, key, calls, origin, tuple(alts), rec.filter)
         for g, li in near:
             arr = arrays[g]
-            locus = arr.gdef.loci[li]
+            locus = arr.loci[li]
             if is_block:
                 if not (pos <= locus.position and block_end >= locus.position + len(locus.ref) - 1):
                     continue
-                mapping, origin = _block_mapping(locus, alts, chrom, pos, block_end)
+                mapping, origin = _block_mapping(locus, alts, self._build_prefix + chrom, pos, block_end)
             else:
                 mapping = map_record(locus, pos, ref, list(alts))
                 if mapping is None:
                     continue
-                origin = f"normalised from {chrom}:{pos} {ref}>{','.join(alts)}"
+                origin = f"normalised from {self._build_prefix}{chrom}:{pos} {ref}>{','.join(alts)}"
             if gts is None:
                 continue
-            key = f"{chrom}:{locus.position}"
+            key = f"{chrom}:{locus.position38}"
             calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
                 self.pending.append((arr, li, key, calls, origin))
@@ -686,23 +813,35 @@ class VcfReader:
         """Positions under an implausible reference block: missing (never filled as reference), with the reason."""
         for g, li in (*exact, *near):
             arr = arrays[g]
-            locus = arr.gdef.loci[li]
+            locus = arr.loci[li]
             if not (pos <= locus.position and block_end >= locus.position + len(locus.ref) - 1):
                 continue
-            self._warn(f"{chrom}:{locus.position}", f"gVCF reference block {chrom}:{pos}-{block_end} not used: "
+            self._warn(f"{chrom}:{locus.position38}", f"gVCF reference block {self._build_prefix}{chrom}:{pos}-"
+                                                       f"{block_end} not used: "
                                                      f"{problem}; the position is treated as missing")
             absent = arr.status[:, li] == ABSENT
             arr.status[absent, li] = UNUSABLE
 
-    def _ref_mismatch(self, key: str, ref: str, locus: Locus) -> None:
+    @property
+    def _build_prefix(self) -> str:
+        """Record positions named in reports are GRCh37 ones when the file is: say so."""
+        return "" if self.build == GRCH38 else f"{GRCH37} "
+
+    def _ref_mismatch(self, key: str, ref: str, locus: Site, arr: _GeneArrays, li: int) -> None:
         if locus.is_snv:
             self.ref_checks += 1
             self.ref_mismatches += 1
         self.discarded.add(key)
-        self._warn(key, f"Discarded genotype at this position because REF in VCF ({ref}) does not match "
-                        f"expected reference ({locus.ref})")
+        msg = (f"Discarded genotype at this position because REF in VCF ({ref}) does not match "
+               f"expected reference ({locus.ref})")
+        if self.build == GRCH37:
+            # e.g. a record lifted over without taking GRCh37's base as REF: its genotype says something, so
+            # the position must not be filled as GRCh37's reference either
+            arr.status[arr.status[:, li] == ABSENT, li] = UNUSABLE
+            msg += f" on {GRCH37}; the position is treated as missing"
+        self._warn(key, msg)
 
-    def _sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str,
+    def _sample_calls(self, arr: _GeneArrays, li: int, locus: Site, key: str, chrom: str,
                       mapping: AlleleMapping, gts, psf, ad):
         """Per-sample calls at one locus from one record: (usable mask, codes, phased, phase sets)."""
         g, phased = gts
@@ -782,7 +921,7 @@ class VcfReader:
             ], axis=1).astype(np.int16)
         return ok, codes_gt, phased, ps
 
-    def _check_sample_calls(self, arr: _GeneArrays, li: int, locus: Locus, key: str, chrom: str, g, phased, sel,
+    def _check_sample_calls(self, arr: _GeneArrays, li: int, locus: Site, key: str, chrom: str, g, phased, sel,
                             nonmissing, codes: list[int], invalid: dict[int, str], n_known: int,
                             snp_for_indel: bool) -> np.ndarray:
         """Which samples' calls at this locus can be used, with a warning for each one that cannot."""
@@ -927,7 +1066,9 @@ class VcfReader:
         absent = arr.status == ABSENT
         if not absent.any():
             return
-        arr.gt[absent] = 0
+        # the reference of the file's build: where GRCh37's base is a definition ALT, that allele
+        fill = np.array([0 if s is None else arr.code(li, s.ref) for li, s in enumerate(arr.loci)], dtype=np.int16)
+        arr.gt[absent] = np.broadcast_to(fill, absent.shape)[absent][:, None]
         haploid = _haploid_samples(arr)
         if haploid is not None:
             for si in np.flatnonzero(haploid):
@@ -966,7 +1107,7 @@ def _implausible_block(ref: str, genes: set[str]) -> str | None:
     return None
 
 
-def _block_mapping(locus: Locus, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
+def _block_mapping(locus: Site, alts, chrom: str, pos: int, end: int) -> tuple[AlleleMapping, str]:
     """A gVCF reference block asserts the reference over [pos, end]: its REF means the locus REF."""
     return AlleleMapping((locus.ref, *alts), True, False), f"gVCF reference block {chrom}:{pos}-{end}"
 

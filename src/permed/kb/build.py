@@ -176,6 +176,82 @@ def read_grch37_sites(table: Path, genes: dict[str, GeneDefinition]) -> tuple[Gr
     return tuple(sites[k] for k in sorted(sites))
 
 
+def _table_rows(table: Path) -> dict[tuple[str, int], list[dict]]:
+    """PyPGx's variant table by GRCh38 position (rows whose coordinates parse)."""
+    import csv
+
+    rows: dict[tuple[str, int], list[dict]] = {}
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                key = ("chr" + row["Chromosome"].removeprefix("chr"), int(row["GRCh38Position"]))
+                row["p37"] = int(row["GRCh37Position"])
+            except (KeyError, ValueError, AttributeError):
+                continue
+            rows.setdefault(key, []).append(row)
+    return rows
+
+
+def _locus_on_grch37(ref: str, is_snv: bool, alts: tuple[str, ...], rows: list[dict]) -> tuple[int, str | None] | str:
+    """(GRCh37 position, GRCh37 base where it differs) for a definition locus from the table's rows at its
+    GRCh38 position, or why it cannot be mapped. Both builds' alleles are left-anchored VCF alleles starting at
+    the position, so a row vouches for the locus when its GRCh38 allele agrees with the locus REF; an indel is
+    mapped only when a row's allele spans its whole REF with the same sequence on both builds."""
+    if not rows:
+        return "not in the table"
+    agree = [r for r in rows if r["GRCh38Allele"] and (r["GRCh38Allele"].startswith(ref) or
+                                                       ref.startswith(r["GRCh38Allele"]))]
+    if not agree:
+        return "the table's GRCh38 allele differs from the definition's REF"
+    if len({r["p37"] for r in agree}) > 1:
+        return "the table gives several GRCh37 positions"
+    p37 = agree[0]["p37"]
+    if is_snv:
+        # the first base of either build's allele is the base at the position
+        same = [r for r in agree if r["GRCh37Allele"] == r["GRCh38Allele"]
+                or (len(r["GRCh37Allele"]) == len(r["GRCh38Allele"]) == 1)]
+        bases = {r["GRCh37Allele"][:1] for r in same}
+        if len(bases) != 1:
+            return "the table's GRCh37 alleles disagree" if bases else "the builds differ in length here"
+        b37 = bases.pop()
+        if b37 == ref:
+            return p37, None
+        if b37 in alts:
+            return p37, b37
+        return f"GRCh37's base {b37} is not an allele of the definition"
+    if any(len(r["GRCh38Allele"]) >= len(ref) and r["GRCh37Allele"] == r["GRCh38Allele"] for r in agree):
+        return p37, None
+    return "no row spans the indel's REF with the same sequence on both builds"
+
+
+def map_grch37(table: Path, genes: dict[str, GeneDefinition]) -> tuple[dict[str, GeneDefinition],
+                                                                        dict[str, list[tuple[int, str]]]]:
+    """Every definition locus (and context position) with its GRCh37 position from PyPGx's variant table, where
+    the table vouches for it; and per gene the positions left unmapped with the reason."""
+    rows = _table_rows(table)
+    out, unmapped = {}, {}
+    for g, gdef in genes.items():
+        loci = []
+        for loc in gdef.loci:
+            m = _locus_on_grch37(loc.ref, loc.is_snv, loc.alts, rows.get((gdef.chromosome, loc.position), []))
+            if isinstance(m, str):
+                unmapped.setdefault(g, []).append((loc.position, m))
+                loci.append(loc)
+            else:
+                loci.append(loc.model_copy(update={"position37": m[0], "ref37": m[1]}))
+        extra = []
+        for x in gdef.exemptions.extra_loci:
+            m = _locus_on_grch37(x.ref, len(x.ref) == 1 and all(len(a) == 1 for a in x.alts), x.alts,
+                                 rows.get((gdef.chromosome, x.position), []))
+            # context positions are only shown, never matched: map them only where GRCh37's base is the same
+            extra.append(x if isinstance(m, str) or m[1] else x.model_copy(update={"position37": m[0]}))
+        ex = gdef.exemptions.model_copy(update={"extra_loci": tuple(extra)})
+        # validate the copies (model_copy does not): a wrong GRCh37 base must fail the build, not a run
+        out[g] = GeneDefinition.model_validate(gdef.model_copy(update={"loci": tuple(loci), "exemptions": ex})
+                                               .model_dump())
+    return out, unmapped
+
+
 def build_kb(source: Path, release: str, built: str | None = None, with_exemptions: bool = True,
              extra_phenotypes: list[Path] | None = None, pypgx: Path | None = None,
              dpwg_phenotypes: Path | None = None, guidelines: Path | None = None) -> KnowledgeBase:
@@ -221,9 +297,11 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
                                             licence="MIT"))
     grch37 = read_grch37_sites(Path(pypgx) / "variant-table.csv", genes) if pypgx is not None else ()
     if grch37:
+        genes = map_grch37(Path(pypgx) / "variant-table.csv", genes)[0]
         extra_sources.append(SourceInfo(
-            name="GRCh37 coordinates of definition variants (build detection)", release="PyPGx variant table",
-            data_version="unversioned copy", url="https://github.com/sbslee/pypgx", licence="MIT"))
+            name="GRCh37 coordinates of definition variants (build detection, GRCh37 input)",
+            release="PyPGx variant table", data_version="unversioned copy", url="https://github.com/sbslee/pypgx",
+            licence="MIT"))
     kb = KnowledgeBase(
         schema=KB_SCHEMA,
         kb_version=f"{data_version}+pharmcat-{release}",

@@ -37,6 +37,10 @@ class Locus(_Frozen):
     alts: tuple[str, ...]
     # genomic HGVS name per ALT allele, aligned with `alts`
     hgvs: tuple[str, ...]
+    # where the locus sits on GRCh37 (None: no cited mapping, so GRCh37 input leaves it missing) and, for an
+    # SNV whose GRCh37 base differs from `ref`, that base (one of `alts`: GRCh37's reference is a variant here)
+    position37: int | None = Field(default=None, gt=0)
+    ref37: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Locus:
@@ -45,7 +49,13 @@ class Locus(_Frozen):
         for a in (self.ref, *self.alts):
             if not a or any(c not in "ACGT" for c in a):
                 raise ValueError(f"locus {self.position}: allele {a!r} is not a DNA sequence")
+        if self.ref37 is not None and (self.position37 is None or not self.is_snv or self.ref37 not in self.alts):
+            raise ValueError(f"locus {self.position}: GRCh37 base {self.ref37!r} must be an ALT of a mapped SNV")
         return self
+
+    @property
+    def ref_on_grch37(self) -> str:
+        return self.ref37 or self.ref
 
     @property
     def is_snv(self) -> bool:
@@ -96,6 +106,7 @@ class ExtraLocus(_Frozen):
     rsid: str | None = None
     ref: str
     alts: tuple[str, ...]
+    position37: int | None = None  # on GRCh37, when mapped (see Locus)
 
 
 class Exemptions(_Frozen):

@@ -164,6 +164,7 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
         key.append((li, st, a1, a2, c1 < 0 and c1, c2 < 0 and c2, phased, ps))
     key.extend(x["calls"][si] for x in gg.extra)
     key.append(gg.remote_fill)
+    key.append(gg.unmapped)
     return tuple(key), out
 
 
@@ -173,6 +174,15 @@ def _haplotype_call(m, shown) -> HaplotypeCall:
         named = [shown(c) for c in hap.components if c != REFERENCE_NAME]
         return HaplotypeCall(name=shown(hap.name), components=named, partials=[p for _, p in hap.partials])
     return HaplotypeCall(name=shown(hap.name))
+
+
+def _build_warnings(gg: GeneGenotypes) -> list[Message]:
+    if not gg.unmapped:
+        return []
+    return [Message(name="grch37-unmapped-positions", text=(
+        f"The input was read as {gg.build}: {gg.unmapped} of this gene's {len(gg.definition.loci)} definition "
+        f"positions have no {gg.build} position in the knowledge base's mapping (PyPGx's variant table) and are "
+        "missing (never filled as reference); variants there cannot be seen."))]
 
 
 def _fill_warnings(gg: GeneGenotypes, si: int) -> list[Message]:
@@ -239,7 +249,8 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         effectively_phased=bool(data.alleles) and data.effectively_phased,
         missing_positions=[loc.position for loc, st in zip(gdef.loci, statuses) if st in MISSING_STATUSES],
         undocumented_positions=undocumented,
-        warnings=[Message(name=k, text=v) for k, v in res.warnings.items()] + _fill_warnings(gg, si),
+        warnings=([Message(name=k, text=v) for k, v in res.warnings.items()] + _build_warnings(gg)
+                  + _fill_warnings(gg, si)),
         evidence=evidence,
         variants_of_interest=[
             {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra
