@@ -319,3 +319,13 @@ def test_the_api_takes_build(tmp_path):
     assert res.patient("EXAMPLE-PATIENT").genes["CYP2C19"].source_diplotypes == ["*2/*17"]
     with pytest.raises(InputFileError, match="looks like GRCh37"):
         permed.call(_example37(tmp_path), build="GRCh38", genes=["CYP2C19"])
+
+
+def test_the_unmapped_positions_page_is_current():
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "grch37_unmapped.py"), "--check"])
+    assert res.returncode == 0, "docs/grch37-unmapped.md is stale: run scripts/grch37_unmapped.py"

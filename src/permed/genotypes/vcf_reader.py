@@ -405,7 +405,13 @@ class VcfReader:
         if self.windowed:
             # windows cover the build's own positions only: judge the build from index queries at both builds'
             # definition positions first (the same for every unit of the file)
-            self.build = self._decide_build(self._probe_evidence(vcf))
+            evidence = DataEvidence()
+            other = GRCH37 if self.build == GRCH38 else GRCH38
+            self._probe_evidence(vcf, other, evidence)
+            if evidence.ref[other]:
+                # only records agreeing with the other build's bases can change the build: then weigh this one's
+                self._probe_evidence(vcf, self.build, evidence)
+            self.build = self._decide_build(evidence)
             self._check_kb_build()
         self.ad_defined = re.search(r"^##FORMAT=<ID=AD,[^>]*Number=R", header, re.M) is not None
         self.ad_present = re.search(r"^##FORMAT=<ID=AD,", header, re.M) is not None
@@ -569,30 +575,28 @@ class VcfReader:
             if site is not None:
                 evidence.add(build, *located, site, rec.REF, rec.ALT)
 
-    def _probe_evidence(self, vcf: VCF) -> DataEvidence:
-        """Build evidence of an indexed file from index queries around every KB definition SNV of both builds
+    def _probe_evidence(self, vcf: VCF, build: str, evidence: DataEvidence) -> None:
+        """Build evidence of an indexed file from index queries around every KB definition SNV of a build
         (windows merged as for reading: one query serves neighbouring positions)."""
-        evidence = DataEvidence()
-        for build, known in evidence_sites(self.kb).items():
-            by_chrom: dict[str, list[int]] = {}
-            for chrom, pos in known:
-                by_chrom.setdefault(chrom, []).append(pos)
-            for chrom, positions in sorted(by_chrom.items()):
-                name = self._contig(vcf, chrom)
-                if name is None:
+        known = evidence_sites(self.kb)[build]
+        by_chrom: dict[str, list[int]] = {}
+        for chrom, pos in known:
+            by_chrom.setdefault(chrom, []).append(pos)
+        for chrom, positions in sorted(by_chrom.items()):
+            name = self._contig(vcf, chrom)
+            if name is None:
+                continue
+            positions.sort()
+            lo = hi = positions[0]
+            for p in [*positions[1:], None]:
+                if p is not None and p <= hi + WINDOW_GAP:
+                    hi = p
                     continue
-                positions.sort()
-                lo = hi = positions[0]
-                for p in [*positions[1:], None]:
-                    if p is not None and p <= hi + WINDOW_GAP:
-                        hi = p
-                        continue
-                    for rec in vcf(f"{name}:{lo}-{hi}"):
-                        if (chrom, rec.POS) in known:
-                            evidence.add(build, chrom, rec.POS, known[(chrom, rec.POS)], rec.REF, rec.ALT)
-                    if p is not None:
-                        lo = hi = p
-        return evidence
+                for rec in vcf(f"{name}:{lo}-{hi}"):
+                    if (chrom, rec.POS) in known:
+                        evidence.add(build, chrom, rec.POS, known[(chrom, rec.POS)], rec.REF, rec.ALT)
+                if p is not None:
+                    lo = hi = p
 
     def _choose_build(self, header: str) -> None:
         """The build to read on from the option and the header; an explicit --build the header contradicts is
