@@ -733,8 +733,8 @@ def _cds_auth(settings: Settings, store: Store):
 def _cds_app(cds, engine: Engine, linked, stored_patient, audit_row):
     """GET /cds-services and POST /cds-services/{id}: an ASGI app of its own behind the request guard, which
     has verified the caller's JWT (SCOPE_CDS). Not FastAPI routes (CDS Hooks is its own API, not in our
-    OpenAPI spec), and a CDS call blocks the prescriber: FastAPI's routing and middleware were a third of
-    its time."""
+    OpenAPI spec), and a CDS call blocks the prescriber: FastAPI's routing, dependencies and exception
+    middleware add to every call's time."""
     from permed.service.cds import PREFIX, SERVICES, BadRequest, CdsHooks, MedicationNames, discovery, report_link
 
     hooks = CdsHooks(engine, MedicationNames(engine.kb))
