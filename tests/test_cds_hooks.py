@@ -545,3 +545,14 @@ def test_patient_link_roles_and_rules(cds):
         actions = set(s.scalars(select(AuditEvent.action)))
     assert {f"patient-link:{link_id}", f"patient-unlink:{link_id}", "patient-link-list"} <= actions
     assert not any("p-9" in a for a in actions)  # patient ids are not written to the audit log
+
+
+def test_serve_refuses_an_unusable_cds_config_in_one_line(tmp_path):
+    from helpers import cli
+
+    bad = tmp_path / "cds.json"
+    bad.write_text('{"issuers": 3}', encoding="utf-8")
+    for path, words in ((bad, "issuers"), (tmp_path / "absent.json", "cannot be read")):
+        run = cli("serve", "--data-dir", tmp_path / "data", "--cds-config", path, "--port", "1")
+        assert run.returncode == 64 and f"--cds-config {path}" in run.stderr and words in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr

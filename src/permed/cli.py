@@ -399,6 +399,9 @@ def serve_cmd(
     job_max_samples: JobMaxSamples = _JOB_LIMITS.samples,
     job_max_memory_mb: JobMaxMemoryMb = _JOB_LIMITS.memory_mb,
     job_max_seconds: JobMaxSeconds = _JOB_LIMITS.seconds,
+    cds_config: Annotated[Path | None, typer.Option(
+        "--cds-config", help="CDS Hooks: JSON file of the EHR issuers allowed to call (docs/cds-hooks.md); "
+        "without it (or $PERMED_CDS_CONFIG) the CDS Hooks services are off.")] = None,
 ) -> None:
     """Run the permed service: REST API under /api/v1 (OpenAPI at /openapi.json), browser UI at /, job workers."""
     import copy
@@ -416,7 +419,7 @@ def serve_cmd(
                      max_connections_per_client=max_connections_per_client)
     app_ = create_app(Settings(data_dir=data_dir, database=database, run_worker=True, job_workers=job_workers,
                                max_upload=limits.max_upload, job_lease=job_lease, limits=limits,
-                               token_days=token_days, api_docs=api_docs,
+                               token_days=token_days, api_docs=api_docs, cds_config=cds_config,
                                job_limits=JobLimits(
                                    inflated_mb=job_max_inflated_mb, records=job_max_records,
                                    samples=job_max_samples, memory_mb=job_max_memory_mb,
