@@ -408,7 +408,7 @@ def test_multipart_upload_with_outside_calls_and_medications(service):
     assert run_worker(store, data, once=True) == 2
     rep = client.get(f"/api/v1/samples/{sample['id']}/report", headers=_auth(tokens["clinician"])).json()
     assert rep["genes"]["CYP2D6"]["outside_call"] and rep["genes"]["CYP2D6"]["source_diplotypes"] == ["*1/*4"]
-    assert rep["outside_calls"]["files"] == ["outside_calls.tsv"]  # no server path in the report
+    assert rep["outside_calls"]["files"] == ["calls.tsv"]  # the uploaded name, no server path in the report
     assert set(rep["medications"]["recognised"]) == {"codeine", "clopidogrel"}
     codeine = client.get(f"/api/v1/samples/{sample['id']}/advice?drug=codeine", headers=_auth(tokens["clinician"]))
     assert codeine.json()["on_medication_list"]
@@ -619,3 +619,53 @@ def test_fhir_route(service):
     with store.session() as s:
         actions = s.scalars(select(AuditEvent.action).where(AuditEvent.upload_id == sid)).all()
     assert actions.count("report-fhir") == 4
+
+
+def test_uploads_take_cyp2d6_callers_output_per_patient(service):
+    """A two-patient VCF with Cyrius' TSV: each patient gets its own row's CYP2D6 call; a StellarPGx report
+    names its patient in the uploaded file's name; the format can be forced, and a wrong one is refused."""
+    from helpers import two_patient_text
+    from test_outside_call_formats import STELLAR_TEMPLATE
+
+    from permed.service.worker import run_worker
+
+    client, store, tokens, data = service
+    vcf = two_patient_text().encode()
+    cyrius = "Sample\tGenotype\tFilter\nPAT-A\t*1/*2x2\tPASS\nPAT-B\t*4/*5\tPASS\n"
+    r = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                    files={"vcf": ("two.vcf", vcf), "outside_calls": ("cyrius.tsv", cyrius.encode())})
+    assert r.status_code == 201, r.text
+    assert r.json()["outside_calls_format"] is None  # detected
+    forced = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                         files={"vcf": ("two.vcf", vcf), "outside_calls": ("cyrius.tsv", cyrius.encode())},
+                         data={"outside_calls_format": "cyrius"})
+    assert forced.status_code == 201 and forced.json()["id"] != r.json()["id"]  # another request
+    assert forced.json()["outside_calls_format"] == "cyrius"
+    stellar = STELLAR_TEMPLATE.format(cn=3, cand="1_1", result="*1/*1x2", score="3.0", status="UM")
+    st = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                     files={"vcf": ("two.vcf", vcf), "outside_calls": ("../PAT-B_2d6.alleles", stellar.encode())})
+    assert st.status_code == 201, st.text
+    for fmt, message in (("aldy", "cyrius.tsv"), ("vcf", "must be one of")):
+        bad = client.post("/api/v1/samples", headers=_auth(tokens["lab"]),
+                          files={"vcf": ("two.vcf", vcf), "outside_calls": ("cyrius.tsv", cyrius.encode())},
+                          data={"outside_calls_format": fmt})
+        assert bad.status_code == 400 and message in bad.json()["detail"], bad.text
+    assert run_worker(store, data, once=True) == 3
+    clinician = _auth(tokens["clinician"])
+
+    def cyp2d6(upload_id: int, patient: str) -> dict:
+        rep = client.get(f"/api/v1/samples/{upload_id}/report?sample={patient}", headers=clinician)
+        assert rep.status_code == 200, rep.text
+        return rep.json()["genes"]["CYP2D6"]
+
+    for upload_id in (r.json()["id"], forced.json()["id"]):
+        a, b = cyp2d6(upload_id, "PAT-A"), cyp2d6(upload_id, "PAT-B")
+        assert a["source_diplotypes"] == ["*1/*2x2"] and a["phenotypes"] == ["Ultrarapid Metabolizer"]
+        assert b["source_diplotypes"] == ["*4/*5"] and b["phenotypes"] == ["Poor Metabolizer"]
+    a, b = cyp2d6(st.json()["id"], "PAT-A"), cyp2d6(st.json()["id"], "PAT-B")
+    assert b["outside_call"] and b["phenotypes"] == ["Ultrarapid Metabolizer"]
+    # the report names PAT-B only: PAT-A's CYP2D6 is not called, and says why
+    assert a["status"] == "outside_call_unusable" and not a["called"] and a["phenotypes"] == ["No Result"]
+    assert any("no CYP2D6 row for this sample" in m["text"] for m in a["messages"]), a["messages"]
+    rep = client.get(f"/api/v1/samples/{st.json()['id']}/report?sample=PAT-B", headers=clinician).json()
+    assert rep["outside_calls"]["files"] == ["PAT-B_2d6.alleles"]  # the uploaded name, without its folder

@@ -176,7 +176,7 @@ def test_a_0002_database_with_data_gains_patient_links(database_url, tmp_path):
     engine.dispose()
     store = Store(url)
     with store.engine.connect() as conn:
-        assert schema.current(conn) == schema.head() == "0003"
+        assert schema.current(conn) == schema.head() == "0004"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     with store.session() as s:
         assert [u.filename for u in s.scalars(select(Upload))] == ["p.vcf"]
@@ -187,6 +187,39 @@ def test_a_0002_database_with_data_gains_patient_links(database_url, tmp_path):
         command.downgrade(schema._config(conn), "0002")
         assert not inspect_tables(conn) & {"patient_links"} and "samples" in inspect_tables(conn)
 
+
+
+def test_a_0003_database_gains_outside_call_formats_and_keeps_its_request_keys(database_url, tmp_path):
+    """0003 -> 0004 adds the outside calls' format and file name to uploads: existing rows keep their values
+    (the new columns empty) and their request key, so the same request sent again finds its upload."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from permed.service.store import Upload
+
+    url = _url(database_url, tmp_path)
+    engine = create_engine(Store.driver_url(url))
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0003")
+        conn.execute(text("INSERT INTO organisations (id, name, created_at) VALUES (1, 'A', CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO api_tokens (id, name, role, token_hash, created_at, revoked, organisation_id) "
+                          "VALUES (1, 'lab', 'lab', 'h', CURRENT_TIMESTAMP, false, 1)"))
+        conn.execute(text("INSERT INTO samples (id, sha256, request_key, filename, size, outside_calls, created_at, "
+                          "created_by, organisation_id) VALUES (1, 's', 'k-1', 'p.vcf', 1, 'CYP2D6\t*1/*4', "
+                          "CURRENT_TIMESTAMP, 1, 1)"))
+    engine.dispose()
+    store = Store(url)
+    with store.engine.connect() as conn:
+        assert schema.current(conn) == schema.head() == "0004"
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    with store.session() as s:
+        (row,) = s.scalars(select(Upload))
+        assert (row.request_key, row.outside_calls, row.outside_calls_format, row.outside_calls_name) == (
+            "k-1", "CYP2D6\t*1/*4", None, None)
+    with store.engine.begin() as conn:  # and back
+        command.downgrade(schema._config(conn), "0003")
+        columns = {c["name"] for c in inspect(conn).get_columns("samples")}
+        assert "outside_calls" in columns and not columns & {"outside_calls_format", "outside_calls_name"}
 
 def inspect_tables(conn) -> set[str]:
     from sqlalchemy import inspect

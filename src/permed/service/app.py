@@ -60,7 +60,7 @@ from permed.service.tokens import (
     create_token,
 )
 from permed.service.ui import mount_ui
-from permed.service.uploads import OUTSIDE_CALLS_NAME, UploadRejected, receive
+from permed.service.uploads import OUTSIDE_CALL_FORMATS, OUTSIDE_CALLS_NAME, UploadRejected, receive
 from permed.service.worker import PHENOTYPES_FILE, results_dir, upload_path
 
 UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
@@ -70,7 +70,10 @@ UPLOAD_OPENAPI = {"requestBody": {"required": True, "content": {
         "properties": {
             "vcf": {"type": "string", "format": "binary", "description": "VCF, VCF.gz or BCF (GRCh38)"},
             "outside_calls": {"type": "string", "format": "binary",
-                              "description": "TSV: gene, diplotype, phenotype, activity score"},
+                              "description": "outside calls: PharmCAT's TSV (gene, diplotype, phenotype, activity "
+                                             "score) or CYP2D6 from Cyrius, Aldy, StellarPGx or PyPGx (data.tsv)"},
+            "outside_calls_format": {"type": "string", "enum": list(OUTSIDE_CALL_FORMATS),
+                                     "description": "the outside calls' format (default: detected)"},
             "medications": {"type": "string", "description": "drug names, RxNorm or ATC codes, comma-separated"},
         }}},
 }}}
@@ -133,6 +136,7 @@ def _upload_json(upload: Upload, job: Job | None) -> dict:
     """An upload as the API shows it (a "sample" in the API's words)."""
     return {"id": upload.id, "sha256": upload.sha256, "filename": upload.filename, "size": upload.size,
             "medications": upload.medications, "outside_calls": upload.outside_calls is not None,
+            "outside_calls_format": upload.outside_calls_format,
             "created_at": upload.created_at.isoformat() + "Z",
             "job": None if job is None else {"id": job.id, "state": job.state, "attempts": job.attempts,
                                              "error": job.error}}
@@ -303,7 +307,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             if up.outside_calls is not None:
                 # refuse what `permed call --outside-calls` would refuse (lines it merely reports are kept)
-                engine.check_outside_calls([OutsideCallsText(OUTSIDE_CALLS_NAME, up.outside_calls)])
+                engine.check_outside_calls([OutsideCallsText(up.outside_calls_name or OUTSIDE_CALLS_NAME,
+                                                             up.outside_calls, up.outside_calls_format)])
             with store.session() as s:
                 # an admin's uploads go to "default"; the key is per organisation, so the same request from
                 # two organisations makes two uploads and neither learns of the other's
@@ -324,7 +329,10 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 with store.session() as s:
                     row = Upload(sha256=up.sha256, request_key=key, filename=up.filename, size=up.size,
-                                 medications=up.medications, outside_calls=up.outside_calls, created_by=t.id,
+                                 medications=up.medications, outside_calls=up.outside_calls,
+                                 outside_calls_format=up.outside_calls_format,
+                                 outside_calls_name=up.outside_calls_name if up.outside_calls is not None else None,
+                                 created_by=t.id,
                                  organisation_id=org)
                     s.add(row)
                     s.flush()
@@ -867,4 +875,8 @@ def _suffix(name: str) -> str:
 def _request_key(up, organisation_id: int) -> str:
     # migration 0002 computes the same key for the uploads it moves to "default": keep them in step
     parts = (up.sha256, up.outside_calls or "", up.medications or "", str(organisation_id))
+    if up.outside_calls is not None and (up.outside_calls_format or up.outside_calls_name):
+        # the same text read as another format, or named another sample (StellarPGx), is another request;
+        # without them the key is as before (migration 0002's keys stay valid)
+        parts += (up.outside_calls_format or "", up.outside_calls_name or "")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()

@@ -67,6 +67,9 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     medications: Mapped[str | None] = mapped_column(Text, default=None)
     outside_calls: Mapped[str | None] = mapped_column(Text, default=None)
+    # the outside calls' format as asked (None: detected from the text) and their file's name as uploaded
+    outside_calls_format: Mapped[str | None] = mapped_column(String(16), default=None)
+    outside_calls_name: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)

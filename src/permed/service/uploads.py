@@ -2,8 +2,9 @@
 
 Two request shapes, one result:
 - the VCF as the raw request body, with `X-Filename` and `X-Medications` headers (scripts, curl);
-- `multipart/form-data` with a `vcf` file part and optional `outside_calls` (a TSV file, as for
-  `permed call --outside-calls`) and `medications` (text) parts (browsers, LIS integrations).
+- `multipart/form-data` with a `vcf` file part and optional `outside_calls` (a file, as for
+  `permed call --outside-calls`: PharmCAT's TSV or a CYP2D6 caller's output), `outside_calls_format`
+  (as `--outside-calls-format`; default: detected) and `medications` (text) parts (browsers, LIS integrations).
 The multipart body is parsed as it arrives (python-multipart's streaming parser), so the VCF is
 never held in memory and the size limit stops a runaway upload early.
 """
@@ -18,8 +19,10 @@ from pathlib import Path
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from permed.phenotype.caller_formats import FORMATS as OUTSIDE_CALL_FORMATS
+
 MAX_SMALL_PART = 1024 * 1024  # outside calls and medication lists are text of a few lines
-FIELDS = ("vcf", "outside_calls", "medications")
+FIELDS = ("vcf", "outside_calls", "outside_calls_format", "medications")
 OUTSIDE_CALLS_NAME = "outside_calls.tsv"  # how uploaded outside calls are named in reports and errors
 
 
@@ -37,6 +40,8 @@ class Received:
     filename: str = "upload.vcf"
     size: int = 0
     outside_calls: str | None = None
+    outside_calls_format: str | None = None
+    outside_calls_name: str | None = None  # the outside-calls part's file name (StellarPGx names its sample there)
     medications: str | None = None
     _digest: object = field(default_factory=hashlib.sha256, repr=False)
 
@@ -61,6 +66,14 @@ class _Sink:
         self.upload.size += len(data)
         self.upload._digest.update(data)
         self.fh.write(data)
+
+
+def _safe_name(name: str) -> str | None:
+    """A file name as sent, without any folder part, control characters or excess length (it is shown in
+    reports and errors); None when nothing is left."""
+    base = Path(name.replace("\\", "/")).name
+    base = "".join(c for c in base if c.isprintable())[:200]
+    return base or None
 
 
 def _text(name: str, raw: bytes) -> str:
@@ -98,6 +111,8 @@ def _multipart_parser(boundary: bytes, upload: Received, sink: _Sink) -> tuple[d
         state["name"] = name
         if name == "vcf" and options.get(b"filename"):
             upload.filename = Path(options[b"filename"].decode("utf-8", "replace")).name or upload.filename
+        if name == "outside_calls" and options.get(b"filename"):
+            upload.outside_calls_name = _safe_name(options[b"filename"].decode("utf-8", "replace"))
 
     def on_part_data(data, start, end):
         if state["name"] == "vcf":
@@ -112,6 +127,12 @@ def _multipart_parser(boundary: bytes, upload: Received, sink: _Sink) -> tuple[d
             text = _text(state["name"], bytes(state["small"]))
             # kept as sent (a leading TAB is an empty gene column), but blank means not given
             setattr(upload, state["name"], text if text.strip() else None)
+        elif state["name"] == "outside_calls_format":
+            fmt = _text(state["name"], bytes(state["small"])).strip().lower() or None
+            if fmt is not None and fmt not in OUTSIDE_CALL_FORMATS:
+                raise UploadRejected(400, f"form field 'outside_calls_format' must be one of "
+                                          f"{', '.join(OUTSIDE_CALL_FORMATS)}")
+            upload.outside_calls_format = fmt
 
     def on_end():
         state["ended"] = True

@@ -200,7 +200,8 @@ def compute_job(data_dir: Path, upload: Upload, engine: Engine, limits: JobLimit
         # read an indexed copy (windows around definition positions), reported as the lab's file
         vcf = VcfInput(queryable(stored, data_dir, upload.sha256, limits, upload.filename), name=upload.filename,
                        label=upload.filename, sha256=upload.sha256)
-        outside = [OutsideCallsText(OUTSIDE_CALLS_NAME, upload.outside_calls)] if upload.outside_calls else []
+        outside = [OutsideCallsText(upload.outside_calls_name or OUTSIDE_CALLS_NAME, upload.outside_calls,
+                                    upload.outside_calls_format)] if upload.outside_calls else []
         result = engine.run(Inputs.of(vcfs=vcf, outside_calls=outside, medications=upload.medications), Options())
         # English HTML, and one per further report language so clinicians can switch without a re-run
         out = results_dir(data_dir, upload.id)
