@@ -20,6 +20,7 @@ LAYERS = [
     {"engine"},
     {"biobank"},
     {"service"},
+    {"federation"},  # a node reuses the service's request-guard pieces
     {"api"},
     {"cli", "__init__", "__main__"},
 ]

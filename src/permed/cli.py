@@ -46,6 +46,10 @@ err = Console(stderr=True)
 REPORT_FORMATS = ("html", "pdf", "json", "pharmcat-tsv", "fhir")
 OUTSIDE_FORMAT_HELP = ("Format of the --outside-calls files: cyrius, aldy, stellarpgx, pypgx or pharmcat "
                        "(default: detected from each file's content; pharmcat when nothing else matches).")
+MIN_GP_HELP = ("Imputed/array inputs (VCF GP/DS, BGEN, pgen): a call needs the most likely genotype's probability >= "
+               "this (a dosage within 1 - this of 0, 1 or 2); else the position is missing for that sample.")
+MIN_INFO_HELP = ("Imputation quality (INFO R2, DR2 or INFO; BGEN: computed from the probabilities) below this makes "
+                 "a position missing for every sample.")
 
 
 def _version(value: bool) -> None:
@@ -99,6 +103,8 @@ def call_cmd(
         "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
         "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
     ] = "auto",
+    min_gp: Annotated[float, typer.Option("--min-gp", help=MIN_GP_HELP)] = 0.9,
+    min_info: Annotated[float, typer.Option("--min-info", help=MIN_INFO_HELP)] = 0.8,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     no_sample_reports: Annotated[bool, typer.Option(
@@ -147,7 +153,7 @@ def call_cmd(
                            outside_calls_format=outside_calls_format)
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       find_combinations=combinations, all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf,
-                      workers=workers, build=build)
+                      workers=workers, build=build, min_gp=min_gp, min_info=min_info)
     t0 = time.perf_counter()
     eng = engine(kb_path)
     result = eng.run(run_inputs, options)
@@ -212,6 +218,8 @@ def cohort_cmd(
         "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
         "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
     ] = "auto",
+    min_gp: Annotated[float, typer.Option("--min-gp", help=MIN_GP_HELP)] = 0.9,
+    min_info: Annotated[float, typer.Option("--min-info", help=MIN_INFO_HELP)] = 0.8,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     outside_calls: Annotated[list[Path] | None, typer.Option(
@@ -240,7 +248,7 @@ def cohort_cmd(
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
                       chunk_size=chunk_size, split_samples=split_samples, parallel_regions=scheduler is not None,
-                      evidence=False, advice=False, build=build)
+                      evidence=False, advice=False, build=build, min_gp=min_gp, min_info=min_info)
     executor = None
     if scheduler:
         from permed.engine.executors import dask_executor
@@ -711,6 +719,212 @@ def schema_report() -> None:
     from permed.report.model import report_schema_text
 
     sys.stdout.write(report_schema_text())
+
+
+# --- federation (issue 15): `permed node` serves a cohort as a GA4GH Beacon v2 node (aggregates only, under
+# disclosure control); `permed federate` sends one query to many nodes. The logic is in permed.federation.
+node_app = typer.Typer(no_args_is_help=True, help="Serve a `permed cohort` directory as a GA4GH Beacon v2 node.")
+app.add_typer(node_app, name="node")
+node_token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the institutions querying a node.")
+node_app.add_typer(node_token_app, name="token")
+CohortDirArg = Annotated[Path, typer.Argument(help="Output directory of `permed cohort` (the node's data).")]
+
+
+def _cohort_dir(path: Path) -> Path:
+    from permed.errors import UserError
+
+    if not (path / "calls.parquet").is_file():
+        raise UserError(f"{path}: no calls.parquet; give a directory written by `permed cohort`")
+    return path
+
+
+@node_token_app.command("create")
+def node_token_create(
+    cohort_dir: CohortDirArg,
+    scope: Annotated[str, typer.Option("--scope", help="boolean, count or aggregate (each includes the ones "
+                                                       "before it).")] = "boolean",
+    institution: Annotated[str | None, typer.Option("--institution", help="Who the token is for (audited).")] = None,
+    expires_days: Annotated[int, typer.Option("--expires-days", help="Validity in days (0: never expires).")] = 90,
+) -> None:
+    """Print a new bearer token (shown once; stored as its SHA-256 beside the cohort, in node.sqlite)."""
+    from permed.federation.tokens import create
+
+    _private_files()
+    token_id, token = create(_cohort_dir(cohort_dir), scope, institution, expires_days)
+    print(token)
+    err.print(f"permed: node token {token_id} ({scope}) created; it is shown only now", markup=False)
+
+
+@node_token_app.command("list")
+def node_token_list(cohort_dir: CohortDirArg) -> None:
+    """Tokens of the node: id, scope, institution, created, expires, revoked, epsilon spent."""
+    from permed.federation.store import NodeStore
+
+    _private_files()
+    store = NodeStore(_cohort_dir(cohort_dir))
+    print("id\tscope\tinstitution\tcreated\texpires\trevoked\tepsilon_spent")
+    for t in store.tokens():
+        print("\t".join(str(t[k] if t[k] is not None else "") for k in (
+            "id", "scope", "institution", "created_at", "expires_at", "revoked", "epsilon_spent")))
+
+
+@node_token_app.command("revoke")
+def node_token_revoke(cohort_dir: CohortDirArg, token_id: Annotated[int, typer.Argument(help="Token id.")]) -> None:
+    """Refuse a token from now on."""
+    from permed.errors import UserError
+    from permed.federation.store import NodeStore
+
+    _private_files()
+    if not NodeStore(_cohort_dir(cohort_dir)).revoke(token_id):
+        raise UserError(f"node token {token_id}: no such token")
+
+
+@node_app.command("audit")
+def node_audit(cohort_dir: CohortDirArg) -> None:
+    """The node's audit log as JSON lines: who asked what, the answer's granularity, epsilon spent."""
+    import json
+
+    from permed.federation.store import NodeStore
+
+    _private_files()
+    for row in NodeStore(_cohort_dir(cohort_dir)).audit_rows():
+        print(json.dumps(row, ensure_ascii=False))
+
+
+@node_app.command("serve")
+def node_serve(
+    cohort_dir: CohortDirArg,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8080,
+    config: Annotated[Path | None, typer.Option("--config", help="node.toml: k, differential privacy, "
+                                                "identity (docs/federation.md).")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option("--ssl-certfile", help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="TLS private key (PEM).")] = None,
+) -> None:
+    """Serve the cohort as a Beacon v2 node: /api, /api/individuals (boolean/count), POST /api/aggregate."""
+    import copy
+
+    import uvicorn
+
+    from permed.federation.app import create_app
+    from permed.federation.config import read_config
+    from permed.federation.node import Node
+    from permed.service.connections import guarded_protocol
+
+    _private_files()
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise ConfigurationError("--ssl-certfile and --ssl-keyfile go together")
+    node = Node(_cohort_dir(cohort_dir), read_config(config))
+    err.print(f"permed: node {node.config.node.id}: {node.cohort.n} individuals, {len(node.cohort.genes)} genes, "
+              f"k={node.config.disclosure.k}, privacy {node.config.privacy.mechanism}", markup=False)
+    logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    logging_config["loggers"]["permed"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run(create_app(node), host=host, port=port, log_level="warning", access_log=False,
+                log_config=logging_config, http=guarded_protocol(_LIMITS.header_timeout, _LIMITS.max_header_bytes,
+                                                                  _LIMITS.max_connections_per_client),
+                timeout_keep_alive=_LIMITS.keep_alive, limit_concurrency=_LIMITS.max_connections,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+
+
+def _node_tokens(nodes: list[str], token: list[str] | None, tokens_file: Path | None) -> dict[str, str | None]:
+    """URL -> token: one --token for every node, one per --node in order, or a file of 'URL TOKEN' lines."""
+    from permed.errors import UserError
+
+    given = list(token or [])
+    if given and len(given) not in (1, len(nodes)):
+        raise ConfigurationError(f"--token: give one for every node or one per --node ({len(nodes)}), not "
+                                 f"{len(given)}")
+    out = {u: (given[0] if len(given) == 1 else given[i]) if given else None for i, u in enumerate(nodes)}
+    if tokens_file is not None:
+        try:
+            lines = tokens_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{tokens_file}: cannot be read ({exc})") from None
+        for no, line in enumerate(lines, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            fields = line.split()
+            if len(fields) != 2:
+                raise UserError(f"{tokens_file}: line {no}: expected 'URL TOKEN'")
+            out[fields[0].rstrip("/")] = out[fields[0]] = fields[1]
+    return {u: out.get(u) or out.get(u.rstrip("/")) for u in nodes}
+
+
+@app.command("federate")
+def federate_cmd(
+    query: Annotated[str, typer.Argument(help="'GENE KIND', e.g. 'CYP2C19 phenotype'; GENE may be a comma-"
+                                              "separated list or '*', KIND phenotype, diplotype or allele.")],
+    node: Annotated[list[str], typer.Option("--node", help="A node's base URL (repeatable).")],
+    by: Annotated[list[str] | None, typer.Option("--by", help="population or superpopulation (repeatable).")] = None,
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="A Beacon filter 'ID OP VALUE', e.g. 'CYP2D6:phenotype=Poor Metabolizer' (repeatable: "
+        "all must hold).")] = None,
+    token: Annotated[list[str] | None, typer.Option(
+        "--token", help="Bearer token: one for all nodes or one per --node (visible to other users in the process "
+        "list: prefer --tokens-file).")] = None,
+    tokens_file: Annotated[Path | None, typer.Option("--tokens-file", help="Lines 'URL TOKEN'.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or parquet.")] = "table",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (parquet needs it).")
+                      ] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a chart of the combined frequencies "
+                                                             "by group.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each node.")] = 30.0,
+    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="CA bundle to verify nodes' TLS with.")] = None,
+) -> None:
+    """Send one PGx aggregate query to every node at once and combine the answers (bounds for suppressed cells,
+    each node's status)."""
+    from permed.errors import FederationError, UserError
+    from permed.federation.client import federate, parse_filter_text, parse_query
+
+    if fmt not in ("table", "json", "parquet"):
+        raise ConfigurationError(f"--format: {fmt!r} is not table, json or parquet")
+    if fmt == "parquet" and output is None:
+        raise ConfigurationError("--format parquet needs -o FILE")
+    bad = [b for b in by or [] if b not in ("population", "superpopulation")]
+    if bad:
+        raise ConfigurationError(f"--by: {bad[0]!r} is not population or superpopulation")
+    try:
+        genes, kinds = parse_query(query)
+        filter_docs = [parse_filter_text(f) for f in filters or []]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    result = federate(node, genes=genes, kinds=kinds, by=list(by or []), filters=filter_docs,
+                      tokens=_node_tokens(node, token, tokens_file), timeout=timeout,
+                      verify=str(ca_file) if ca_file else True)
+    for n in result.node_status():
+        if n["status"] != "ok":
+            err.print(f"permed: warning: node {n['url']}: {n['status']}: {n['detail']}", markup=False,
+                      highlight=False, soft_wrap=True)
+    if fmt == "parquet":
+        result.write_parquet(output)
+    else:
+        text = result.to_json() + "\n" if fmt == "json" else _federated_table(result)
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    if html is not None:
+        result.write_html(html)
+    if not any(n.status == "ok" for n in result.nodes):
+        raise FederationError(f"no node answered ({len(result.nodes)} asked)")
+
+
+def _federated_table(result) -> str:
+    lines = ["node\tstatus\tindividuals\tdetail"]
+    lines += [f"{n['url']}\t{n['status']}\t{n.get('nSamples', '')}\t{n['detail']}" for n in result.node_status()]
+    lines += ["", "gene\tkind\tvalue\tlevel\tgroup\tcount\tn_determined\tfrequency"]
+    for r in result.rows:
+        count = r["count"] if r["count"] is not None else f"{r['count_low']}-{r['count_high'] or '?'}"
+        det = r["n_determined"] if r["n_determined"] is not None else (
+            f"{r['n_determined_low']}-{r['n_determined_high'] or '?'}")
+        freq = (f"{r['frequency']:.4f}" if r["frequency"] is not None else
+                f"{r['frequency_low']:.4f}-{r['frequency_high']:.4f}" if r["frequency_low"] is not None else "")
+        noise = f" ±{r['noise_sd']:.1f}" if r.get("noise_sd") else ""
+        lines.append(f"{r['gene']}\t{r['kind']}\t{r['value']}\t{r['level']}\t{r['group']}\t{count}{noise}\t{det}"
+                     f"\t{freq}")
+    return "\n".join(lines) + "\n"
+# --- end of federation
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ line exits with (docs/cli.md, "Exit codes"). Anything else escaping is a bug (ex
     │   └── ConfigurationError 64  an option value or combination (as the parser's usage errors)
     │       └── MissingExtraError 64  the command needs an optional dependency group (pip install 'permed[x]')
     ├── KnowledgeBaseError     3   the knowledge base is missing, damaged or of another schema
-    └── ServiceError           4   the service's database or data directory cannot be used
+    ├── ServiceError           4   the service's database or data directory cannot be used
+    └── FederationError        5   `permed federate`: no node answered (each node's status is reported)
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ EXTRA_OF_MODULE = {
     "uvicorn": "service", "uvloop": "service", "httptools": "service", "multipart": "service",
     "python_multipart": "service", "psycopg": "service", "jwt": "service", "pysam": "service",
     "weasyprint": "pdf",
+    "opendp": "federation", "httpx": "federation",
 }
 
 
@@ -95,3 +97,9 @@ class ServiceError(PermedError):
     """The service's database or data directory cannot be used."""
 
     exit_code = 4
+
+
+class FederationError(PermedError):
+    """A federated query got no usable answer from any node (one node failing is reported, not an error)."""
+
+    exit_code = 5
