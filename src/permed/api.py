@@ -54,7 +54,8 @@ def call(vcfs=(), *, outside_calls=(), outside_calls_format: str | None = None, 
     Aldy, StellarPGx, PyPGx: for the samples they name; without a VCF, one patient per sample);
     `outside_calls_format` forces the format (default: detected per file); `medications`: drug names,
     RxNorm CUIs or ATC codes (list or comma-separated); `patient`: the name of a patient known only from
-    PharmCAT-format outside calls. Options (`genes`, `missing_to_ref`, `all_matches`, `workers`...) as
+    PharmCAT-format outside calls. Options (`genes`, `missing_to_ref`, `all_matches`, `workers`, `build`, `min_gp`,
+    `min_info`...) as
     keywords or an `Options`."""
     from permed.engine import Inputs
 

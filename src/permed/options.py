@@ -29,6 +29,8 @@ class Options:
     all_matches: bool = False  # every matching diplotype, not only the top-scoring ones
     cyp2d6_from_vcf: bool = False  # call CYP2D6 from SNVs/indels (blind to copy number)
     build: str = "auto"  # genome build of the VCF inputs: GRCh38, GRCh37, or auto (from header and records)
+    min_gp: float = 0.9  # imputed/array data: a call needs its genotype probability >= this (DS within 1 - this)
+    min_info: float = 0.8  # imputation quality (R2, DR2, INFO) below this makes a position missing for everyone
     workers: int = 1  # worker processes on this machine
     chunk_size: int | None = None  # samples held in memory at once per unit of work (None: all)
     split_samples: int | None = None  # also split each file into units of this many samples
@@ -43,6 +45,17 @@ class Options:
         if self.genes is not None:
             object.__setattr__(self, "genes", tuple(self.genes))
         object.__setattr__(self, "build", genome_build(self.build))
+        for name, low, high in (("min_gp", 0.5, 1.0), ("min_info", 0.0, 1.0)):
+            value = getattr(self, name)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = None
+            # above 0.5: two genotypes cannot both reach the threshold, so a call is never a pick between equals
+            if value is None or not (low < value <= high if name == "min_gp" else low <= value <= high):
+                raise ConfigurationError(f"--{name.replace('_', '-')}: {getattr(self, name)!r} is not a number in "
+                                         f"{'(0.5, 1]' if name == 'min_gp' else '[0, 1]'}")
+            object.__setattr__(self, name, value)
         for name in ("workers", "chunk_size", "split_samples"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

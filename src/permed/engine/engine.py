@@ -21,7 +21,7 @@ from permed.engine.inputs import Inputs, VcfInput
 from permed.engine.result import Result
 from permed.engine.units import plan_units, read_options
 from permed.errors import ConfigurationError, OutsideCallsError
-from permed.genotypes.vcf_reader import VcfReader
+from permed.genotypes.imputed import reader_for
 from permed.kb.load import load_kb
 from permed.kb.model import KnowledgeBase
 from permed.matcher.callset import CallSet
@@ -63,8 +63,8 @@ class Engine:
     def sample_names(self, vcf: VcfInput | Path | str, options: Options | None = None) -> tuple[str, ...]:
         """A VCF's sample names, read with the header checks a run makes (InputFileError if bad)."""
         vcf = vcf if isinstance(vcf, VcfInput) else VcfInput(Path(vcf))
-        reader = VcfReader(Path(vcf.path), self.kb, sorted(self.kb.genes), read_options(options or Options()),
-                           label=vcf.message_label)
+        reader = reader_for(Path(vcf.path), self.kb, sorted(self.kb.genes), read_options(options or Options()),
+                            label=vcf.message_label)
         return reader.sample_names()
 
     def check_outside_calls(self, sources: list[Path | OutsideCallsText],

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from permed.genotypes.imputed import reader_for
 from permed.genotypes.model import CALLED
-from permed.genotypes.vcf_reader import ReadOptions, VcfReader
+from permed.genotypes.vcf_reader import ReadOptions
 from permed.kb.model import KnowledgeBase
 from permed.matcher.gene_caller import MatchOptions
 from permed.matcher.model import GeneCall
@@ -23,7 +24,7 @@ from permed.options import Options
 def read_options(options: Options) -> ReadOptions:
     return ReadOptions(missing_to_ref=options.missing_to_ref, require_pass=options.require_pass,
                        find_combinations=options.find_combinations, use_index=options.use_index,
-                       build=options.build)
+                       build=options.build, min_gp=options.min_gp, min_info=options.min_info)
 
 
 def match_options(options: Options) -> MatchOptions:
@@ -69,7 +70,7 @@ def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: l
         regions: list[list[str] | None] = [None]
         if by_region:
             # one unit per chromosome that has records; a file without any keeps a single unit
-            present = VcfReader(p, kb, genes, read_options(options), label=label).chromosomes_with_records()
+            present = reader_for(p, kb, genes, read_options(options), label=label).chromosomes_with_records()
             regions = [[c] for c in present or []] or [None]
         n = len(file_samples[fi])
         slices: list[tuple[int, int] | None] = [None]
@@ -94,8 +95,8 @@ def unit_cost(unit: Unit) -> float:
 
 def run_unit(unit: Unit, kb: KnowledgeBase, options: Options, on_chunk=None) -> UnitResult:
     """Read and match one unit; `on_chunk(k)` is told after each chunk of k samples (in-process progress)."""
-    reader = VcfReader(unit.path, kb, unit.genes, read_options(options), regions=unit.regions, with_sha256=False,
-                       sample_range=unit.samples, label=unit.label)
+    reader = reader_for(unit.path, kb, unit.genes, read_options(options), regions=unit.regions, with_sha256=False,
+                        sample_range=unit.samples, label=unit.label)
     caller = PatternCaller(match_options(options), evidence=options.evidence)
     chunks = []
     samples: tuple[str, ...] = ()

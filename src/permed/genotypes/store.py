@@ -29,6 +29,8 @@ class StoredRecord:
     exact: list
     near: list
     extra: list
+    # imputation quality below --min-info (e.g. "R2=0.42"): the record makes its positions missing for everyone
+    low_quality: str | None = None
 
 
 class FieldError(ValueError):
@@ -70,8 +72,10 @@ class RecordStore:
         self.items: list[tuple[StoredRecord, dict]] = []
         self._dir: Path | None = None
 
-    def add(self, rec: StoredRecord, gts, ps_raw, ad_raw) -> None:
+    def add(self, rec: StoredRecord, gts, ps_raw, ad_raw, reasons: np.ndarray | None = None) -> None:
         arrays = {}
+        if reasons is not None and reasons.any():  # why hard calls from probabilities were not made
+            arrays["why"] = reasons
         if gts is not None:
             arrays["gt"], arrays["phased"] = gts
         if ps_raw is not None:
@@ -90,11 +94,12 @@ class RecordStore:
         self.items.append((rec, arrays))
 
     def records(self, chunk: slice):
-        """(record, (gt, phased) or None, phase sets or None, allelic depths or None) for a sample chunk."""
+        """(record, (gt, phased) or None, phase sets or None, allelic depths or None, reasons or None) for a
+        sample chunk (reasons: per sample, why a call from probabilities was not made; see probabilities.py)."""
         for rec, arrays in self.items:
             part = {k: _slice(v, chunk) for k, v in arrays.items()}
             gts = (part["gt"], part["phased"]) if "gt" in part else None
-            yield rec, gts, part.get("ps"), part.get("ad")
+            yield rec, gts, part.get("ps"), part.get("ad"), part.get("why")
 
     def close(self) -> None:
         if self._dir is not None:

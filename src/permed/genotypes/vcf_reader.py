@@ -51,6 +51,17 @@ from permed.genotypes.model import (
     GenotypeSet,
 )
 from permed.genotypes.normalize import AlleleMapping, map_record
+from permed.genotypes.probabilities import (
+    DEFAULT_MIN_GP,
+    DEFAULT_MIN_INFO,
+    QUALITY_KEYS,
+    call_from_ds,
+    call_from_gp,
+    check_calls,
+    ds_tolerance,
+    n_genotypes,
+    reason_text,
+)
 from permed.genotypes.store import Extract, FieldError, RecordStore, StoredRecord
 from permed.kb.model import KnowledgeBase
 from permed.kb.policy import undocumented_as_reference
@@ -71,6 +82,8 @@ class ReadOptions:
     find_combinations: bool = False  # affects undocumented-as-reference messages only
     use_index: bool = True  # read indexed files through definition-position windows
     build: str = AUTO  # GRCh38, GRCh37, or auto: from the header and the records
+    min_gp: float = DEFAULT_MIN_GP  # genotype probabilities (GP, BGEN) and dosages (DS): hard-call threshold
+    min_info: float = DEFAULT_MIN_INFO  # imputation quality (INFO R2/DR2/INFO) below this: position missing
 
 
 def normalise_chrom(name: str) -> str:
@@ -399,8 +412,15 @@ class VcfReader:
             if vtype not in VCF_TYPES:  # htslib keeps the line; decoding the field later fails in cyvcf2
                 raise InputFileError(f"{self.label}: header: {kind} {key} has Type={vtype!r}; a VCF header "
                                      f"declares one of {', '.join(VCF_TYPES)}")
-        if not re.search(r"^##FORMAT=<ID=GT,", header, re.M):
-            raise InputFileError(f"{self.label}: header defines no GT FORMAT field; genotypes are required")
+        # imputed data: genotype probabilities and dosages, read where GT is absent and checked where it is not
+        self._gp = re.search(r"^##FORMAT=<ID=GP,", header, re.M) is not None
+        self._ds = re.search(r"^##FORMAT=<ID=DS,", header, re.M) is not None
+        self._quality_keys = [k for k in QUALITY_KEYS if re.search(rf"^##INFO=<ID={k},", header, re.M)]
+        if not re.search(r"^##FORMAT=<ID=GT,", header, re.M) and not (self._gp or self._ds):
+            raise InputFileError(f"{self.label}: header defines no GT FORMAT field (nor GP or DS); genotypes are "
+                                 "required")
+        if self._gp or self._ds:
+            self.notices.append(self._probability_notice)
         self._choose_build(header)
         if self.windowed:
             # windows cover the build's own positions only: judge the build from index queries at both builds'
@@ -556,11 +576,15 @@ class VcfReader:
             return
         self._check_format_keys(rec, line, chrom, pos)
         gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+        reasons = None
+        if self._gp or self._ds:
+            gts, reasons = self._from_probabilities(rec, gts, line, chrom, pos, 1 + len(alts))
         try:
             store.add(
                 StoredRecord(line, chrom, pos, ref, list(alts), rec.FILTER, block_end, list(exact), list(near),
-                             list(extra)),
+                             list(extra), self._low_quality(rec, line, chrom, pos)),
                 gts, _format(rec, "PS"), _format(rec, "AD") if (self.ad_defined or self.ad_undeclared) else None,
+                reasons,
             )
         except FieldError as exc:
             raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: {exc}") from None
@@ -641,6 +665,69 @@ class VcfReader:
                 "knowledge base); definition positions without a GRCh37 position are missing (see each gene's "
                 "warnings)")
 
+    @property
+    def _probability_notice(self) -> str:
+        fields = " and ".join(f for f, on in (("GP", self._gp), ("DS", self._ds)) if on)
+        quality = ("/".join(self._quality_keys) + f" below --min-info {self.options.min_info:g} makes a position "
+                   "missing for every sample") if self._quality_keys else "no imputation quality (R2/DR2/INFO) declared"
+        return (f"genotype probabilities/dosages ({fields}) read: a call needs the most likely genotype's probability "
+                f">= --min-gp {self.options.min_gp:g} (DS: within {ds_tolerance(self.options.min_gp):g} of 0, 1 or "
+                f"2), else the position is missing for that sample; a GT that disagrees with them is missing too; "
+                f"{quality}")
+
+    def _from_probabilities(self, rec, gts, line: int | None, chrom: str, pos: int, n_alleles: int):
+        """GT checked against (or, where absent, made from) GP, else DS: (gts, per-sample reasons or None)."""
+        gp = _format(rec, "GP") if self._gp else None
+        ds = _format(rec, "DS") if self._ds else None
+        if gp is None and ds is None:
+            return gts, None
+        where = f"{self.label}: {_where(line, chrom, pos)}"
+        n = (gp if gp is not None else ds).shape[0]
+        called = np.full((n, 2), MISSING_ALLELE, dtype=np.int16)
+        reasons = np.zeros(n, dtype=np.int8)
+        has = np.zeros(n, dtype=bool)
+        if gp is not None:
+            gp = np.asarray(gp, dtype=np.float64).reshape(n, -1)
+            width = n_genotypes(n_alleles, 2)
+            if gp.shape[1] < n_alleles or gp.shape[1] > width:
+                raise InputFileError(f"{where}: GP has {gp.shape[1]} values per sample; {n_alleles} alleles need "
+                                     f"{width} (diploid) or {n_alleles} (haploid)")
+            bad = np.flatnonzero(((gp < 0) | (gp > 1.0001)).any(axis=1)
+                                 | (np.abs(np.nansum(gp, axis=1) - 1) > 0.05) & ~np.isnan(gp).all(axis=1))
+            if len(bad):
+                si = int(bad[0])
+                raise InputFileError(f"{where}: GP of sample {self._sample_names[si]!r} "
+                                     f"({','.join(f'{x:g}' for x in gp[si] if not np.isnan(x))}) are not probabilities "
+                                     "adding up to 1 (phred-scaled GP is not read)")
+            has = ~np.isnan(gp).all(axis=1)
+            called, reasons = call_from_gp(gp, n_alleles, self.options.min_gp)
+        if ds is not None:
+            ds = np.asarray(ds, dtype=np.float64).reshape(n, -1)
+            if ds.shape[1] != n_alleles - 1:
+                raise InputFileError(f"{where}: DS has {ds.shape[1]} values per sample; the record has "
+                                     f"{n_alleles - 1} ALT allele(s)")
+            use = ~has & ~np.isnan(ds).any(axis=1)
+            c2, r2 = call_from_ds(ds, self.options.min_gp)
+            called[use], reasons[use] = c2[use], r2[use]
+            has |= use
+        return check_calls(gts, called, reasons, has)
+
+    def _low_quality(self, rec, line: int | None, chrom: str, pos: int) -> str | None:
+        """The record's imputation quality when below --min-info (e.g. "R2=0.42"), else None."""
+        for key in self._quality_keys:
+            value = rec.INFO.get(key)
+            if value is None:
+                continue
+            try:
+                values = [float(v) for v in (value if isinstance(value, tuple) else (value,))]
+            except (TypeError, ValueError):
+                raise InputFileError(f"{self.label}: {_where(line, chrom, pos)}: INFO {key}={value!r} is not a "
+                                     "number") from None
+            low = min(values)
+            if low < self.options.min_info:
+                return f"{key}={low:g}"
+        return None
+
     def _check_format_keys(self, rec, line: int | None, chrom: str, pos: int) -> None:
         """A FORMAT key the header does not declare, placed before GT, makes htslib end the process when GT is
         read (it guesses the type as text and then cannot decode the genotypes): refuse the record first."""
@@ -677,9 +764,13 @@ class VcfReader:
         self.sample_warnings = {}
         self.ref_checks = self.ref_mismatches = 0
         arrays = {g: _GeneArrays(self.kb.genes[g], len(samples), self.index.sites[g]) for g in self.genes}
-        for rec, gts, ps, ad in ext.store.records(chunk):
-            self._record(rec, gts, ps, ad, arrays)
+        self.low_quality: dict[str, list[str]] = {}
+        for rec, gts, ps, ad, why in ext.store.records(chunk):
+            self._record(rec, gts, ps, ad, arrays, why)
         self._apply_pending()
+        for gene, where in self.low_quality.items():
+            self._warn(gene, f"{gene}: imputation quality below --min-info {self.options.min_info:g} at "
+                             f"{len(where)} definition position(s) ({', '.join(where)}): missing for every sample")
         check_build_mismatches(self.label, self.ref_checks, self.ref_mismatches, self.build)
         chroms_seen, near_genes, sha = ext.chroms_seen, ext.near_genes, ext.sha256
         genes = {}
@@ -738,9 +829,12 @@ class VcfReader:
             )
         return alleles, arr[:, -1].astype(bool)
 
-    def _record(self, rec: StoredRecord, gts, ps, ad, arrays) -> None:
+    def _record(self, rec: StoredRecord, gts, ps, ad, arrays, why=None) -> None:
         chrom, pos, ref, alts, block_end = rec.chrom, rec.pos, rec.ref, rec.alts, rec.block_end
         exact, near, extra = rec.exact, rec.near, rec.extra
+        if rec.low_quality is not None:
+            self._unusable_quality(rec, arrays)
+            return
         for g, xi in extra:
             self._record_extra(arrays[g], xi, gts, ref, alts)
         is_block = block_end is not None and block_end > pos
@@ -794,6 +888,8 @@ class VcfReader:
             calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
                 self._commit(arr, li, key, calls, origin, tuple(alts), rec.filter)
+            if why is not None:
+                self._unsure(arr, li, key, why)
         for g, li in near:
             arr = arrays[g]
             locus = arr.loci[li]
@@ -812,6 +908,31 @@ class VcfReader:
             calls = self._sample_calls(arr, li, locus, key, chrom, mapping, gts, ps, ad)
             if calls is not None:
                 self.pending.append((arr, li, key, calls, origin))
+            if why is not None:
+                self._unsure(arr, li, key, why)
+
+    def _unsure(self, arr: _GeneArrays, li: int, key: str, why: np.ndarray) -> None:
+        """Samples whose probabilities or dosage were not sure enough: missing, never filled as reference."""
+        unsure = (why > 0) & (arr.status[:, li] == ABSENT)
+        if not unsure.any():
+            return
+        arr.status[unsure, li] = UNUSABLE
+        self._warn_samples(unsure, key, lambda si: reason_text(int(why[si]), self.options.min_gp))
+
+    def _unusable_quality(self, rec: StoredRecord, arrays) -> None:
+        """A record whose imputation quality is below --min-info: its positions are missing for every sample
+        (one warning per gene, naming the positions)."""
+        for g, li in (*rec.exact, *rec.near):
+            arr = arrays[g]
+            locus = arr.loci[li]
+            if (g, li) in rec.near and map_record(locus, rec.pos, rec.ref, list(rec.alts)) is None:
+                continue
+            arr.status[:, li] = UNUSABLE
+            arr.gt[:, li, :] = MISSING_ALLELE
+            where = f"{rec.chrom}:{locus.position38} {rec.low_quality}"
+            lst = self.low_quality.setdefault(g, [])
+            if where not in lst:
+                lst.append(where)
 
     def _reject_block(self, arrays, chrom: str, pos: int, block_end: int, exact, near, problem: str) -> None:
         """Positions under an implausible reference block: missing (never filled as reference), with the reason."""
