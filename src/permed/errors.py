@@ -68,6 +68,7 @@ EXTRA_OF_MODULE = {
     "python_multipart": "service", "psycopg": "service", "jwt": "service", "pysam": "service",
     "weasyprint": "pdf",
     "opendp": "federation", "httpx": "federation",
+    "cbgen": "imputed", "pgenlib": "imputed",
 }
 
 
