@@ -912,7 +912,8 @@ def federate_cmd(
 
 def _federated_table(result) -> str:
     lines = ["node\tstatus\tindividuals\tdetail"]
-    lines += [f"{n['url']}\t{n['status']}\t{n.get('nSamples', '')}\t{n['detail']}" for n in result.node_status()]
+    lines += [f"{n['url']}\t{n['status']}\t{n.get('nSamples') if n.get('nSamples') is not None else ''}\t"
+              f"{n['detail']}" for n in result.node_status()]
     lines += ["", "gene\tkind\tvalue\tlevel\tgroup\tcount\tn_determined\tfrequency"]
     for r in result.rows:
         count = r["count"] if r["count"] is not None else f"{r['count_low']}-{r['count_high'] or '?'}"
