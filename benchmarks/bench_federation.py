@@ -59,11 +59,14 @@ def split_1kgp(work: Path) -> dict[str, Path]:
 
 
 def split_synthetic(work: Path, n: int) -> dict[str, Path]:
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     import permed
 
+    pops = sorted({tuple(ln.split("\t")[1:3]) for ln in POPS.read_text().splitlines()[1:]})
     vcf = work / f"synthetic-{n}.vcf.gz"
     if not vcf.exists():
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "synthetic_cohort.py"), str(n), str(vcf)], check=True)
@@ -79,9 +82,15 @@ def split_synthetic(work: Path, n: int) -> dict[str, Path]:
         if (d / "calls.parquet").exists():
             continue
         d.mkdir(parents=True, exist_ok=True)
-        part = set(samples[i::3])
-        mask = pc.is_in(calls.column("sample").cast("string"), value_set=__import__("pyarrow").array(sorted(part)))
+        part = sorted(samples[i::3])
+        mask = pc.is_in(calls.column("sample").cast("string"), value_set=pa.array(part))
         pq.write_table(calls.filter(mask), d / "calls.parquet")
+        # synthetic samples have no ancestry: 1KGP population labels drawn at random (seeded), so that grouped
+        # queries do the same work as on real data (the groups themselves mean nothing)
+        rng = np.random.default_rng(i)
+        pick = rng.integers(0, len(pops), len(part))
+        pq.write_table(pa.table({"sample": part, "population": [pops[j][0] for j in pick],
+                                 "superpopulation": [pops[j][1] for j in pick]}), d / "samples.parquet")
     return out
 
 
