@@ -1,10 +1,13 @@
 """Call a gene for every sample at once.
 
 Samples are grouped by their genotype pattern at the gene's definition positions (alleles,
-phase, phase-set structure) with one vectorised `np.unique`; the PharmCAT decision flow runs once
-per distinct pattern and the result is shared by every sample with that pattern.  Patterns are
-cached by allele content, so further files and chunks reuse earlier work.  A single patient is
-simply a cohort of one.
+phase, phase-set structure) with one vectorised `np.unique`.  For the common case (a standard gene,
+two well-defined strands, no missing or undocumented alleles, no phase sets) every distinct pattern's
+strands are matched against every named allele in one array operation (patterns x positions against
+alleles x positions); patterns whose matches, scores and reported facts coincide share one outcome,
+and PharmCAT's decision flow runs once per distinct outcome.  Other patterns run the decision flow
+one by one.  Patterns are cached by allele content, so further files and chunks reuse earlier work.
+A single patient is simply a cohort of one.
 """
 
 from __future__ import annotations
@@ -12,11 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from permed.genotypes.model import CALLED, FILLED, MISSING_ALLELE, MISSING_STATUSES, NO_ALLELE, GeneGenotypes
-from permed.kb.policy import KEY_RSIDS, undocumented_as_reference
-from permed.matcher.alleles import SampleAllele
+from permed.kb.policy import KEY_RSIDS, LOWEST_FUNCTION_GENES, undocumented_as_reference
+from permed.matcher.alleles import SampleAllele, allele_matches
 from permed.matcher.gene_caller import GeneCaller, GeneResult, MatchOptions
 from permed.matcher.labels import UNKNOWN, diplotype_label, haplotype_list_labels
-from permed.matcher.model import DiplotypeCall, GeneCall, HaplotypeCall, Message, PositionEvidence
+from permed.matcher.match_data import haplotype_set
+from permed.matcher.model import (
+    DiplotypeCall,
+    GeneCall,
+    HaplotypeCall,
+    Message,
+    PositionEvidence,
+    VariantOfInterest,
+)
 
 REFERENCE_NAME = "Reference"
 REMOTE_FILL = Message(
@@ -48,25 +59,36 @@ PATTERN_CACHE_LIMIT = 50_000  # cached calls per unit (each key holds a sample's
 _HASH_BLOCK = 64  # columns hashed at a time: memory stays O(samples x block), not O(samples x positions)
 
 
-def _unique_rows(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(first index, inverse) of samples whose rows are identical across all `parts` (each samples x k).
-
-    A 64-bit polynomial hash per row, accumulated over column blocks (memory O(samples x block)),
-    grouped with a 1-D unique, then checked exactly; a collision falls back to exact grouping."""
-    n = parts[0].shape[0]
+def _row_hash(n: int, blocks) -> np.ndarray:
+    """A 64-bit polynomial hash per row over column blocks (each samples x k, ints >= 0)."""
     rng = np.random.default_rng(20261125)
     h = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):  # wrapping arithmetic is intended
-        for part in parts:
-            k = part.shape[1]
-            w = rng.integers(1, 2**63 - 1, size=k, dtype=np.uint64)
-            for a in range(0, k, _HASH_BLOCK):
-                h += (part[:, a:a + _HASH_BLOCK].astype(np.uint64) * w[a:a + _HASH_BLOCK]).sum(axis=1)
+        for block in blocks:
+            w = rng.integers(1, 2**63 - 1, size=block.shape[1], dtype=np.uint64)
+            h += (block.astype(np.uint64) * w).sum(axis=1)
+    return h
+
+
+def _column_blocks(part: np.ndarray):
+    for a in range(0, part.shape[1], _HASH_BLOCK):
+        yield part[:, a:a + _HASH_BLOCK]
+
+
+def _unique_rows(parts: list[np.ndarray], blocks=None) -> tuple[np.ndarray, np.ndarray]:
+    """(first index, inverse) of samples whose rows are identical across all `parts` (each samples x k).
+
+    A 64-bit hash per row (over `blocks`, default the parts' own column blocks: memory O(samples x
+    block)), grouped with a 1-D unique, then checked exactly; a collision falls back to exact grouping."""
+    n = parts[0].shape[0]
+    if blocks is None:
+        blocks = (b for part in parts for b in _column_blocks(part))
+    h = _row_hash(n, blocks)
     _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     rep = first[inverse]
     if not all((part == part[rep]).all() for part in parts):
-        feats = np.concatenate([p.astype(np.int64) for p in parts], axis=1)
+        feats = np.concatenate([p.reshape(n, -1).astype(np.int64) for p in parts], axis=1)
         _, first, inverse = np.unique(feats, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
     return first, inverse
@@ -79,21 +101,37 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, int), np.zeros(0, int)
     if not gg.status.any() and not gg.extra:
         return np.zeros(1, int), np.zeros(n, int)  # no data for anyone: a single pattern
-    parts = [gg.status, gg.gt[:, :, 0] + 2, gg.gt[:, :, 1] + 2, gg.phased]
+    parts = [gg.status, gg.gt, gg.phased]
+    extra = []
     if gg.phase_set.any():
-        parts.append(_canonical_phase_sets(gg.phase_set))
+        extra.append(_canonical_phase_sets(gg.phase_set))
     if gg.extra:
         # report-only positions (e.g. CYP2C9 rs12777823) are part of what a sample's call shows
-        parts.append(np.stack([x["codes"] for x in gg.extra], axis=1))
-    return _unique_rows(parts)
+        extra.append(np.stack([x["codes"] for x in gg.extra], axis=1))
+    base = int(gg.gt.max()) + 3 if gg.gt.size else 3
+
+    def blocks():
+        # status, both allele codes and phase packed into one integer per position: one pass to hash
+        for a in range(0, L, _HASH_BLOCK):
+            z = slice(a, a + _HASH_BLOCK)
+            packed = gg.status[:, z].astype(np.int64)
+            packed += 4 * (gg.gt[:, z, 0] + 2)
+            packed += 4 * base * (gg.gt[:, z, 1] + 2)
+            packed += 4 * base * base * gg.phased[:, z]
+            yield packed
+        for part in extra:
+            yield from _column_blocks(part)
+
+    return _unique_rows(parts + extra, blocks())
 
 
 class PatternCaller:
     """Calls genes over GenotypeSets, caching results by genotype pattern."""
 
-    def __init__(self, options: MatchOptions, evidence: bool = True):
+    def __init__(self, options: MatchOptions, evidence: bool = True, vectorised: bool = True):
         self.options = options
         self.evidence = evidence  # per-position evidence is for reports; cohort tables do without
+        self.vectorised = vectorised  # False: every pattern through the decision flow (tests compare both)
         self._callers: dict[str, GeneCaller] = {}
         self._cache: dict[tuple, GeneCall] = {}
         self._shared: dict[tuple, list[int]] = {}
@@ -107,8 +145,62 @@ class PatternCaller:
     def call(self, gg: GeneGenotypes) -> tuple[list[GeneCall], np.ndarray]:
         """Distinct gene calls and, per sample, the index of its call."""
         first, inverse = pattern_groups(gg)
+        if self.vectorised and len(first) > 1 and self._fast_gene(gg):
+            return self._call_fast(gg, first), inverse
         calls = [self._call_pattern(gg, int(si)) for si in first]
         return calls, inverse
+
+    def _fast_gene(self, gg: GeneGenotypes) -> bool:
+        # research mode builds combinations strand by strand, and so does DPYD (HapB3); full evidence
+        # makes every pattern's call distinct anyway
+        return not self.evidence and not self.options.find_combinations and gg.gene != "DPYD"
+
+    def _call_fast(self, gg: GeneGenotypes, first: np.ndarray) -> list[GeneCall]:
+        """Calls of the patterns whose representatives are `first`: eligible patterns through one
+        decision flow per distinct outcome (`outcome_keys`), the rest one by one."""
+        outcome, facts, ok = outcome_keys(gg, first, self.caller(gg))
+        calls: list[GeneCall | None] = [None] * len(first)
+        if ok.any():
+            sel = np.flatnonzero(ok)
+            _, rep, back = np.unique(outcome, axis=0, return_index=True, return_inverse=True)
+            back = back.reshape(-1)
+            decided = [self._call_pattern(gg, int(first[sel[r]])) for r in rep]
+            # patterns with the same outcome but other reported facts (key genotypes, fills...) get
+            # the outcome's call with those facts restated
+            full = np.concatenate([back[:, None], facts], axis=1)
+            _, frep, fback = np.unique(full, axis=0, return_index=True, return_inverse=True)
+            variants = []
+            for j in frep.tolist():
+                k = back[j]
+                si = int(first[sel[j]])
+                variants.append(decided[k] if j == rep[k] else self._restate(decided[k], gg, si))
+            for j, k in zip(sel.tolist(), fback.reshape(-1).tolist()):
+                calls[j] = variants[k]
+        for j in np.flatnonzero(~ok).tolist():
+            calls[j] = self._call_pattern(gg, int(first[j]))
+        return calls
+
+    def _restate(self, call: GeneCall, gg: GeneGenotypes, si: int) -> GeneCall:
+        """`call` (an eligible pattern's) with sample `si`'s own phasing, fill warnings, key-position
+        evidence and context positions, as `to_gene_call` states them."""
+        key, sample = sample_alleles(gg, si, self.options.find_combinations)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        fill_names = {"reference-filled", REMOTE_FILL.name}
+        restated = call.model_copy(update={
+            "phased": all(a.phased for a in sample.values()),
+            "warnings": [w for w in call.warnings if w.name not in fill_names] + _fill_warnings(gg, si),
+            "evidence": _evidence(gg, si, sample, False),
+            "variants_of_interest": _variants_of_interest(gg, si),
+        })
+        self._remember(key, restated)
+        return restated
+
+    def _remember(self, key: tuple, call: GeneCall) -> None:
+        if len(self._cache) >= PATTERN_CACHE_LIMIT:
+            self._cache.clear()  # rare patterns rarely recur: bound memory, keep the speed of common ones
+        self._cache[key] = call
 
     def _call_pattern(self, gg: GeneGenotypes, si: int) -> GeneCall:
         key, sample = sample_alleles(gg, si, self.options.find_combinations)
@@ -117,10 +209,117 @@ class PatternCaller:
             return cached
         result = self.caller(gg).call(sample)
         call = to_gene_call(gg, si, result, self.evidence, self._shared)
-        if len(self._cache) >= PATTERN_CACHE_LIMIT:
-            self._cache.clear()  # rare patterns rarely recur: bound memory, keep the speed of common ones
-        self._cache[key] = call
+        self._remember(key, call)
         return call
+
+
+_MATCH_BLOCK = 2048  # strands matched at a time: memory O(block x positions x alleles)
+
+
+def _accept_table(gg: GeneGenotypes, avail: np.ndarray, exclude: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(accept, wobble columns) for one set of observed positions: accept[c, k, h] says whether named
+    allele h (as `build_match_data` restricts and reference-fills it) accepts allele code k at column c;
+    wobble columns are those where some allele is an IUPAC code (scores then depend on the strand)."""
+    hs = haplotype_set(gg.definition, tuple(avail.tolist()), True, False, exclude)
+    H, A = hs.matrix.shape
+    K = max(len(gg.alleles[li]) for li in avail.tolist())
+    accept = np.zeros((A, K, H), dtype=bool)
+    for c, li in enumerate(avail.tolist()):
+        col = hs.matrix[:, c]
+        for k, allele in enumerate(gg.alleles[li]):
+            accept[c, k] = (col == "") | (col == allele)  # as compare_permutations: "" = any allele
+    wob = set()
+    for r, c, code in hs.wobble_cells:
+        wob.add(c)
+        for k, allele in enumerate(gg.alleles[avail[c]]):
+            accept[c, k, r] = allele_matches(code, allele)
+    return accept, np.array(sorted(wob), dtype=np.intp)
+
+
+def _strand_matches(accept: np.ndarray, strands: np.ndarray) -> np.ndarray:
+    """(strands, named alleles) bool: which named alleles each strand (allele codes per column) matches."""
+    A = accept.shape[0]
+    cols = np.arange(A)[None, :]
+    out = np.empty((len(strands), accept.shape[2]), dtype=bool)
+    for a in range(0, len(strands), _MATCH_BLOCK):
+        out[a:a + _MATCH_BLOCK] = accept[cols, strands[a:a + _MATCH_BLOCK]].all(axis=1)
+    return out
+
+
+def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pattern (representative sample `first[j]`): (outcome, facts, eligible). Over eligible
+    patterns, `outcome` rows determine the decision flow's result and `outcome` + `facts` rows the
+    whole GeneCall.
+
+    Eligible: every observed position has two documented alleles, no phase set, and the strands are
+    known (phased or homozygous everywhere, or a single heterozygous position), so the matcher's
+    strand sequences are exactly the two GT strands. For those, PharmCAT's decision flow depends only
+    on which named alleles each strand matches, the strands' alleles where definitions use IUPAC
+    codes (scores), whether both strands are the same, and the observed positions; the call also
+    shows whether all positions are phased, how many were filled as reference, the genotypes at the
+    key positions interpretation reads, and the context-only positions. The key holds all of these,
+    the two strands in a canonical order (the flow is symmetric in them)."""
+    gdef = gg.definition
+    lowest = gg.gene in LOWEST_FUNCTION_GENES
+    st = gg.status[first]
+    g1 = gg.gt[first, :, 0].astype(np.int64)
+    g2 = gg.gt[first, :, 1].astype(np.int64)
+    ph = gg.phased[first]
+    present = ~np.isin(st, MISSING_STATUSES)
+    n_known = np.array([1 + len(loc.alts) for loc in gdef.loci], dtype=np.int64)
+    bad = present & ((g1 < 0) | (g2 < 0) | (g1 >= n_known) | (g2 >= n_known) | (ph & (gg.phase_set[first] != 0)))
+    het = present & (g1 != g2)
+    ok = ~bad.any(axis=1) & present.any(axis=1) & (((het & ~ph).sum(axis=1) == 0) | (het.sum(axis=1) == 1))
+    if caller.required:
+        req = [li for li, loc in enumerate(gdef.loci) if loc.position in caller.required]
+        ok &= present[:, req].all(axis=1)  # a missing required position has its own message
+    if not ok.any():
+        return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok
+    sel = np.flatnonzero(ok)
+    masks, mask_id = np.unique(present[sel], axis=0, return_inverse=True)
+    mask_id = mask_id.reshape(-1)
+    strand_parts: list[np.ndarray | None] = [None] * len(sel)
+    width = 0
+    for m, mask in enumerate(masks):
+        rows = np.flatnonzero(mask_id == m)
+        avail = np.flatnonzero(mask)
+        accept, wob = _accept_table(gg, avail, caller.ignored)
+        s1, s2 = g1[sel[rows]][:, avail], g2[sel[rows]][:, avail]
+        m1, m2 = _strand_matches(accept, s1), _strand_matches(accept, s2)
+        if lowest:
+            ok[sel[rows]] &= m1.any(axis=1) & m2.any(axis=1)
+        f1 = np.concatenate([m1, s1[:, wob]], axis=1).astype(np.int64)
+        f2 = np.concatenate([m2, s2[:, wob]], axis=1).astype(np.int64)
+        diff = f1 != f2
+        first_diff = diff.argmax(axis=1)
+        r = np.arange(len(rows))
+        swap = diff.any(axis=1) & (f1[r, first_diff] > f2[r, first_diff])
+        lo = np.where(swap[:, None], f2, f1)
+        hi = np.where(swap[:, None], f1, f2)
+        same = (s1 == s2).all(axis=1).astype(np.int64)[:, None]
+        block = np.concatenate([same, lo, hi], axis=1)
+        width = max(width, block.shape[1])
+        for i, row in zip(rows.tolist(), block):
+            strand_parts[i] = row
+    strands = np.full((len(sel), width), -9, dtype=np.int64)
+    for i, row in enumerate(strand_parts):
+        strands[i, :len(row)] = row
+    if lowest:
+        keep = ok[sel]
+        sel, strands, mask_id = sel[keep], strands[keep], mask_id[keep]
+        if not len(sel):
+            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok
+    key_loci = [li for li, loc in enumerate(gdef.loci) if loc.rsid in KEY_RSIDS]
+    s = sel
+    facts = [
+        (st[s] == FILLED).sum(axis=1)[:, None],
+        (ph[s] | ~present[s]).all(axis=1)[:, None],  # all observed positions phased
+        st[s][:, key_loci], g1[s][:, key_loci], g2[s][:, key_loci], ph[s][:, key_loci],
+        *([np.stack([x["codes"][first[s]] for x in gg.extra], axis=1)] if gg.extra else []),
+    ]
+    outcome = np.concatenate([mask_id[:, None].astype(np.int64), strands], axis=1)
+    return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok
 
 
 def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple[tuple, dict[int, SampleAllele]]:
@@ -194,6 +393,31 @@ def _fill_warnings(gg: GeneGenotypes, si: int) -> list[Message]:
     return out + ([REMOTE_FILL] if gg.remote_fill else [])
 
 
+def _evidence(gg: GeneGenotypes, si: int, sample: dict[int, SampleAllele], everything: bool
+              ) -> list[PositionEvidence]:
+    """Per-position evidence: every position for reports, the key positions interpretation reads otherwise."""
+    evidence = []
+    statuses = gg.status[si].tolist()
+    for li, loc in enumerate(gg.definition.loci):
+        if everything or loc.rsid in KEY_RSIDS:
+            st = statuses[li]
+            a = sample.get(loc.position)
+            if st in MISSING_STATUSES:
+                evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
+            elif a is not None:
+                evidence.append(PositionEvidence(
+                    position=loc.position, rsid=loc.rsid, call=a.vcf_call,
+                    status="called" if st == CALLED else "reference_filled",
+                    phase_set=a.phase_set, undocumented=a.undocumented,
+                    origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
+                ))
+    return evidence
+
+
+def _variants_of_interest(gg: GeneGenotypes, si: int) -> list[VariantOfInterest]:
+    return [VariantOfInterest(position=x["position"], rsid=x["rsid"], call=x["calls"][si]) for x in gg.extra]
+
+
 def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: bool = True,
                  shared: dict | None = None) -> GeneCall:
     gdef = gg.definition
@@ -221,23 +445,9 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         )
         for d in res.diplotypes
     ]
-    evidence = []
     undocumented = [a.position for a in data.alleles if a.undocumented]
-    sample = {a.position: a for a in data.alleles}
+    evidence = _evidence(gg, si, {a.position: a for a in data.alleles}, with_evidence)
     statuses = gg.status[si].tolist()
-    for li, loc in enumerate(gdef.loci):
-        if with_evidence or loc.rsid in KEY_RSIDS:
-            st = statuses[li]
-            a = sample.get(loc.position)
-            if st in MISSING_STATUSES:
-                evidence.append(PositionEvidence(position=loc.position, rsid=loc.rsid, status="missing"))
-            elif a is not None:
-                evidence.append(PositionEvidence(
-                    position=loc.position, rsid=loc.rsid, call=a.vcf_call,
-                    status="called" if st == CALLED else "reference_filled",
-                    phase_set=a.phase_set, undocumented=a.undocumented,
-                    origin=None if gg.origin.get(li, "exact") == "exact" else gg.origin.get(li),
-                ))
     call = GeneCall(
         gene=gdef.gene,
         status=res.status,
@@ -252,9 +462,7 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         warnings=([Message(name=k, text=v) for k, v in res.warnings.items()] + _build_warnings(gg)
                   + _fill_warnings(gg, si)),
         evidence=evidence,
-        variants_of_interest=[
-            {"position": x["position"], "rsid": x["rsid"], "call": x["calls"][si]} for x in gg.extra
-        ],
+        variants_of_interest=_variants_of_interest(gg, si),
     )
     if shared is not None:
         # thousands of distinct calls of a gene usually miss the same positions: keep one list
