@@ -374,8 +374,6 @@ def test_query_set_size_restriction_and_differencing(cohorts, tmp_path):
 
 
 def test_granularity_scopes_and_record_never(cohorts, tmp_path):
-    from permed.federation.schemas import problems
-
     node, client, toks, d = _node(cohorts, tmp_path)
     for scope, want in (("boolean", "boolean"), ("count", "count"), ("aggregate", "count")):
         r = client.get("/api/individuals", params={"requestedGranularity": "record"},
@@ -471,15 +469,39 @@ def test_node_token_command(cohorts, tmp_path):
     assert cli("node", "token", "revoke", d, "99").returncode == 2
 
 
-def test_packaged_beacon_schemas_are_the_framework_files():
-    from permed.federation.schemas import SCHEMA_DIR
+def problems(name: str, document) -> list[str]:
+    """What our run-time schema and the Beacon v2 framework's own schema (from ../shared) find wrong."""
+    from permed.federation.schemas import official_problems
+    from permed.federation.schemas import problems as ours
 
-    if not BEACON.exists():
-        pytest.skip("../shared/reference/standards/beacon-v2 not available")
-    packaged = sorted(p.relative_to(SCHEMA_DIR) for p in SCHEMA_DIR.rglob("*.json"))
-    assert packaged
-    for rel in packaged:
-        assert (SCHEMA_DIR / rel).read_bytes() == (BEACON / "framework" / "json" / rel).read_bytes(), rel
+    return ours(name, document) + (official_problems(name, document, BEACON / "framework" / "json")
+                                   if name != "aggregate" else [])
+
+
+def test_our_schemas_refuse_what_the_framework_refuses():
+    """Our run-time schemas hold the framework's required structure: documents the framework's schemas
+    refuse (a member taken out, a wrong type) are refused by ours too."""
+    from permed.federation.schemas import official_problems
+    from permed.federation.schemas import problems as ours
+
+    framework = BEACON / "framework" / "json"
+    meta = {"beaconId": "org.example", "apiVersion": "v2.0.1", "returnedSchemas": [],
+            "returnedGranularity": "count", "receivedRequestSummary": {
+                "apiVersion": "v2.0.1", "requestedSchemas": [], "pagination": {"skip": 0, "limit": 10},
+                "requestedGranularity": "count"}}
+    good = {"meta": meta, "responseSummary": {"exists": True, "numTotalResults": 12}}
+    assert ours("count", good) == [] and official_problems("count", good, framework) == []
+    broken = [
+        {"meta": meta},
+        {"meta": {**meta, "beaconId": 3}, "responseSummary": good["responseSummary"]},
+        {"meta": {k: v for k, v in meta.items() if k != "receivedRequestSummary"},
+         "responseSummary": good["responseSummary"]},
+        {"meta": meta, "responseSummary": {"exists": "yes", "numTotalResults": 12}},
+        {"meta": meta, "responseSummary": {"exists": True}},
+    ]
+    for doc in broken:
+        assert official_problems("count", doc, framework), doc
+        assert ours("count", doc), doc
 
 
 # --- property tests -------------------------------------------------------------------------------------------
@@ -487,8 +509,6 @@ def test_packaged_beacon_schemas_are_the_framework_files():
 def test_random_requests_never_disclose(cohorts, tmp_path):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-
-    from permed.federation.schemas import problems
 
     node, client, toks, _ = _node(cohorts, tmp_path, "other")
     genes = sorted(node.cohort.genes)
