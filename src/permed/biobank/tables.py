@@ -65,9 +65,12 @@ def distinct_rows(result: Result) -> DistinctRows:
         else:
             call_idx = np.full(n, -1, dtype=np.int64)
             src = np.full(n, -1, dtype=np.int64)
-        # one row per distinct (call, report, source file) triple
-        triples = np.stack([call_idx, rep, src], axis=1)
-        uniq, inverse = np.unique(triples, axis=0, return_inverse=True)
+        # one row per distinct (call, report, source file) triple, found as one int64 per sample (a 1-D
+        # unique is far cheaper than unique rows)
+        nr, nf = int(rep.max()) + 2, int(src.max()) + 2
+        packed = ((call_idx + 1) * nr + (rep + 1)) * nf + (src + 1)
+        uniq_packed, inverse = np.unique(packed, return_inverse=True)
+        uniq = np.stack([uniq_packed // (nr * nf) - 1, uniq_packed // nf % nr - 1, uniq_packed % nf - 1], axis=1)
         local = np.empty(len(uniq), dtype=np.int64)
         for j, (ci, ri, fi) in enumerate(uniq.tolist()):
             key = (ci, ri, fi)

@@ -135,6 +135,7 @@ class PatternCaller:
         self._callers: dict[str, GeneCaller] = {}
         self._cache: dict[tuple, GeneCall] = {}
         self._shared: dict[tuple, list[int]] = {}
+        self._outcomes: dict[tuple, GeneCall] = {}  # vectorised path: outcome + facts -> call
 
     def caller(self, gg: GeneGenotypes) -> GeneCaller:
         c = self._callers.get(gg.gene)
@@ -158,22 +159,32 @@ class PatternCaller:
     def _call_fast(self, gg: GeneGenotypes, first: np.ndarray) -> list[GeneCall]:
         """Calls of the patterns whose representatives are `first`: eligible patterns through one
         decision flow per distinct outcome (`outcome_keys`), the rest one by one."""
-        outcome, facts, ok = outcome_keys(gg, first, self.caller(gg))
+        outcome, facts, ok, masks = outcome_keys(gg, first, self.caller(gg))
         calls: list[GeneCall | None] = [None] * len(first)
         if ok.any():
             sel = np.flatnonzero(ok)
             _, rep, back = np.unique(outcome, axis=0, return_index=True, return_inverse=True)
             back = back.reshape(-1)
-            decided = [self._call_pattern(gg, int(first[sel[r]])) for r in rep]
-            # patterns with the same outcome but other reported facts (key genotypes, fills...) get
-            # the outcome's call with those facts restated
-            full = np.concatenate([back[:, None], facts], axis=1)
+            full = np.concatenate([outcome, facts], axis=1)
             _, frep, fback = np.unique(full, axis=0, return_index=True, return_inverse=True)
+            # later chunks meet the same outcomes: cached by content (the mask itself, not its local number)
+            context = (gg.gene, id(gg.definition), tuple(map(tuple, gg.alleles)), gg.remote_fill, gg.unmapped,
+                       gg.build, tuple(sorted(gg.origin.items())))
+            decided: dict[int, GeneCall] = {}
             variants = []
             for j in frep.tolist():
-                k = back[j]
-                si = int(first[sel[j]])
-                variants.append(decided[k] if j == rep[k] else self._restate(decided[k], gg, si))
+                key = (context, masks[full[j, 0]].tobytes(), full[j, 1:].tobytes())
+                call = self._outcomes.get(key)
+                if call is None:
+                    k = int(back[j])
+                    if k not in decided:
+                        decided[k] = self._call_pattern(gg, int(first[sel[rep[k]]]))
+                    # same outcome, other reported facts (key genotypes, fills...): restated
+                    call = decided[k] if j == rep[k] else self._restate(decided[k], gg, int(first[sel[j]]))
+                    if len(self._outcomes) >= PATTERN_CACHE_LIMIT:
+                        self._outcomes.clear()
+                    self._outcomes[key] = call
+                variants.append(call)
             for j, k in zip(sel.tolist(), fback.reshape(-1).tolist()):
                 calls[j] = variants[k]
         for j in np.flatnonzero(~ok).tolist():
@@ -247,10 +258,10 @@ def _strand_matches(accept: np.ndarray, strands: np.ndarray) -> np.ndarray:
 
 
 def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pattern (representative sample `first[j]`): (outcome, facts, eligible). Over eligible
-    patterns, `outcome` rows determine the decision flow's result and `outcome` + `facts` rows the
-    whole GeneCall.
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pattern (representative sample `first[j]`): (outcome, facts, eligible, masks). Over eligible
+    patterns, `outcome` rows (column 0: the row of `masks`, observed positions) determine the decision
+    flow's result and `outcome` + `facts` rows the whole GeneCall.
 
     Eligible: every observed position has two documented alleles, no phase set, and the strands are
     known (phased or homozygous everywhere, or a single heterozygous position), so the matcher's
@@ -261,6 +272,7 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     key positions interpretation reads, and the context-only positions. The key holds all of these,
     the two strands in a canonical order (the flow is symmetric in them)."""
     gdef = gg.definition
+    L = len(gdef.loci)
     lowest = gg.gene in LOWEST_FUNCTION_GENES
     st = gg.status[first]
     g1 = gg.gt[first, :, 0].astype(np.int64)
@@ -275,7 +287,7 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         req = [li for li, loc in enumerate(gdef.loci) if loc.position in caller.required]
         ok &= present[:, req].all(axis=1)  # a missing required position has its own message
     if not ok.any():
-        return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok
+        return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool)
     sel = np.flatnonzero(ok)
     masks, mask_id = np.unique(present[sel], axis=0, return_inverse=True)
     mask_id = mask_id.reshape(-1)
@@ -309,7 +321,7 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         keep = ok[sel]
         sel, strands, mask_id = sel[keep], strands[keep], mask_id[keep]
         if not len(sel):
-            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok
+            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool), masks
     key_loci = [li for li, loc in enumerate(gdef.loci) if loc.rsid in KEY_RSIDS]
     s = sel
     facts = [
@@ -319,7 +331,7 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         *([np.stack([x["codes"][first[s]] for x in gg.extra], axis=1)] if gg.extra else []),
     ]
     outcome = np.concatenate([mask_id[:, None].astype(np.int64), strands], axis=1)
-    return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok
+    return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok, masks
 
 
 def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple[tuple, dict[int, SampleAllele]]:
