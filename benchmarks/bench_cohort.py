@@ -6,7 +6,8 @@ run, as the largest sum of PSS (proportional set size: pages shared by forked wo
 over the process tree (main process plus workers), sampled every 20 ms (sampling takes CPU, so that
 run's time is not used).
 
-    python benchmarks/bench_cohort.py [--data DIR] [--repeat N] [--sizes 12500,25000,50000,100000,200000]
+    python benchmarks/bench_cohort.py [--data DIR] [--repeat N] [--sizes 12500,50000,100000,200000]
+                                      [--skip-1kgp] [--skip-synthetic] [--skip-dask] [--tmp DIR]
 """
 
 from __future__ import annotations
@@ -40,23 +41,28 @@ print(n)
 """
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak PSS MiB of the whole process tree)."""
+def measure(cmd: list[str], per_process: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak PSS MiB of the whole process tree); `per_process` receives the peak RSS MiB of
+    the largest single process under "rss"."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_rss = 0
     while proc.poll() is None:
         try:
             procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_full_info().pss for p in procs if p.is_running()))
-        except psutil.Error:
+            infos = [p.memory_full_info() for p in procs if p.is_running()]
+            peak = max(peak, sum(i.pss for i in infos))
+            peak_rss = max(peak_rss, *(i.rss for i in infos))
+        except (psutil.Error, ValueError):
             pass
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     err = proc.stderr.read()
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{err}")
+    if per_process is not None:
+        per_process["rss"] = peak_rss / 2**20
     return wall, peak / 2**20
 
 
@@ -87,12 +93,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--sizes", default="12500,25000,50000,100000,200000")
+    ap.add_argument("--sizes", default="12500,50000,100000,200000")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-1kgp", action="store_true")
+    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--tmp", type=Path, default=None, help="directory for the synthetic VCFs")
     args = ap.parse_args()
     files = sorted(str(p) for p in args.data.glob("*.vcf.gz"))
     if not files:
         raise SystemExit(f"no VCFs in {args.data}")
+    if args.skip_1kgp:
+        scale(args)
+        return
     n = 3202
     print(f"1KGP: {len(files)} files, {n} samples; cores: {os.cpu_count()}; best of {args.repeat}")
     floor = best([sys.executable, "-c", FLOOR_ALL, *files], args.repeat)
@@ -104,34 +116,84 @@ def main() -> None:
         print(f"{label:50s} {wall:7.2f} s  {rss:6.0f} MiB   {wall / floor[0]:.2f}x floor  {n / wall:6.0f} samples/s")
     if args.skip_synthetic:
         return
+    scale(args)
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def synthetic_run(vcf: Path, extra: list[str], repeat: int) -> tuple[float, float]:
+    """(best wall of `repeat` unobserved runs, peak RSS MiB of the largest process in one observed run)."""
+    out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
+    try:
+        cmd = [sys.executable, "-m", "permed", "cohort", str(vcf), "-o", str(out / "out"), "--quiet", *extra]
+        w = min(wall(cmd) for _ in range(repeat))
+        pp: dict = {}
+        measure(cmd, pp)
+        return w, pp["rss"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def dask_run(vcf: Path, n: int, repeat: int) -> float:
+    """Best wall of `permed cohort --scheduler` on a LocalCluster of 2 single-threaded worker processes."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
+        try:
+            cmd = [sys.executable, "-m", "permed", "cohort", str(vcf), "-o", str(out / "out"), "--quiet",
+                   "--scheduler", cluster.scheduler_address, "--split-samples", str(-(-n // 2))]
+            return min(wall(cmd) for _ in range(repeat))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def scale(args) -> None:
+    """Synthetic cohorts, one plain-gzip file each (a biobank export): 1 and 2 workers against the floor."""
     from synthetic_cohort import write_cohort_vcf
 
-    print("\nsynthetic cohorts from 1KGP haplotypes (records at pharmacogene windows only), 2 workers, "
-          "--split-samples 25000, --chunk-size 10000")
-    tmp = Path(tempfile.mkdtemp(prefix="permed-synth-"))
+    print(f"\nsynthetic cohorts from 1KGP haplotypes (records at pharmacogene windows only, one plain-gzip file); "
+          f"best of {args.repeat}; RSS = peak of the largest single process; load = 1-min load average before "
+          "each figure (2 cores: above 2, other work shares the machine)")
+    print(f"{'samples':>8} {'floor':>14} {'1 worker':>16} {'ratio':>6} {'RSS':>8} {'2 workers':>16} {'ratio':>6} "
+          f"{'RSS':>8} {'speed-up':>8}")
+    tmp = Path(tempfile.mkdtemp(prefix="permed-synth-", dir=args.tmp))
     rows = []
     try:
         for size in (int(x) for x in args.sizes.split(",")):
             vcf = tmp / f"syn{size}.vcf.gz"
-            k = write_cohort_vcf(size, vcf, args.data)
-            fl = best([sys.executable, "-c", FLOOR_ALL, str(vcf)], 1)
-            wall, rss = cohort([str(vcf)], ["--workers", "2", "--split-samples", "25000", "--chunk-size", "10000"], 1)
-            rows.append((size, wall, rss))
-            print(f"{size:8d} samples x {k} records: {wall:7.2f} s  {rss:6.0f} MiB  {size / wall:7.0f} samples/s"
-                  f"   (floor {fl[0]:6.2f} s)")
+            write_cohort_vcf(size, vcf, args.data)
+            l0 = load()
+            fl = min(wall([sys.executable, "-c", FLOOR_ALL, str(vcf)]) for _ in range(args.repeat))
+            l1 = load()
+            w1, r1 = synthetic_run(vcf, ["--workers", "1"], args.repeat)
+            l2 = load()
+            w2, r2 = synthetic_run(vcf, ["--workers", "2"], args.repeat)
+            rows.append((size, w1, w2, r1, r2))
+            print(f"{size:8d} {fl:6.2f} s ({l0}) {w1:6.2f} s ({l1}) {w1 / fl:5.2f}x {r1:5.0f} MiB "
+                  f"{w2:6.2f} s ({l2}) {w2 / fl:5.2f}x {r2:5.0f} MiB {w1 / w2:7.2f}x", flush=True)
+            if size == 100_000 and not args.skip_dask:
+                ld = load()
+                wd = dask_run(vcf, size, args.repeat)
+                print(f"{'':8s} Dask LocalCluster, 2 workers, --split-samples {size // 2}: {wd:6.2f} s ({ld}), "
+                      f"{wd / w2:.2f}x --workers 2", flush=True)
             vcf.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if len(rows) >= 2:
-        # least-squares line through (samples, seconds): fixed cost + per-sample cost
-        xs, ys = [r[0] for r in rows], [r[1] for r in rows]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        icpt = my - slope * mx
-        print(f"fit: {icpt:.1f} s + {slope * 1e6:.1f} us/sample; projected 200,000 samples: "
-              f"{icpt + slope * 200_000:.0f} s; peak PSS range {min(r[2] for r in rows):.0f}-"
-              f"{max(r[2] for r in rows):.0f} MiB")
-        print(f"PharmCAT at ~6 s per sample per core: 200,000 samples = {200_000 * 6 / 3600:.0f} core-hours")
+        for label, col in (("1 worker", 1), ("2 workers", 2)):
+            # least-squares line through (samples, seconds): fixed cost + per-sample cost
+            xs, ys = [r[0] for r in rows], [r[col] for r in rows]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+            icpt = my - slope * mx
+            resid = max(abs(y - (icpt + slope * x)) / y for x, y in zip(xs, ys))
+            print(f"fit, {label}: {icpt:.1f} s + {slope * 1e6:.1f} us/sample (largest deviation {resid:.0%}); "
+                  f"projected 500,000 samples: {icpt + slope * 500_000:.0f} s")
+        print(f"peak RSS of any process: {min(min(r[3], r[4]) for r in rows):.0f}-"
+              f"{max(max(r[3], r[4]) for r in rows):.0f} MiB")
 
 
 if __name__ == "__main__":

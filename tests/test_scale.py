@@ -106,3 +106,35 @@ def test_vectorised_matching_on_the_example_patient(kb):
     for gg in gs.genes.values():
         if gg.status.any():
             _assert_same(gg, MatchOptions())
+
+
+@needs_1kgp
+def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, kb):
+    """A single unindexed file of >= 20,000 samples is cut into one sample slice per worker; the
+    tables equal those of one worker (and of explicit slices with small chunks)."""
+    import sys
+
+    import pyarrow.parquet as pq
+    from helpers import cli
+
+    from permed.engine.units import plan_units
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from synthetic_cohort import write_cohort_vcf
+
+    vcf = tmp_path / "syn.vcf.gz"
+    write_cohort_vcf(24_000, vcf, DATA)
+    genes = [g for g in sorted(kb.genes) if g != "CYP2D6"]
+    names = tuple(f"SYN{i:07d}" for i in range(24_000))
+    units = plan_units([vcf], [str(vcf)], kb, genes, Options(workers=2), [names])
+    assert [u.samples for u in units] == [(0, 12_000), (12_000, 24_000)]
+    assert [u.samples for u in plan_units([vcf], [str(vcf)], kb, genes, Options(), [names])] == [None]
+    outs = {}
+    for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"]),
+                        ("slices", ["--workers", "2", "--split-samples", "7000", "--chunk-size", "3000"])):
+        r = cli("cohort", vcf, "-o", tmp_path / name, "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        outs[name] = {t: pq.read_table(tmp_path / name / f"{t}.parquet") for t in ("calls", "frequencies")}
+    for name in ("two", "slices"):
+        for t in ("calls", "frequencies"):
+            assert outs[name][t].equals(outs["one"][t]), (name, t)

@@ -60,10 +60,14 @@ class UnitResult:
     notices: list[str]
 
 
+AUTO_SPLIT_SAMPLES = 20_000  # below this, a second pass over the file costs more than it saves
+
+
 def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: list[str], options: Options,
                file_samples: list[tuple[str, ...]]) -> list[Unit]:
     """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice
-    (`options.split_samples` samples each, when given)."""
+    (`options.split_samples` samples each, when given; else one per worker for a big file that has fewer
+    record units than workers)."""
     units = []
     by_region = options.parallel_regions or options.workers > 1
     for fi, (p, label) in enumerate(zip(paths, labels)):
@@ -76,6 +80,11 @@ def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: l
         slices: list[tuple[int, int] | None] = [None]
         if options.split_samples and n > options.split_samples:
             step = options.split_samples
+            slices = [(a, min(n, a + step)) for a in range(0, n, step)]
+        elif options.workers > 1 and len(regions) < options.workers and n >= AUTO_SPLIT_SAMPLES:
+            # a big file that cannot be split by records (no index, one chromosome): one sample slice per
+            # worker; each re-reads the records but decodes only its samples (measured: issue 16)
+            step = -(-n // options.workers)
             slices = [(a, min(n, a + step)) for a in range(0, n, step)]
         for region in regions:
             gs = genes if region is None else [g for g in genes if kb.genes[g].chromosome == region[0]]
