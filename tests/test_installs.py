@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
-EXTRAS = ("", "cohort", "service", "pdf", "all")
+EXTRAS = ("", "cohort", "service", "pdf", "imputed", "federation", "all")
 
 
 def run(*args, cwd=None, check=True, env=None) -> subprocess.CompletedProcess:
@@ -70,7 +70,7 @@ def _permed(venv: Path, *args, cwd: Path) -> subprocess.CompletedProcess:
 def test_the_core_install_calls_and_names_the_extra_a_command_needs(venvs, tmp_path):
     core = venvs[""]
     pip_list = run(core / "bin" / "pip", "list", "--format=freeze").stdout.lower()
-    for heavy in ("pyarrow", "duckdb", "dask", "fastapi", "sqlalchemy", "weasyprint", "pysam"):
+    for heavy in ("pyarrow", "duckdb", "dask", "fastapi", "sqlalchemy", "weasyprint", "pysam", "cbgen", "opendp"):
         assert f"\n{heavy}==" not in "\n" + pip_list, heavy  # lean: none of the extras' packages
     res = _permed(core, "call", "--example", "-o", tmp_path / "out", "--format", "html,fhir", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -108,6 +108,16 @@ def test_each_extra_runs_what_it_promises(venvs, tmp_path):
     run(venvs["service"] / "bin" / "python", "-c",
         "from pathlib import Path; from permed.service.app import Settings, create_app; "
         f"create_app(Settings(data_dir=Path({str(tmp_path / 'data')!r})))")
+    # imputed: the BGEN and pgen readers' libraries; federation: a node's app and the federated client
+    run(venvs["imputed"] / "bin" / "python", "-c", "import cbgen, pgenlib; import permed.genotypes.imputed")
+    assert _permed(venvs["imputed"], "cohort", example, "-o", tmp_path / "c2", cwd=tmp_path).returncode == 64
+    run(venvs["federation"] / "bin" / "python", "-c",
+        "import opendp, permed.federation.app, permed.federation.client, permed.federation.privacy")
+    res = _permed(venvs["federation"], "cohort", example, "-o", tmp_path / "fed", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = _permed(venvs["federation"], "node", "token", "create", tmp_path / "fed", "--scope", "count", cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.strip(), res.stderr
     # all: every optional module imports
     run(venvs["all"] / "bin" / "python", "-c",
-        "import permed.service.app, permed.biobank.output, permed.biobank.query, weasyprint, jwt, duckdb")
+        "import permed.service.app, permed.biobank.output, permed.biobank.query, weasyprint, jwt, duckdb, "
+        "cbgen, pgenlib, opendp, permed.federation.app")
