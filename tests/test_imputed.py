@@ -368,3 +368,29 @@ def test_a_missing_extra_names_it(panels, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cbgen", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'permed\[imputed\]'"):
         match([path], genes=("TPMT",))
+
+
+def test_a_sequencing_callers_gp_beside_gt_leaves_the_gt_as_pharmcat_reads_it(tmp_path):
+    """DRAGEN writes GP as phred-scaled posteriors (VCF 4.3), with counts that need not fit the record: beside
+    a GT, in a file that declares no imputation quality, GP is not used (PharmCAT reads the GT). In an imputed
+    file (R2 declared) the same GT is checked against GP: phred values are read as such, and a GT the
+    probabilities do not support is missing."""
+    from helpers import HEADER, rec, write_vcf
+
+    import permed
+
+    phred = HEADER + '##FORMAT=<ID=GP,Number=G,Type=Float,Description="Phred-scaled posterior probabilities">\n'
+    star2 = ("chr10", 94781859, "G", "A")  # CYP2C19*2's splice variant
+    for gp in ("39.4,0.0005,53.0,450,450,450", "0.6,0.3,0.1", "1,2"):
+        vcf = write_vcf(tmp_path / "dragen.vcf", rec(*star2, f"0/1:{gp}", fmt="GT:GP"), header=phred)
+        res = permed.call(vcf, genes=["CYP2C19"])
+        evidence = {e.position: e for e in res.patient("S1").genes["CYP2C19"].evidence}
+        assert evidence[94781859].call == "G/A" and evidence[94781859].status == "called", gp
+        assert not any("probabilities" in n for n in res.patient("S1").inputs[0].notices)
+    imputed = phred + '##INFO=<ID=R2,Number=1,Type=Float,Description="Imputation quality">\n'
+    for gp, called in (("40,0.0004,50", True), ("3,3,10", False)):  # p(0/1) 0.9999 / 0.5: unsure
+        vcf = write_vcf(tmp_path / "imputed.vcf", rec(*star2, f"0/1:{gp}", fmt="GT:GP", info="R2=0.97"),
+                        header=imputed)
+        ev = {e.position: e for e in permed.call(vcf, genes=["CYP2C19"]).patient("S1").genes["CYP2C19"].evidence}
+        assert (ev[94781859].status == "called") is called, gp
+        assert (ev[94781859].call == "G/A") if called else ev[94781859].call is None

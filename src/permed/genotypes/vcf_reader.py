@@ -412,14 +412,20 @@ class VcfReader:
             if vtype not in VCF_TYPES:  # htslib keeps the line; decoding the field later fails in cyvcf2
                 raise InputFileError(f"{self.label}: header: {kind} {key} has Type={vtype!r}; a VCF header "
                                      f"declares one of {', '.join(VCF_TYPES)}")
-        # imputed data: genotype probabilities and dosages, read where GT is absent and checked where it is not
-        self._gp = re.search(r"^##FORMAT=<ID=GP,", header, re.M) is not None
+        # imputed data: genotype probabilities and dosages, read where GT is absent and, in an imputed file (one
+        # that declares an imputation quality), checked where it is not. A sequencing caller's GP beside its GT
+        # (e.g. DRAGEN's phred-scaled posteriors) is not used: its GT is read as PharmCAT reads it
+        gp_line = re.search(r"^##FORMAT=<ID=GP,[^\n]*", header, re.M)
+        self._gp = gp_line is not None
+        self._gp_phred = bool(gp_line and re.search(r"phred", gp_line.group(0), re.I))
         self._ds = re.search(r"^##FORMAT=<ID=DS,", header, re.M) is not None
         self._quality_keys = [k for k in QUALITY_KEYS if re.search(rf"^##INFO=<ID={k},", header, re.M)]
-        if not re.search(r"^##FORMAT=<ID=GT,", header, re.M) and not (self._gp or self._ds):
+        has_gt = re.search(r"^##FORMAT=<ID=GT,", header, re.M) is not None
+        if not has_gt and not (self._gp or self._ds):
             raise InputFileError(f"{self.label}: header defines no GT FORMAT field (nor GP or DS); genotypes are "
                                  "required")
-        if self._gp or self._ds:
+        self._probabilities_check_gt = bool(self._quality_keys)
+        if (self._gp or self._ds) and (not has_gt or self._probabilities_check_gt):
             self.notices.append(self._probability_notice)
         self._choose_build(header)
         if self.windowed:
@@ -577,7 +583,7 @@ class VcfReader:
         self._check_format_keys(rec, line, chrom, pos)
         gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
         reasons = None
-        if self._gp or self._ds:
+        if (self._gp or self._ds) and (gts is None or self._probabilities_check_gt):
             gts, reasons = self._from_probabilities(rec, gts, line, chrom, pos, 1 + len(alts))
         try:
             store.add(
@@ -688,6 +694,11 @@ class VcfReader:
         has = np.zeros(n, dtype=bool)
         if gp is not None:
             gp = np.asarray(gp, dtype=np.float64).reshape(n, -1)
+            if self._gp_phred:  # declared phred-scaled (as VCF 4.3 defines GP): back to probabilities, whose
+                # rounding in the file can leave their sum off 1
+                with np.errstate(invalid="ignore", divide="ignore"):  # a sample without GP stays NaN
+                    gp = np.power(10.0, -gp / 10.0)
+                    gp /= np.nansum(gp, axis=1, keepdims=True)
             width = n_genotypes(n_alleles, 2)
             if gp.shape[1] < n_alleles or gp.shape[1] > width:
                 raise InputFileError(f"{where}: GP has {gp.shape[1]} values per sample; {n_alleles} alleles need "
@@ -698,7 +709,8 @@ class VcfReader:
                 si = int(bad[0])
                 raise InputFileError(f"{where}: GP of sample {self._sample_names[si]!r} "
                                      f"({','.join(f'{x:g}' for x in gp[si] if not np.isnan(x))}) are not probabilities "
-                                     "adding up to 1 (phred-scaled GP is not read)")
+                                     "adding up to 1 (GP is read as phred-scaled when the header's GP Description "
+                                     "says phred)")
             has = ~np.isnan(gp).all(axis=1)
             called, reasons = call_from_gp(gp, n_alleles, self.options.min_gp)
         if ds is not None:
