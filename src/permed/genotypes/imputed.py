@@ -45,6 +45,8 @@ def file_format(path: Path) -> str:
         return "bgen"
     if name.endswith(".pgen"):
         return "pgen"
+    if not Path(path).is_file():  # opening a pipe would wait for a writer: the VCF reader's checks refuse it
+        return "vcf"
     try:
         with open(path, "rb") as fh:
             head = fh.read(20)
