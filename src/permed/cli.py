@@ -82,6 +82,14 @@ def _formats(report_format: str) -> tuple[str, ...]:
     return tuple(f for f in formats if f != "json")  # the JSON report is always written
 
 
+# options `permed call` and `permed cohort` share
+BuildOption = Annotated[str, typer.Option(
+    "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
+    "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")]
+MinGpOption = Annotated[float, typer.Option("--min-gp", help=MIN_GP_HELP)]
+MinInfoOption = Annotated[float, typer.Option("--min-info", help=MIN_INFO_HELP)]
+
+
 @app.command("call")
 def call_cmd(
     inputs: Annotated[list[Path] | None, typer.Argument(help="VCF/BCF files (.vcf, .vcf.gz, .bcf).")] = None,
@@ -99,12 +107,9 @@ def call_cmd(
         "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
     cyp2d6_from_vcf: Annotated[bool, typer.Option(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
-    build: Annotated[str, typer.Option(
-        "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
-        "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
-    ] = "auto",
-    min_gp: Annotated[float, typer.Option("--min-gp", help=MIN_GP_HELP)] = 0.9,
-    min_info: Annotated[float, typer.Option("--min-info", help=MIN_INFO_HELP)] = 0.8,
+    build: BuildOption = "auto",
+    min_gp: MinGpOption = 0.9,
+    min_info: MinInfoOption = 0.8,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     no_sample_reports: Annotated[bool, typer.Option(
@@ -214,12 +219,9 @@ def cohort_cmd(
         "--all-matches", help="Report every matching diplotype, not only the top-scoring ones.")] = False,
     cyp2d6_from_vcf: Annotated[bool, typer.Option(
         "--cyp2d6-from-vcf", help="Call CYP2D6 from SNVs/indels (blind to deletions and duplications).")] = False,
-    build: Annotated[str, typer.Option(
-        "--build", help="Genome build of the VCF inputs: GRCh38, GRCh37 (read at the knowledge base's GRCh37 "
-        "positions, reported on GRCh38) or auto (from the header and the records; a contradiction is refused).")
-    ] = "auto",
-    min_gp: Annotated[float, typer.Option("--min-gp", help=MIN_GP_HELP)] = 0.9,
-    min_info: Annotated[float, typer.Option("--min-info", help=MIN_INFO_HELP)] = 0.8,
+    build: BuildOption = "auto",
+    min_gp: MinGpOption = 0.9,
+    min_info: MinInfoOption = 0.8,
     kb_path: Annotated[Path | None, typer.Option("--kb", help="Knowledge base file (default: packaged).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     outside_calls: Annotated[list[Path] | None, typer.Option(

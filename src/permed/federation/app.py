@@ -15,7 +15,7 @@ import json
 from permed.federation import beacon, schemas
 from permed.federation.node import Node
 from permed.federation.tokens import lookup, why_unusable
-from permed.service.security import API_HEADERS, FailureLimiter, client_address
+from permed.service.security import API_HEADERS, FailureLimiter, adding_headers, client_address
 
 OPEN = {"/api", "/api/", "/api/service-info", "/api/configuration", "/api/map", "/api/entry_types",
         "/api/filtering_terms"}
@@ -112,7 +112,7 @@ class NodeGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path, method = scope["path"], scope["method"]
-        send = _with_headers(send)
+        send = adding_headers(send, API_HEADERS)
         client = client_address(scope) or "-"
         store = self.node.store
         if path not in QUERY:
@@ -184,16 +184,6 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return replay
-
-
-def _with_headers(send):
-    async def secured(message):
-        if message["type"] == "http.response.start":
-            kept = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"cache-control"]
-            message = {**message, "headers": kept + API_HEADERS}
-        await send(message)
-
-    return secured
 
 
 async def _answer(send, status: int, config, message: str, headers: list | None = None) -> None:

@@ -102,7 +102,7 @@ class Guard:
         api = path.startswith("/api/") or path == "/api"
         raw_send = send
         if api or path == "/openapi.json":
-            send = _with_api_headers(send)
+            send = adding_headers(send, API_HEADERS)
         client = client_address(scope)
         what = f"{method} {path}"
         if refusal is not None:
@@ -197,23 +197,24 @@ class Guard:
         path, method = scope["path"], scope["method"]
         if method == "OPTIONS":  # a browser's preflight: answered here, no JWT (browsers send none)
             if not cors:
-                return await _answer(_adding(send, API_HEADERS), 403, "this origin is not allowed", close=has_body)
-            return await _answer(_adding(send, extra + CDS_ALLOW), 204, None, close=has_body)
+                return await _answer(adding_headers(send, API_HEADERS), 403, "this origin is not allowed",
+                                     close=has_body)
+            return await _answer(adding_headers(send, extra + CDS_ALLOW), 204, None, close=has_body)
         if path == CDS_PREFIX:  # discovery: public (it describes the services, nothing of any patient)
             if has_body:
                 return await _answer(send, 413, "this route takes no request body", close=True)
-            return await self.cds_app(scope, receive, _adding(send, extra))
+            return await self.cds_app(scope, receive, adding_headers(send, extra))
         wait = self.failures.retry_after(client or "-")
         if wait is not None:
             if self.failures.first_refusal(client or "-", wait):
                 await self.audit(None, f"refused-429 {what} (failed authentications)", None, client)
-            return await _answer(_adding(send, extra), 429, "too many failed authentications from this address: "
+            return await _answer(adding_headers(send, extra), 429, "too many failed authentications from this address: "
                                  "try again later", close=has_body,
                                  headers=[(b"retry-after", str(int(wait) + 1).encode())])
         token = _bearer(headers)
         if token is None:
             await self.audit(None, f"refused-401 {what} (no JWT)", None, client)
-            return await _answer(_adding(send, extra), 401, "a JWT signed by a configured EHR is required",
+            return await _answer(adding_headers(send, extra), 401, "a JWT signed by a configured EHR is required",
                                  close=has_body, headers=[(b"www-authenticate", b"Bearer")])
         from permed.service.cds_auth import JwtRefused
 
@@ -222,7 +223,7 @@ class Guard:
         except JwtRefused as exc:
             self.failures.fail(client or "-")
             await self.audit(None, f"refused-401 {what} (JWT: {exc.reason})", None, client)
-            return await _answer(_adding(send, extra), 401, f"JWT refused: {exc.reason}", close=has_body,
+            return await _answer(adding_headers(send, extra), 401, f"JWT refused: {exc.reason}", close=has_body,
                                  headers=[(b"www-authenticate", b"Bearer")])
         scope[SCOPE_CDS] = caller
         limit = self.cds_max_body
@@ -230,10 +231,11 @@ class Guard:
             return await _answer(send, 400, "malformed Content-Length header", close=True)
         if declared > limit:
             await self.audit(None, f"refused-413 {what}", None, client)
-            return await _answer(_adding(send, extra), 413, f"request body larger than {limit} bytes", close=True)
+            return await _answer(adding_headers(send, extra), 413, f"request body larger than {limit} bytes",
+                                 close=True)
         body_done = [True]
         if has_body:
-            receive = await self._read_body(receive, limit, None, what, client, _adding(send, extra))
+            receive = await self._read_body(receive, limit, None, what, client, adding_headers(send, extra))
             if receive is None:
                 return
         await self.cds_app(scope, receive, self._audited(send, None, what, scope, client, body_done, extra))
@@ -300,8 +302,9 @@ def _tracking(receive, done: list[bool]):
     return tracked
 
 
-def _adding(send, extra: list):
-    """`send` with headers added to the answer's start."""
+def adding_headers(send, extra: list):
+    """`send` with headers added to the answer's start (its own cache-control replaced: answers are patient
+    data or about it). The federation node's guard uses it too."""
     async def with_headers(message):
         if message["type"] == "http.response.start":
             kept = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"cache-control"]
@@ -309,16 +312,6 @@ def _adding(send, extra: list):
         await send(message)
 
     return with_headers
-
-
-def _with_api_headers(send):
-    async def secured(message):
-        if message["type"] == "http.response.start":
-            kept = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"cache-control"]
-            message = {**message, "headers": kept + API_HEADERS}
-        await send(message)
-
-    return secured
 
 
 async def _answer(send, status: int, detail: str | None, close: bool = False, headers: list | None = None) -> None:
