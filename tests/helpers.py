@@ -105,7 +105,11 @@ def two_patient_text(first: str = "PAT-A", second: str = "PAT-B") -> str:
 
 def write_vcf(path: Path, body: str, samples=("S1",), header: str = HEADER) -> Path:
     cols = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples) + "\n"
-    text = header + cols + body
+    return write_text(path, header + cols + body)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """`text` to `path`, gzipped when the name ends in .gz."""
     if path.suffix == ".gz":
         with gzip.open(path, "wt") as fh:
             fh.write(text)

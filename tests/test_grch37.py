@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conformance import SHARED
-from helpers import HEADER, cli, example_text, match, read_report, rec, write_vcf
+from helpers import HEADER, cli, example_text, match, read_report, rec, write_text, write_vcf
 
 from permed.errors import ConfigurationError, InputFileError
 from permed.kb.load import load_kb
@@ -84,19 +84,10 @@ def to_grch37(text: str, header: str = "grch37") -> str:
     return "\n".join(out) + "\n"
 
 
-def _write(path: Path, text: str) -> Path:
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("grch37")
-    return {g: _write(d / f"{g}.vcf", to_grch37(gzip.open(DATA / f"{g}.vcf.gz", "rt").read())) for g in GENES}
+    return {g: write_text(d / f"{g}.vcf", to_grch37(gzip.open(DATA / f"{g}.vcf.gz", "rt").read())) for g in GENES}
 
 
 # ---- the knowledge base's mapping ------------------------------------------------------------------------
@@ -170,7 +161,7 @@ def test_grch37_index_windows_match_streaming(converted, tmp_path):
 # ---- deciding the build -------------------------------------------------------------------------------------
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data/1kgp-grch38 not available")
 def test_a_header_without_build_is_read_from_the_records(tmp_path):
-    p = _write(tmp_path / "tpmt.vcf", to_grch37(gzip.open(DATA / "TPMT.vcf.gz", "rt").read(), header="none"))
+    p = write_text(tmp_path / "tpmt.vcf", to_grch37(gzip.open(DATA / "TPMT.vcf.gz", "rt").read(), header="none"))
     cs = match([p], genes=("TPMT",))
     assert any("from the records" in n for n in cs.inputs[0].notices)
     ref = match([DATA / "TPMT.vcf.gz"], genes=("TPMT",))
@@ -188,7 +179,7 @@ def _one_line_refusal(res, name: str, *words: str) -> str:
 
 
 def _example37(tmp_path: Path, header: str = "grch37") -> Path:
-    return _write(tmp_path / f"example37-{header}.vcf", to_grch37(example_text(), header=header))
+    return write_text(tmp_path / f"example37-{header}.vcf", to_grch37(example_text(), header=header))
 
 
 @pytest.mark.parametrize("header", ["grch37", "none"])
@@ -204,7 +195,7 @@ def test_build_grch37_on_a_grch38_file_is_refused(tmp_path, header):
     text = example_text()
     if not header:
         text = "\n".join(x for x in text.splitlines() if not x.startswith(("##contig", "##reference"))) + "\n"
-    p = _write(tmp_path / "patient38.vcf", text)
+    p = write_text(tmp_path / "patient38.vcf", text)
     res = cli("call", p, "--build", "grch37", "-o", tmp_path / "out")
     _one_line_refusal(res, p.name, "looks like GRCh38", "--build GRCh37")
 
@@ -213,7 +204,7 @@ def test_a_header_contradicting_the_records_is_refused(tmp_path):
     # GRCh38 contig lengths, GRCh37 records: which is right cannot be told, so nothing is guessed
     lines = to_grch37(example_text(), header="none").splitlines(keepends=True)
     head = [x for x in example_text().splitlines(keepends=True) if x.startswith("##contig")]
-    p = _write(tmp_path / "mixed.vcf", lines[0] + "".join(head) + "".join(lines[1:]))
+    p = write_text(tmp_path / "mixed.vcf", lines[0] + "".join(head) + "".join(lines[1:]))
     _one_line_refusal(cli("call", p, "-o", tmp_path / "out"), p.name, "looks like GRCh37", "assembly GRCh38",
                       "disagree")
 

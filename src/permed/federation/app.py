@@ -15,7 +15,7 @@ import json
 from permed.federation import beacon, schemas
 from permed.federation.node import Node
 from permed.federation.tokens import lookup, why_unusable
-from permed.service.security import API_HEADERS, FailureLimiter, adding_headers, client_address
+from permed.service.security import API_HEADERS, FailureLimiter, adding_headers, client_address, replay_body
 
 OPEN = {"/api", "/api/", "/api/service-info", "/api/configuration", "/api/map", "/api/entry_types",
         "/api/filtering_terms"}
@@ -152,7 +152,7 @@ class NodeGuard:
                     store.audit(row, path, "refused-413: body too large", client=client)
                     return await _answer(send, 413, self.node.config,
                                          f"request body larger than {self.max_body} bytes")
-            receive = _replay(bytes(body), receive)
+            receive = replay_body(bytes(body), receive)
         await self.app(scope, receive, send)
 
 
@@ -172,18 +172,6 @@ def _declared(headers) -> int | None:
             except ValueError:
                 return -1
     return None
-
-
-def _replay(body: bytes, receive):
-    sent = [False]
-
-    async def replay():
-        if not sent[0]:
-            sent[0] = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _answer(send, status: int, config, message: str, headers: list | None = None) -> None:

@@ -167,7 +167,7 @@ class Guard:
                 await self.audit(row, f"refused-413 {what}", None, client)
                 await _answer(send, 413, f"request body larger than {limit} bytes", close=True)
                 return None
-        return _replay(bytes(body), receive)
+        return replay_body(bytes(body), receive)
 
     def _audited(self, raw_send, row, what: str, scope, client: str | None, body_done: list[bool], extra: list):
         async def send_audited(message):  # one wrapper on the hot path: the API headers are added here too
@@ -280,7 +280,8 @@ def _declared_length(headers) -> tuple[int, bool]:
     return length, chunked
 
 
-def _replay(body: bytes, receive):
+def replay_body(body: bytes, receive):
+    """`receive` that first hands over a body already read (the guards read it to check its size)."""
     sent = [False]
 
     async def replay():
