@@ -677,6 +677,16 @@ def kb_build(
     dump_kb(kb, target)
     load_kb_file(target)  # refuse to leave a KB that does not load
     err.print(f"permed: wrote {target} ({len(kb.genes)} genes, KB {kb.kb_version}, sha256 {kb.sha256[:12]}...)")
+    loci = [loc for d in kb.genes.values() for loc in d.loci]
+    if any(loc.position37 is not None for loc in loci):
+        from permed.kb.build import grch37_leave_one_out
+
+        tested, wrong = grch37_leave_one_out(kb.genes)
+        interpolated = sum(loc.grch37_interpolated for loc in loci)
+        mapped = sum(loc.position37 is not None for loc in loci)
+        err.print(f"permed: GRCh37 positions: {mapped - interpolated} from PyPGx's table, {interpolated} "
+                  f"interpolated, {len(loci) - mapped} unmapped, of {len(loci)}; the interpolation rule predicts "
+                  f"{tested - len(wrong)} of {tested} PyPGx-mapped positions from their neighbours")
 
 
 @kb_app.command("info")
@@ -708,6 +718,11 @@ def kb_info(
         table.add_row(g, d.chromosome, str(len(d.loci)), str(len(on37)), str(len(d.alleles)), d.data_version or "",
                       ",".join(flags))
     console.print(table)
+    interpolated = {g: n for g, d in sorted(kb.genes.items()) if (n := sum(loc.grch37_interpolated for loc in d.loci))}
+    if interpolated:
+        # not from a table row: inferred between PyPGx-mapped positions (docs/grch37-unmapped.md lists them)
+        console.print("GRCh37 positions interpolated between PyPGx-mapped positions (GRCh38's base assumed): "
+                      + ", ".join(f"{g} {n}" for g, n in interpolated.items()), soft_wrap=True)
     if unmapped:
         # GRCh37 input leaves these missing: say which, so a reader can judge a GRCh37 call
         console.print("Definition positions (GRCh38) without a GRCh37 position (missing when reading GRCh37):")

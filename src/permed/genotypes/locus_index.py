@@ -29,6 +29,9 @@ class Site:
     ref: str
     alts: tuple[str, ...]
     position38: int
+    # GRCh37 position inferred by colinearity (Locus.grch37_source "interpolated"), with GRCh38's base assumed
+    # there: read like any other, but no evidence of the file's build
+    interpolated: bool = False
 
     @property
     def is_snv(self) -> bool:
@@ -47,7 +50,7 @@ def sites(gdef: GeneDefinition, build: str) -> tuple[Site | None, ...]:
         ref = loc.ref_on_grch37
         # the same allele strings: GRCh37's reference base is one of the definition's alleles
         alts = tuple(a for a in (loc.ref, *loc.alts) if a != ref)
-        out.append(Site(loc.position37, ref, alts, loc.position))
+        out.append(Site(loc.position37, ref, alts, loc.position, loc.grch37_interpolated))
     return tuple(out)
 
 
@@ -89,7 +92,7 @@ class LocusIndex:
         for gene in genes:
             gdef = kb.genes[gene]
             for s in sites(gdef, other):
-                if s is not None and s.is_snv:
+                if s is not None and s.is_snv and not s.interpolated:
                     self.other_sites[(gdef.chromosome, s.position)] = (s.ref, frozenset(s.alts))
         if build == GRCH38 and not self.other_sites:
             # a knowledge base from before per-locus GRCh37 positions: its GRCh37 sites of definition SNVs

@@ -8,6 +8,7 @@ fields convert the same way as release files.
 
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import json
 from pathlib import Path
@@ -35,6 +36,7 @@ KB_ATTRIBUTION = (
     "data by ClinPGx/PharmGKB (https://www.clinpgx.org) and CPIC (https://cpicpgx.org)."
 )
 DEFINITION_SUFFIX = "_translation.json"
+FROM_TABLE, INTERPOLATED = "pypgx", "interpolated"  # Locus.grch37_source
 
 
 def _split_hgvs(name: str | None, ref: str, alts: list[str]) -> tuple[str, ...]:
@@ -238,7 +240,7 @@ def map_grch37(table: Path, genes: dict[str, GeneDefinition]) -> tuple[dict[str,
                 unmapped.setdefault(g, []).append((loc.position, m))
                 loci.append(loc)
             else:
-                loci.append(loc.model_copy(update={"position37": m[0], "ref37": m[1]}))
+                loci.append(loc.model_copy(update={"position37": m[0], "ref37": m[1], "grch37_source": FROM_TABLE}))
         extra = []
         for x in gdef.exemptions.extra_loci:
             m = _locus_on_grch37(x.ref, len(x.ref) == 1 and all(len(a) == 1 for a in x.alts), x.alts,
@@ -249,6 +251,103 @@ def map_grch37(table: Path, genes: dict[str, GeneDefinition]) -> tuple[dict[str,
         # validate the copies (model_copy does not): a wrong GRCh37 base must fail the build, not a run
         out[g] = GeneDefinition.model_validate(gdef.model_copy(update={"loci": tuple(loci), "exemptions": ex})
                                                .model_dump())
+    return out, unmapped
+
+
+def _exon_pairs(gene_table: Path) -> dict[str, list[tuple[int, int]]]:
+    """Per gene, (GRCh38, GRCh37) positions of the inner exon boundaries PyPGx's gene table gives on both builds:
+    every exon start but the first and every end but the last. A transcript's outer ends are left out: each
+    build's annotation may use another transcript version there (they disagree for several genes), so they are
+    not the same base on both builds."""
+    import csv
+
+    def numbers(text: str | None) -> list[int]:
+        return [int(x) for x in (text or "").split(",") if x.strip().isdigit()]
+
+    out: dict[str, list[tuple[int, int]]] = {}
+    if not gene_table.exists():
+        return out
+    with open(gene_table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            s38, s37 = numbers(row.get("GRCh38ExonStarts")), numbers(row.get("GRCh37ExonStarts"))
+            e38, e37 = numbers(row.get("GRCh38ExonEnds")), numbers(row.get("GRCh37ExonEnds"))
+            if len({len(s38), len(s37), len(e38), len(e37)}) != 1 or len(s38) < 2:
+                continue
+            out[row["Gene"]] = sorted([*zip(s38[1:], s37[1:]), *zip(e38[:-1], e37[:-1])])
+    return out
+
+
+def grch37_anchors(gdef: GeneDefinition) -> list[tuple[int, int]]:
+    """(GRCh38 position, GRCh37 minus GRCh38 position) of a gene's loci whose GRCh37 position a PyPGx table row
+    gives, in position order: the only positions interpolation starts from."""
+    return sorted({(loc.position, loc.position37 - loc.position) for loc in gdef.loci
+                   if loc.position37 is not None and not loc.grch37_interpolated})
+
+
+def colinear_offset(anchors: list[tuple[int, int]], position: int,
+                    others: list[tuple[int, int]] = ()) -> int | str:
+    """The GRCh38->GRCh37 offset of `position`, lying between two anchors (see `grch37_anchors`), when the nearest
+    anchor on each side has the same offset and no other coordinate pair (`others`: (GRCh38 position, offset),
+    sorted) strictly between them has another: as a liftover chain maps a position inside one gap-free block.
+    Otherwise why not (never beyond the outermost anchors, never across a change of offset)."""
+    i = bisect.bisect_left(anchors, (position,))
+    if i == 0 or i == len(anchors):
+        return "outside the gene's PyPGx-mapped positions (never extrapolated)"
+    (lo, off), (hi, off2) = anchors[i - 1], anchors[i]
+    if off != off2:
+        return f"the GRCh37 offset changes between {lo} and {hi}"
+    j = bisect.bisect_right(others, (lo, float("inf")))
+    for p38, o in others[j:bisect.bisect_left(others, (hi,))]:
+        if o != off:
+            return f"a coordinate pair at {p38} between {lo} and {hi} has another offset"
+    return off
+
+
+def grch37_leave_one_out(genes: dict[str, GeneDefinition]) -> tuple[int, list[tuple[str, int, int, int]]]:
+    """The interpolation rule checked against PyPGx's own positions: each PyPGx-mapped position whose neighbours
+    (the nearest PyPGx-mapped positions of its gene on each side) share one offset is predicted from them alone.
+    Returns how many were predicted and the wrong ones as (gene, GRCh38 position, table's GRCh37, predicted)."""
+    tested, wrong = 0, []
+    for g, gdef in sorted(genes.items()):
+        anchors = grch37_anchors(gdef)
+        for i, (p, off) in enumerate(anchors):
+            guess = colinear_offset(anchors[:i] + anchors[i + 1:], p)
+            if isinstance(guess, str):
+                continue
+            tested += 1
+            if guess != off:
+                wrong.append((g, p, p + off, p + guess))
+    return tested, wrong
+
+
+def interpolate_grch37(table: Path, genes: dict[str, GeneDefinition]) -> tuple[dict[str, GeneDefinition],
+                                                                                dict[str, list[tuple[int, str]]]]:
+    """Definition SNVs the table gives no GRCh37 position for, placed by colinearity (`colinear_offset`) between
+    the PyPGx-mapped positions of their gene; the coordinate pairs that may veto an interval are every row of the
+    variant table on the chromosome and the inner exon boundaries of the gene (PyPGx's gene table). GRCh37's
+    base at such a position is taken to be GRCh38's (`ref37` stays None): no source at hand gives it. Indels
+    are not interpolated (their GRCh37 sequence is no more vouched for than the base, and is longer). Returns
+    the genes and, per gene, the positions still unmapped with the reason."""
+    rows = _table_rows(table)
+    exons = _exon_pairs(table.with_name("gene-table.csv"))
+    out, unmapped = {}, {}
+    for g, gdef in genes.items():
+        anchors = grch37_anchors(gdef)
+        others = sorted({(p38, r["p37"] - p38) for (c, p38), rs in rows.items() if c == gdef.chromosome for r in rs}
+                        | {(p38, p37 - p38) for p38, p37 in exons.get(g, ())})
+        loci = []
+        for loc in gdef.loci:
+            if loc.position37 is not None:
+                loci.append(loc)
+                continue
+            off = colinear_offset(anchors, loc.position, others) if loc.is_snv else \
+                "an indel (its GRCh37 sequence is not given by any source used)"
+            if isinstance(off, str):
+                unmapped.setdefault(g, []).append((loc.position, off))
+                loci.append(loc)
+            else:
+                loci.append(loc.model_copy(update={"position37": loc.position + off, "grch37_source": INTERPOLATED}))
+        out[g] = GeneDefinition.model_validate(gdef.model_copy(update={"loci": tuple(loci)}).model_dump())
     return out, unmapped
 
 
@@ -298,10 +397,12 @@ def build_kb(source: Path, release: str, built: str | None = None, with_exemptio
     grch37 = read_grch37_sites(Path(pypgx) / "variant-table.csv", genes) if pypgx is not None else ()
     if grch37:
         genes = map_grch37(Path(pypgx) / "variant-table.csv", genes)[0]
+        genes = interpolate_grch37(Path(pypgx) / "variant-table.csv", genes)[0]
         extra_sources.append(SourceInfo(
-            name="GRCh37 coordinates of definition variants (build detection, GRCh37 input)",
-            release="PyPGx variant table", data_version="unversioned copy", url="https://github.com/sbslee/pypgx",
-            licence="MIT"))
+            name="GRCh37 coordinates of definition variants (build detection, GRCh37 input); further definition "
+                 "SNVs interpolated between them by permed (same offset on both sides, no other offset between)",
+            release="PyPGx variant table (positions), gene table (exon boundaries as a veto)",
+            data_version="unversioned copy", url="https://github.com/sbslee/pypgx", licence="MIT"))
     kb = KnowledgeBase(
         schema=KB_SCHEMA,
         kb_version=f"{data_version}+pharmcat-{release}",

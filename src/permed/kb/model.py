@@ -37,10 +37,15 @@ class Locus(_Frozen):
     alts: tuple[str, ...]
     # genomic HGVS name per ALT allele, aligned with `alts`
     hgvs: tuple[str, ...]
-    # where the locus sits on GRCh37 (None: no cited mapping, so GRCh37 input leaves it missing) and, for an
+    # where the locus sits on GRCh37 (None: no mapping, so GRCh37 input leaves it missing) and, for an
     # SNV whose GRCh37 base differs from `ref`, that base (one of `alts`: GRCh37's reference is a variant here)
     position37: int | None = Field(default=None, gt=0)
     ref37: str | None = None
+    # how position37 was found: "pypgx" (a row of PyPGx's variant table gives both builds' positions) or
+    # "interpolated" (an SNV between two PyPGx-mapped positions of its gene with the same GRCh38->GRCh37 offset,
+    # given that offset; GRCh37's base there is assumed to be `ref`). None with a position: a KB from before
+    # this field, whose positions all came from PyPGx's table
+    grch37_source: Literal["pypgx", "interpolated"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Locus:
@@ -51,7 +56,16 @@ class Locus(_Frozen):
                 raise ValueError(f"locus {self.position}: allele {a!r} is not a DNA sequence")
         if self.ref37 is not None and (self.position37 is None or not self.is_snv or self.ref37 not in self.alts):
             raise ValueError(f"locus {self.position}: GRCh37 base {self.ref37!r} must be an ALT of a mapped SNV")
+        if self.grch37_source is not None and self.position37 is None:
+            raise ValueError(f"locus {self.position}: a GRCh37 source without a GRCh37 position")
+        if self.grch37_interpolated and (not self.is_snv or self.ref37 is not None):
+            raise ValueError(f"locus {self.position}: only an SNV with GRCh38's base can be interpolated to GRCh37")
         return self
+
+    @property
+    def grch37_interpolated(self) -> bool:
+        """Is the GRCh37 position inferred by colinearity rather than given by a table row?"""
+        return self.grch37_source == "interpolated"
 
     @property
     def ref_on_grch37(self) -> str:
