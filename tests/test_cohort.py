@@ -375,3 +375,50 @@ def test_summary_colours_are_fixed_by_phenotype_and_every_gene_is_reachable(base
         chrome.page.goto((out / "summary.html").as_uri())
         links = chrome.page.eval_on_selector_all("nav a", "els => els.map(e => e.getBoundingClientRect().right)")
         assert len(links) >= 20 and max(links) <= 1280, max(links)
+
+
+def test_streamed_blocks_write_what_the_whole_cohort_writes(tmp_path):
+    """`permed cohort` writes block by block (Engine.stream): with blocks of 700 samples over five files,
+    per-sample CYP2D6 calls from a caller's file (incl. rows for unknown samples and a no-call) and populations,
+    every table, the summary and the warnings equal writing the whole cohort's Result at once."""
+    from permed.biobank.output import CohortTables, write_cohort_blocks
+    from permed.biobank.populations import read_populations
+    from permed.engine import Engine, Inputs
+    from permed.options import Options
+
+    cyrius = tmp_path / "cyrius.tsv"
+    cyrius.write_text("Sample\tGenotype\tFilter\nHG00096\t*1/*2x2\tPASS\nNA21144\t*4/*5\tPASS\n"
+                      "HG00097\tNone\tNone\nNOT-IN-VCF\t*1/*1\tPASS\n")
+    inputs = Inputs.of(vcfs=FILES, outside_calls=[cyrius])
+    pops = read_populations(POPS)
+    engine = Engine()
+    whole = CohortTables(engine.run(inputs, Options(evidence=False, advice=False)), pops)
+    whole.write(tmp_path / "whole")
+    blocks = list(engine.stream(inputs, Options(evidence=False, advice=False, split_samples=700)))
+    assert [len(b.samples) for b in blocks] == [700, 700, 700, 700, 402]
+    written = write_cohort_blocks(iter(blocks), tmp_path / "streamed", pops)
+    assert written.n_samples == 3202 and written.outside_warnings == whole.result.phenotypes.outside_warnings
+    assert any("NOT-IN-VCF" in w for w in written.outside_warnings)
+    for name in ("calls", "frequencies", "samples"):
+        a = (tmp_path / "whole" / f"{name}.parquet").read_bytes()
+        assert a == (tmp_path / "streamed" / f"{name}.parquet").read_bytes(), name
+    assert (tmp_path / "whole" / "summary.html").read_bytes() == (tmp_path / "streamed" / "summary.html").read_bytes()
+    d6 = {(r["sample"], r["gene"]): r for r in pq.read_table(tmp_path / "streamed" / "calls.parquet").to_pylist()}
+    assert d6[("HG00096", "CYP2D6")]["diplotype"] == "*1/*2x2" and d6[("NA21144", "CYP2D6")]["status"] != "not_called"
+    assert d6[("HG00097", "CYP2D6")]["status"] == "outside_call_unusable"  # Cyrius made no call
+
+
+def test_stream_blocks_are_bounded_and_aligned():
+    """Blocks never exceed MAX_BLOCK samples (the main process's memory does not grow with the cohort); with
+    workers, a big file is cut into at least one block per worker."""
+    from permed.engine.units import MAX_BLOCK, stream_blocks
+    from permed.options import Options
+
+    for n, opts in ((3202, Options()), (250_000, Options()), (500_000, Options(workers=2)),
+                    (100_000, Options(workers=2)), (10_000, Options(split_samples=3000))):
+        blocks = stream_blocks(n, opts)
+        assert blocks[0][0] == 0 and blocks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        assert all(0 < b - a <= MAX_BLOCK for a, b in blocks)
+    assert len(stream_blocks(100_000, Options(workers=2))) == 2
+    assert stream_blocks(10_000, Options(split_samples=3000))[0] == (0, 3000)

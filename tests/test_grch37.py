@@ -201,7 +201,6 @@ def test_interpolated_positions_are_no_build_evidence_for_the_grch38_index():
     assert ("chr10", RS57700608[1]) not in idx.other_sites and ("chr10", CYP2C9_86[1]) not in idx.other_sites
 
 
-@pytest.mark.xfail(strict=True, reason="needs genotypes/vcf_reader.py evidence_sites to skip Site.interpolated")
 def test_interpolated_positions_are_no_build_evidence():
     from permed.genotypes.locus_index import GRCH37
     from permed.genotypes.vcf_reader import evidence_sites
@@ -437,3 +436,19 @@ def test_the_unmapped_positions_page_is_current():
 
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "grch37_unmapped.py"), "--check"])
     assert res.returncode == 0, "docs/grch37-unmapped.md is stale: run scripts/grch37_unmapped.py"
+
+
+def test_an_interpolated_position_is_never_filled_nor_read_from_a_reference_block(tmp_path):
+    """Its GRCh37 base is only assumed: --missing-to-ref leaves rs57700608 missing (other positions are filled),
+    and a gVCF reference block over it is not used, with the reason."""
+    p = write_vcf(tmp_path / "x.vcf", rec("chr10", 96521657, "C", "T", "0/1"), header=HEADER37)
+    call = match([p], genes=("CYP2C19",), missing_to_ref=True).call(0, "CYP2C19")
+    ev = {e.position: e for e in call.evidence}
+    assert RS57700608[0] in call.missing_positions and ev[RS57700608[0]].status != "reference_filled"
+    assert ev[RS3758581[0]].status == "reference_filled"
+    header = HEADER37 + '##INFO=<ID=END,Number=1,Type=Integer,Description="End">\n'
+    body = (rec("chr10", 96521657, "C", "T", "0/1")
+            + rec("chr10", RS57700608[1] - 5, "T", "<NON_REF>", "0/0", info=f"END={RS57700608[1] + 5}"))
+    cs = match([write_vcf(tmp_path / "y.vcf", body, header=header)], genes=("CYP2C19",))
+    assert RS57700608[0] in cs.call(0, "CYP2C19").missing_positions
+    assert any("interpolated" in m for m in cs.inputs[0].position_warnings[f"chr10:{RS57700608[0]}"])

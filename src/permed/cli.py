@@ -240,7 +240,7 @@ def cohort_cmd(
         TimeRemainingColumn,
     )
 
-    from permed.biobank.output import CohortTables
+    from permed.biobank.output import write_cohort_blocks
     from permed.biobank.populations import read_populations
     from permed.engine import Inputs
     from permed.options import Options
@@ -271,23 +271,23 @@ def cohort_cmd(
 
         run_inputs = Inputs.of(vcfs=list(inputs), outside_calls=list(outside_calls or []),
                                outside_calls_format=outside_calls_format)
-        result = engine(kb_path).run(run_inputs, options, progress=tick, executor=executor)
-        progress.update(task, description="writing")
-        written = CohortTables(result, pops).write(out)
+        # blocks of samples are written as they are called: the whole cohort is never held at once
+        blocks = engine(kb_path).stream(run_inputs, options, progress=tick, executor=executor)
+        written = write_cohort_blocks(blocks, out, pops)
         progress.update(task, description="done")
-    for w in result.phenotypes.outside_warnings:
+    for w in written.outside_warnings:
         err.print(f"permed: warning: {w}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
-        n = len(result.samples)
+        n = written.n_samples
         elapsed = time.perf_counter() - t0
         rate = n / max(elapsed, 1e-9)
-        names = ", ".join(p.name for p in written)
-        err.print(f"permed: {n} samples x {len(result.genes)} genes in {elapsed:.1f} s "
+        names = ", ".join(p.name for p in written.paths)
+        err.print(f"permed: {n} samples x {len(written.genes)} genes in {elapsed:.1f} s "
                   f"({rate:.0f} samples/s) -> {out}/ ({names})" if rate >= 10 else
-                  f"permed: {n} sample(s) x {len(result.genes)} genes in {elapsed:.1f} s -> {out}/ ({names})",
+                  f"permed: {n} sample(s) x {len(written.genes)} genes in {elapsed:.1f} s -> {out}/ ({names})",
                   markup=False, highlight=False)
-        if pops and pops.unassigned(result.samples):
-            err.print(f"permed: warning: {pops.unassigned(result.samples)} sample(s) not in {populations} "
+        if written.unassigned:
+            err.print(f"permed: warning: {written.unassigned} sample(s) not in {populations} "
                       "are grouped as (unassigned)", markup=False)
 
 

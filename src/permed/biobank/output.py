@@ -3,21 +3,29 @@ frequencies.parquet, summary.html (and samples.parquet with the population table
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from permed.biobank.frequencies import frequency_table
-from permed.biobank.populations import Populations, overall
+from permed.biobank.frequencies import FrequencyCounts, frequency_table
+from permed.biobank.populations import Grouping, Populations, overall
 from permed.biobank.tables import CALLS_SCHEMA, DistinctRows, calls_batches, distinct_rows, file_metadata
 from permed.engine.result import Result
 from permed.report.calls_tsv import DATA_LICENCE
 from permed.staging import StagedOutput
 
 # fixed writer settings: the same cohort gives the same bytes
-_PARQUET = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
+_PARQUET = {"compression": "zstd", "use_dictionary": True}
+# min/max statistics where queries filter (DuckDB skips row groups by them); computing them for every text
+# and list column cost a third of the writing time
+_CALLS_STATISTICS = ["sample", "gene", "status", "phenotype", "match_score", "n_missing"]
 
 
 class CohortTables:
@@ -56,17 +64,20 @@ class CohortTables:
         if not self.populations:
             return None
         samples = self.result.samples
-        return pa.table({"sample": samples, **{
-            level: [self.populations.table.get(s, {}).get(level) for s in samples]
+        return pa.table({"sample": pa.array(samples, pa.string()), **{
+            level: pa.array([self.populations.table.get(s, {}).get(level) for s in samples], pa.string())
             for level in self.populations.levels}}).replace_schema_metadata(self.metadata)
 
     @cached_property
     def frequencies(self) -> pa.Table:
         """Allele, diplotype and phenotype counts per gene, overall and per population group."""
-        samples = self.result.samples
-        groupings = [overall(samples)] + (self.populations.groupings(samples) if self.populations else [])
-        freq = frequency_table(self.result.phenotypes.genes, self.rows, groupings)
+        freq = frequency_table(self.result.phenotypes.genes, self.rows, self.groupings)
         return freq.replace_schema_metadata(self.metadata)
+
+    @property
+    def groupings(self) -> list[Grouping]:
+        samples = self.result.samples
+        return [overall(samples)] + (self.populations.groupings(samples) if self.populations else [])
 
     def to_polars(self) -> dict:
         """The tables as polars DataFrames (needs the polars package)."""
@@ -82,24 +93,111 @@ class CohortTables:
 
 
 def write_cohort(tables: CohortTables, out_dir: Path) -> list[Path]:
+    return write_cohort_blocks([tables.result], Path(out_dir), tables.populations, tables.block).paths
+
+
+class RowGroups:
+    """calls.parquet's row groups: `rows` rows each, whatever blocks the rows arrived in, each with its own
+    sorted dictionaries; so the file's bytes do not depend on workers, blocks or chunk sizes."""
+
+    def __init__(self, schema: pa.Schema, rows: int):
+        self.schema, self.rows = schema, max(1, rows)
+        self.pending: list[pa.RecordBatch] = []
+        self.count = 0
+
+    def add(self, batch: pa.RecordBatch):
+        while batch.num_rows:
+            take = min(batch.num_rows, self.rows - self.count)
+            self.pending.append(batch.slice(0, take))
+            self.count += take
+            batch = batch.slice(take)
+            if self.count == self.rows:
+                yield self._group()
+
+    def finish(self):
+        if self.count:
+            yield self._group()
+
+    def _group(self) -> pa.Table:
+        table = pa.Table.from_batches(self.pending, schema=self.schema).combine_chunks()
+        self.pending, self.count = [], 0
+        return pa.table([canonical_dictionary(c.chunk(0)) if c.num_chunks else c for c in table.columns],
+                        schema=self.schema)
+
+
+def canonical_dictionary(column: pa.Array) -> pa.Array:
+    """A dictionary column re-encoded over the values it uses, sorted (other columns unchanged)."""
+    if not pa.types.is_dictionary(column.type):
+        return column
+    indices = column.indices.to_numpy(zero_copy_only=False)
+    used = np.flatnonzero(np.bincount(indices, minlength=len(column.dictionary)))
+    values = column.dictionary.take(pa.array(used))
+    order = np.asarray(pc.sort_indices(values))
+    remap = np.empty(len(column.dictionary), dtype=np.int32)
+    remap[used[order]] = np.arange(len(used), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(remap[indices]), values.take(pa.array(order)))
+
+
+@dataclass
+class CohortWritten:
+    paths: list[Path]
+    n_samples: int
+    genes: list[str]
+    outside_warnings: list[str]  # each once, in the order the blocks met them
+    unassigned: int  # samples without a population group
+
+
+def write_cohort_blocks(results: Iterable[Result], out_dir: Path, populations: Populations | None = None,
+                        block: int = 10_000) -> CohortWritten:
+    """Write a cohort's files from its Results, one block of samples at a time (`Engine.stream`): rows go to
+    calls.parquet (and samples.parquet) as each block arrives, in row groups of `block` samples; frequencies
+    are counted per block and summed, so no step needs the whole cohort in memory."""
     from permed.biobank.summary import render_summary, summary_context
 
-    result = tables.result
-    with StagedOutput(out_dir) as out:
-        schema = tables.schema
-        with pq.ParquetWriter(out.path("calls.parquet"), schema, **_PARQUET) as w:
+    counts = FrequencyCounts()
+    n = unassigned = 0
+    warnings: dict[str, None] = {}
+    first: CohortTables | None = None
+    with StagedOutput(Path(out_dir)) as out, ExitStack() as writers:
+        calls_w = samples_w = None
+        for result in results:
+            tables = CohortTables(result, populations, block)
+            if first is None:
+                first = tables
+                groups = RowGroups(tables.schema, block * len(result.phenotypes.genes))
+                calls_w = writers.enter_context(pq.ParquetWriter(out.path("calls.parquet"), tables.schema,
+                                                                 **_PARQUET, write_statistics=_CALLS_STATISTICS))
+                if tables.samples is not None:
+                    sample_groups = RowGroups(tables.samples.schema, block)
+                    samples_w = writers.enter_context(pq.ParquetWriter(
+                        out.path("samples.parquet"), tables.samples.schema, **_PARQUET, write_statistics=True))
             for batch in tables.call_batches():
-                w.write_table(pa.Table.from_batches([batch], schema=schema), row_group_size=len(batch) or 1)
-        if tables.samples is not None:
-            pq.write_table(tables.samples, out.path("samples.parquet"), **_PARQUET)
-        freq = tables.frequencies
-        pq.write_table(freq, out.path("frequencies.parquet"), **_PARQUET)
+                for group in groups.add(batch):
+                    calls_w.write_table(group, row_group_size=group.num_rows or 1)
+            if samples_w is not None:
+                for batch in tables.samples.to_batches():
+                    for group in sample_groups.add(batch):
+                        samples_w.write_table(group)
+            counts.add(result.phenotypes.genes, tables.rows, tables.groupings)
+            n += len(result.samples)
+            unassigned += populations.unassigned(result.samples) if populations else 0
+            warnings.update(dict.fromkeys(result.phenotypes.outside_warnings))
+        if first is None:
+            raise ValueError("no results to write")
+        for group in groups.finish():
+            calls_w.write_table(group, row_group_size=group.num_rows or 1)
+        for group in sample_groups.finish() if samples_w is not None else ():
+            samples_w.write_table(group)
+        writers.close()
+        result = first.result
+        freq = counts.table().replace_schema_metadata(first.metadata)
+        pq.write_table(freq, out.path("frequencies.parquet"), **_PARQUET, write_statistics=True)
         info = {"kb_version": result.kb.kb_version, "licence": DATA_LICENCE,
                 "inputs": ", ".join(i.file for i in result.calls.inputs)}
-        html = render_summary(summary_context(freq, len(result.samples), result.phenotypes.genes, info))
+        html = render_summary(summary_context(freq, n, result.phenotypes.genes, info))
         out.path("summary.html").write_text(html, encoding="utf-8")
         final = out.commit()
         stale = Path(out_dir) / "samples.parquet"
-        if tables.samples is None and stale.exists():
+        if populations is None and stale.exists():
             stale.unlink()  # a population table from an earlier run would mislead queries
-        return final
+        return CohortWritten(final, n, list(result.phenotypes.genes), list(warnings), unassigned)

@@ -122,14 +122,15 @@ def calls_batches(result: Result, rows: DistinctRows, block: int = 10_000):
     for name in CALLS_SCHEMA.names[2:]:
         if CALLS_SCHEMA.field(name).type == _TEXT:
             dicts[name] = _dictionary(rows.table.column(name).to_pylist())
-    sample_dict = pa.array(callset.samples, pa.string())
     gene_dict = pa.array(genes, pa.string())
     for start in range(0, n, block):
         stop = min(n, start + block)
         keys = key_matrix[start:stop].reshape(-1)
         cols = {
+            # each row group's dictionary holds its own samples only (not the whole cohort's names again)
             "sample": pa.DictionaryArray.from_arrays(
-                pa.array(np.repeat(np.arange(start, stop, dtype=np.int32), g)), sample_dict),
+                pa.array(np.repeat(np.arange(stop - start, dtype=np.int32), g)),
+                pa.array(callset.samples[start:stop], pa.string())),
             "gene": pa.DictionaryArray.from_arrays(pa.array(np.tile(np.arange(g, dtype=np.int32), stop - start)),
                                                    gene_dict),
         }

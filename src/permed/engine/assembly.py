@@ -33,8 +33,9 @@ class Assembly:
     """Choose, for every sample and gene, the call from the best source; vectorised over samples."""
 
     def __init__(self, kb: KnowledgeBase, options: Options, genes: list[str], names: list[str],
-                 file_samples: list[tuple[str, ...]]):
+                 file_samples: list[tuple[str, ...]], start: int = 0):
         self.kb, self.options, self.genes = kb, options, genes
+        self.start = start  # a block of a streamed run: file_samples are each file's samples from here
         self.names = names  # how reports name each input file
         self.samples: list[str] = []
         index: dict[str, int] = {}
@@ -86,7 +87,7 @@ class Assembly:
             lst = pw.setdefault(key, [])
             lst.extend(m for m in msgs if m not in lst)
         for ch in r.chunks:
-            gidx = self.file_index[fi][ch.offset:ch.offset + ch.n]
+            gidx = self.file_index[fi][ch.offset - self.start:ch.offset - self.start + ch.n]
             for (si, key), msgs in ch.sample_warnings.items():
                 lst = self.sample_warnings.setdefault(int(gidx[si]), {}).setdefault(key, [])
                 lst.extend(m for m in msgs if m not in lst)

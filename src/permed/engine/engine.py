@@ -9,7 +9,8 @@ patient is a cohort of one and every path makes the same calls. Each stage is al
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from permed.advice.advice_set import AdviceSet
@@ -19,8 +20,9 @@ from permed.engine.assembly import CYP2D6, Assembly
 from permed.engine.executors import local_executor
 from permed.engine.inputs import Inputs, VcfInput
 from permed.engine.result import Result
-from permed.engine.units import plan_units, read_options
+from permed.engine.units import file_regions, plan_units, read_options, stream_blocks
 from permed.errors import ConfigurationError, OutsideCallsError
+from permed.genotypes.files import file_sha256
 from permed.genotypes.imputed import reader_for
 from permed.kb.load import load_kb
 from permed.kb.model import KnowledgeBase
@@ -92,22 +94,74 @@ class Engine:
         """Read the VCF/BCF inputs and call every gene of every sample (no VCF: a patient per sample the
         outside-call files name, or else one named after the patient; no calls)."""
         options = options or Options()
-        genes = self.genes(options)
         if not inputs.vcfs:
-            named = (outside or self.read_outside_calls(inputs)).samples if inputs.outside_calls else []
-            return CallSet.empty(self.kb, named or [inputs.default_patient()], options)
+            return self._no_vcf_calls(inputs, options, outside)
+        plan = self._plan(inputs, options)
+        units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                           regions=plan.regions)
+        if progress:
+            progress(total=sum(u.n_samples for u in units))
+        assembly = Assembly(self.kb, options, plan.genes, plan.names, plan.file_samples)
+        for r in (executor or local_executor)(units, self.kb, options, progress):
+            assembly.add(r)
+        return assembly.finish(plan.paths, [v.sha256 for v in inputs.vcfs])
+
+    def stream(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
+               executor=None) -> Iterator[Result]:
+        """`run` for a cohort, a block of samples at a time: each block's Result (calls and phenotypes of its
+        samples) as soon as its units are done, so that rows can be written while later blocks are read and the
+        caller never holds the whole cohort. Blocks are consecutive samples in file order; files with
+        different sample lists make a single block."""
+        options = options or Options()
+        if not inputs.vcfs and not inputs.outside_calls:
+            raise ConfigurationError("no input files: give VCF/BCF paths, --outside-calls or --example")
+        outside = self.read_outside_calls(inputs)
+        if not inputs.vcfs:
+            yield self._result(self._no_vcf_calls(inputs, options, outside), outside, options)
+            return
+        plan = self._plan(inputs, options)
+        n = len(plan.file_samples[0])
+        if any(fs != plan.file_samples[0] for fs in plan.file_samples[1:]):
+            blocks = [None]  # samples spread over files differently: assembled as one block
+            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                               regions=plan.regions)
+        else:
+            blocks = stream_blocks(n, options, sum(len(r) for r in plan.regions))
+            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                               blocks=blocks, regions=plan.regions)
+        if progress:
+            progress(total=sum(u.n_samples for u in units))
+        # every file's checksum once (a block's InputInfo would otherwise hash its file again)
+        sha = [v.sha256 or file_sha256(p) for v, p in zip(inputs.vcfs, plan.paths)]
+        known = set(plan.file_samples[0]).union(*plan.file_samples[1:])
+        results = (executor or local_executor)(units, self.kb, options, progress)
+        for block in blocks:
+            a, b = block or (0, n)
+            fs = [s[a:b] for s in plan.file_samples] if block else plan.file_samples
+            assembly = Assembly(self.kb, options, plan.genes, plan.names, fs, start=a if block else 0)
+            for _ in range(sum(1 for u in units if block is None or _unit_block(u, n) == block)):
+                assembly.add(next(results))
+            calls = assembly.finish(plan.paths, sha)
+            yield self._result(calls, outside, options, known)
+
+    def _result(self, calls: CallSet, outside: OutsideCallsRead, options: Options,
+                known: set[str] | None = None) -> Result:
+        phenotypes = interpret(calls, None, self.phenotyper, read=outside, known_samples=known)
+        return Result(kb=self.kb, options=options, calls=calls, phenotypes=phenotypes, advice=None)
+
+    def _no_vcf_calls(self, inputs: Inputs, options: Options, outside: OutsideCallsRead | None) -> CallSet:
+        named = (outside or self.read_outside_calls(inputs)).samples if inputs.outside_calls else []
+        return CallSet.empty(self.kb, named or [inputs.default_patient()], options)
+
+    def _plan(self, inputs: Inputs, options: Options) -> _Plan:
         _check_distinct(inputs.vcfs)
+        genes = self.genes(options)
         vcf_genes = [g for g in genes if g != CYP2D6 or options.cyp2d6_from_vcf]
         paths = [Path(v.path) for v in inputs.vcfs]
         labels = [v.message_label for v in inputs.vcfs]
         file_samples = [self.sample_names(v, options) for v in inputs.vcfs]
-        units = plan_units(paths, labels, self.kb, vcf_genes, options, file_samples)
-        if progress:
-            progress(total=sum(u.n_samples for u in units))
-        assembly = Assembly(self.kb, options, genes, [v.report_name for v in inputs.vcfs], file_samples)
-        for r in (executor or local_executor)(units, self.kb, options, progress):
-            assembly.add(r)
-        return assembly.finish(paths, [v.sha256 for v in inputs.vcfs])
+        regions = [file_regions(p, label, self.kb, vcf_genes, options) for p, label in zip(paths, labels)]
+        return _Plan(genes, vcf_genes, paths, labels, [v.report_name for v in inputs.vcfs], file_samples, regions)
 
     def interpret(self, calls: CallSet, outside_calls: list[Path | OutsideCallsText] | OutsideCallsRead = (),
                   outside_calls_format: str | None = None) -> PhenotypeSet:
@@ -135,6 +189,21 @@ class Engine:
         phenotypes = self.interpret(calls, outside)
         advice = self.advise(phenotypes, meds) if options.advice else None
         return Result(kb=self.kb, options=options, calls=calls, phenotypes=phenotypes, advice=advice)
+
+
+@dataclass
+class _Plan:
+    genes: list[str]  # reported genes
+    vcf_genes: list[str]  # genes called from the VCF data
+    paths: list[Path]
+    labels: list[str]  # how messages name each file
+    names: list[str]  # how reports name each file
+    file_samples: list[tuple[str, ...]]
+    regions: list[list[list[str] | None]]  # per file: its record units (file_regions)
+
+
+def _unit_block(unit, n: int) -> tuple[int, int]:
+    return unit.samples or (0, n)
 
 
 def _check_exist(sources: list[Path | OutsideCallsText]) -> None:

@@ -61,35 +61,68 @@ class UnitResult:
 
 
 AUTO_SPLIT_SAMPLES = 20_000  # below this, a second pass over the file costs more than it saves
+MAX_BLOCK = 100_000  # a streamed cohort run holds at most this many samples' results in its main process
+
+
+def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[tuple[int, int] | None]:
+    """How a file of `n` samples is cut into sample slices: `options.split_samples` each when given; else
+    one per worker for a big file that has fewer record units than workers; else the whole file."""
+    step = None
+    if options.split_samples and n > options.split_samples:
+        step = options.split_samples
+    elif options.workers > 1 and n_regions < options.workers and n >= AUTO_SPLIT_SAMPLES:
+        # a big file that cannot be split by records (no index, one chromosome): one sample slice per
+        # worker; each re-reads the records but decodes only its samples (measured: issue 16)
+        step = -(-n // options.workers)
+    return [(a, min(n, a + step)) for a in range(0, n, step)] if step else [None]
+
+
+def stream_blocks(n: int, options: Options, n_regions: int = 1) -> list[tuple[int, int]]:
+    """Sample blocks of a streamed cohort run: the slices above, cut further to at most MAX_BLOCK samples
+    so that the main process's memory does not grow with the cohort (each block re-reads its file's
+    records: a pass without decoding other samples' genotypes, ~2% of a 100,000-sample read)."""
+    out = []
+    for sl in sample_slices(n, options, n_regions):
+        a, b = sl or (0, n)
+        pieces = max(1, -(-(b - a) // MAX_BLOCK))
+        step = max(1, -(-(b - a) // pieces))
+        out.extend((x, min(b, x + step)) for x in range(a, max(b, a + 1), step))
+    return out
+
+
+def file_regions(path: Path, label: str, kb: KnowledgeBase, genes: list[str], options: Options
+                 ) -> list[list[str] | None]:
+    """One region per chromosome that has records (indexed files, when splitting by records pays);
+    a file without any keeps a single unit."""
+    if not (options.parallel_regions or options.workers > 1):
+        return [None]
+    present = reader_for(path, kb, genes, read_options(options), label=label).chromosomes_with_records()
+    return [[c] for c in present or []] or [None]
 
 
 def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: list[str], options: Options,
-               file_samples: list[tuple[str, ...]]) -> list[Unit]:
-    """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice
-    (`options.split_samples` samples each, when given; else one per worker for a big file that has fewer
-    record units than workers)."""
+               file_samples: list[tuple[str, ...]], blocks: list[tuple[int, int]] | None = None,
+               regions: list[list[list[str] | None]] | None = None) -> list[Unit]:
+    """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice.
+
+    `regions`: each file's `file_regions`, when already known. With `blocks` (files sharing one sample
+    list), every file is cut into those sample slices and units come
+    block by block, so that a block is complete as soon as its units are."""
+    if regions is None:
+        regions = [file_regions(p, label, kb, genes, options) for p, label in zip(paths, labels)]
+    if blocks is not None:
+        work = [(fi, sl) for sl in blocks for fi in range(len(paths))]
+    else:
+        work = [(fi, sl) for fi in range(len(paths))
+                for sl in sample_slices(len(file_samples[fi]), options, len(regions[fi]))]
     units = []
-    by_region = options.parallel_regions or options.workers > 1
-    for fi, (p, label) in enumerate(zip(paths, labels)):
-        regions: list[list[str] | None] = [None]
-        if by_region:
-            # one unit per chromosome that has records; a file without any keeps a single unit
-            present = reader_for(p, kb, genes, read_options(options), label=label).chromosomes_with_records()
-            regions = [[c] for c in present or []] or [None]
+    for fi, sl in work:
         n = len(file_samples[fi])
-        slices: list[tuple[int, int] | None] = [None]
-        if options.split_samples and n > options.split_samples:
-            step = options.split_samples
-            slices = [(a, min(n, a + step)) for a in range(0, n, step)]
-        elif options.workers > 1 and len(regions) < options.workers and n >= AUTO_SPLIT_SAMPLES:
-            # a big file that cannot be split by records (no index, one chromosome): one sample slice per
-            # worker; each re-reads the records but decodes only its samples (measured: issue 16)
-            step = -(-n // options.workers)
-            slices = [(a, min(n, a + step)) for a in range(0, n, step)]
-        for region in regions:
+        sl = None if sl == (0, n) else sl
+        for region in regions[fi]:
             gs = genes if region is None else [g for g in genes if kb.genes[g].chromosome == region[0]]
-            for sl in slices:
-                units.append(Unit(fi, p, label, gs, region, options.chunk_size, sl, (sl[1] - sl[0]) if sl else n))
+            units.append(Unit(fi, paths[fi], labels[fi], gs, region, options.chunk_size, sl,
+                              (sl[1] - sl[0]) if sl else n))
     return units
 
 

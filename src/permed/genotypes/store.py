@@ -6,6 +6,7 @@ ones, so that the calling pass can work on one chunk of samples at a time with b
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -67,10 +68,16 @@ def allelic_depths(ad: np.ndarray, n: int) -> np.ndarray:
 
 
 class RecordStore:
+    """Kept records with their per-sample arrays. Above SPILL_SAMPLES samples the arrays are appended to
+    one temporary file (a .npy per record cost a file open per record and chunk: ~1 s at 100,000 samples)
+    and each chunk reads back its own rows of each array."""
+
     def __init__(self, n_samples: int):
         self.n = n_samples
         self.items: list[tuple[StoredRecord, dict]] = []
         self._dir: Path | None = None
+        self._file = None  # the spill file, open for appending while records are added
+        self._size = 0
 
     def add(self, rec: StoredRecord, gts, ps_raw, ad_raw, reasons: np.ndarray | None = None) -> None:
         arrays = {}
@@ -83,33 +90,63 @@ class RecordStore:
         if ad_raw is not None:
             arrays["ad"] = allelic_depths(ad_raw, self.n)
         if self.n > SPILL_SAMPLES and arrays:
-            if self._dir is None:
-                self._dir = Path(tempfile.mkdtemp(prefix="permed-records-"))
-            stored = {}
-            for k, a in arrays.items():
-                path = self._dir / f"{len(self.items)}-{k}.npy"
-                np.save(path, a)
-                stored[k] = path
-            arrays = stored
+            arrays = {k: self._spill(_compact(k, a)) for k, a in arrays.items()}
         self.items.append((rec, arrays))
+
+    def _spill(self, a: np.ndarray) -> _Spilled:
+        if self._file is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="permed-records-"))
+            self._file = open(self._dir / "arrays.bin", "w+b")  # noqa: SIM115 - open until the pass ends
+        a = np.ascontiguousarray(a)
+        self._file.write(a.data)
+        where = _Spilled(self._size, a.dtype, a.shape)
+        self._size += a.nbytes
+        return where
 
     def records(self, chunk: slice):
         """(record, (gt, phased) or None, phase sets or None, allelic depths or None, reasons or None) for a
         sample chunk (reasons: per sample, why a call from probabilities was not made; see probabilities.py)."""
+        fd = None
+        if self._file is not None:
+            self._file.flush()
+            fd = self._file.fileno()
         for rec, arrays in self.items:
-            part = {k: _slice(v, chunk) for k, v in arrays.items()}
+            part = {k: _slice(v, chunk, fd) for k, v in arrays.items()}
             gts = (part["gt"], part["phased"]) if "gt" in part else None
             yield rec, gts, part.get("ps"), part.get("ad"), part.get("why")
 
     def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
 
-def _slice(v, chunk: slice) -> np.ndarray:
-    if isinstance(v, Path):
-        return np.array(np.load(v, mmap_mode="r")[chunk])
+@dataclass(frozen=True)
+class _Spilled:
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def _compact(kind: str, a: np.ndarray) -> np.ndarray:
+    """Alleles fit 8 bits in all but pathological records: half the bytes to write and read back."""
+    if kind == "gt" and a.dtype == np.int16 and a.size and -128 <= a.min() and a.max() <= 127:
+        return a.astype(np.int8)
+    return a
+
+
+def _slice(v, chunk: slice, fd: int | None) -> np.ndarray:
+    if isinstance(v, _Spilled):
+        # the chunk's rows are one byte range of the record's array: read just those (a memory map would
+        # keep every page read so far in the process's resident memory)
+        start, stop, _ = chunk.indices(v.shape[0])
+        row = (int(np.prod(v.shape[1:])) if len(v.shape) > 1 else 1) * v.dtype.itemsize
+        data = os.pread(fd, (stop - start) * row, v.offset + start * row)
+        part = np.frombuffer(data, dtype=v.dtype).reshape((stop - start, *v.shape[1:]))
+        return part.astype(np.int16) if v.dtype == np.int8 else part.copy()
     return v[chunk]
 
 

@@ -392,7 +392,8 @@ def _build_warnings(gg: GeneGenotypes) -> list[Message]:
         return []
     return [Message(name="grch37-unmapped-positions", text=(
         f"The input was read as {gg.build}: {gg.unmapped} of this gene's {len(gg.definition.loci)} definition "
-        f"positions have no {gg.build} position in the knowledge base's mapping (PyPGx's variant table) and are "
+        f"positions have no {gg.build} position in the knowledge base's mapping (PyPGx's variant table and SNVs "
+        "interpolated between its positions) and are "
         "missing (never filled as reference); variants there cannot be seen."))]
 
 

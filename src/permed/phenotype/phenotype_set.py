@@ -144,10 +144,11 @@ def read_all_outside_calls(paths: list[Path | OutsideCallsText], ph: Phenotyper,
 
 def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = None,
               phenotyper: Phenotyper | None = None, outside_calls_format: str | None = None,
-              read: OutsideCallsRead | None = None) -> PhenotypeSet:
+              read: OutsideCallsRead | None = None, known_samples: set[str] | None = None) -> PhenotypeSet:
     """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
     the VCF-based report of their gene: PharmCAT-format calls for every sample of the call set, callers'
-    files (Cyrius, Aldy, StellarPGx, PyPGx) for the sample each row names."""
+    files (Cyrius, Aldy, StellarPGx, PyPGx) for the sample each row names. `known_samples`: every sample of
+    the run when the call set holds a block of them (rows for other blocks' samples are not "not in the VCF")."""
     ph = phenotyper or Phenotyper(callset.kb)
     # the table repeats a call object once per chunk it was chosen in: interpret each object once
     seen: dict[int, GeneReport] = {}
@@ -213,7 +214,7 @@ def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = Non
         if gene not in choice:
             genes.append(gene)
         choice[gene] = new
-        extra = [s for s in oc.samples if s not in index and gene in oc.per_sample[s]]
+        extra = [s for s in oc.samples if s not in (known_samples or index) and gene in oc.per_sample[s]]
         if extra:
             shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             warnings.append(f"{', '.join(files)}: {gene} row(s) for {len(extra)} sample(s) not in the VCF ignored: "
