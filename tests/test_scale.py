@@ -138,3 +138,19 @@ def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, 
     for name in ("two", "slices"):
         for t in ("calls", "frequencies"):
             assert outs[name][t].equals(outs["one"][t]), (name, t)
+
+
+def test_lowest_function_gene_whose_strands_match_no_allele_is_called(tmp_path):
+    """RYR1 (lowest-function gene) in a cohort run: when every pattern has a strand carrying two variants in cis
+    (no single named allele), the vectorised path hands them all to the decision flow (it used to crash)."""
+    from helpers import HEADER, match, rec, write_vcf
+
+    body = (rec("chr19", 38433867, "T", "G", "1|0", "1|0") + rec("chr19", 38440796, "A", "G", "1|0", "0|0")
+            + rec("chr19", 38440802, "T", "C", "0|0", "1|0"))
+    p = write_vcf(tmp_path / "ryr1.vcf", body, samples=("A", "B"),
+                  header=HEADER + "##contig=<ID=chr19,length=58617616>\n")
+    cohort = match([p], genes=("RYR1",), evidence=False)
+    single = match([p], genes=("RYR1",))
+    for i in range(2):
+        assert cohort.call(i, "RYR1").source_diplotypes == single.call(i, "RYR1").source_diplotypes
+    assert cohort.call(0, "RYR1").source_diplotypes == ["[c.38T>G + c.97A>G] (heterozygous)"]

@@ -321,7 +321,7 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         keep = ok[sel]
         sel, strands, mask_id = sel[keep], strands[keep], mask_id[keep]
         if not len(sel):
-            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool), masks
+            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool)
     key_loci = [li for li, loc in enumerate(gdef.loci) if loc.rsid in KEY_RSIDS]
     s = sel
     facts = [
