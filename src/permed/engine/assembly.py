@@ -62,11 +62,19 @@ class Assembly:
         self.notices: dict[int, list[str]] = {}
         self.position_warnings: dict[int, dict[str, list[str]]] = {}
 
-    def _intern(self, calls: list[GeneCall]) -> np.ndarray:
+    def _intern(self, calls: list[GeneCall | str]) -> np.ndarray:
         """Table index of each call; equal calls from different chunks, units or workers share one
-        entry (thousands of distinct genotype patterns come down to far fewer distinct calls)."""
+        entry (thousands of distinct genotype patterns come down to far fewer distinct calls). Calls from
+        another process arrive as their JSON text (`UnitResult.portable`): only new ones are re-created."""
         out = np.empty(len(calls), dtype=np.int32)
         for i, c in enumerate(calls):
+            if isinstance(c, str):
+                k = self._by_content.get(c)
+                if k is None:
+                    k = self._by_content[c] = len(self.table)
+                    self.table.append(GeneCall.model_validate_json(c))
+                out[i] = k
+                continue
             k = self._by_id.get(id(c))
             if k is None:
                 key = c.model_dump_json()

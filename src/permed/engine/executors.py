@@ -25,7 +25,11 @@ def _init_worker(kb: KnowledgeBase, options: Options) -> None:
 
 
 def _run_in_worker(unit: Unit) -> UnitResult:
-    return run_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"])
+    return run_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"]).portable()
+
+
+def _run_portable(unit: Unit, kb: KnowledgeBase, options: Options) -> UnitResult:
+    return run_unit(unit, kb, options).portable()
 
 
 IN_FLIGHT_PER_WORKER = 2  # units submitted ahead per worker: workers never wait, finished results stay few
@@ -82,7 +86,7 @@ def dask_executor(address: str, timeout: float = DASK_CONNECT_TIMEOUT):
         try:
             # the KB travels once per worker, not once per unit
             [kb_future] = client.scatter([kb], broadcast=True, hash=False)
-            futures = [client.submit(run_unit, u, kb_future, options, pure=False,
+            futures = [client.submit(_run_portable, u, kb_future, options, pure=False,
                                      priority=int(unit_cost(u) // 1024), key=f"permed-unit-{i}-{id(units)}")
                        for i, u in enumerate(units)]
             position = {f.key: i for i, f in enumerate(futures)}
