@@ -408,17 +408,25 @@ def test_streamed_blocks_write_what_the_whole_cohort_writes(tmp_path):
     assert d6[("HG00097", "CYP2D6")]["status"] == "outside_call_unusable"  # Cyrius made no call
 
 
-def test_stream_blocks_are_bounded_and_aligned():
-    """Blocks never exceed MAX_BLOCK samples (the main process's memory does not grow with the cohort); with
-    workers, a big file is cut into at least one block per worker."""
-    from permed.engine.units import MAX_BLOCK, stream_blocks
+def test_one_worker_reads_each_file_once_and_streams_blocks(tmp_path, monkeypatch):
+    """One worker, no --split-samples: every file is read once, its chunks side by side with the other files',
+    and blocks of at most MAX_BLOCK samples are assembled as they come; the files written equal the whole
+    cohort's."""
+    import permed.engine.engine as engine_module
+    import permed.engine.units as units_module
+    from permed.biobank.output import CohortTables, write_cohort_blocks
+    from permed.engine import Engine, Inputs
     from permed.options import Options
 
-    for n, opts in ((3202, Options()), (250_000, Options()), (500_000, Options(workers=2)),
-                    (100_000, Options(workers=2)), (10_000, Options(split_samples=3000))):
-        blocks = stream_blocks(n, opts)
-        assert blocks[0][0] == 0 and blocks[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
-        assert all(0 < b - a <= MAX_BLOCK for a, b in blocks)
-    assert len(stream_blocks(100_000, Options(workers=2))) == 2
-    assert stream_blocks(10_000, Options(split_samples=3000))[0] == (0, 3000)
+    opened = []
+    real = units_module.reader_for
+    monkeypatch.setattr(units_module, "reader_for", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(engine_module, "MAX_BLOCK", 1000)
+    engine, inputs = Engine(), Inputs.of(vcfs=FILES)
+    blocks = list(engine.stream(inputs, Options(evidence=False, advice=False, chunk_size=300)))
+    assert [len(b.samples) for b in blocks] == [900, 900, 900, 502]
+    assert sorted(opened) == sorted(FILES)  # one pass per file
+    write_cohort_blocks(iter(blocks), tmp_path / "streamed")
+    CohortTables(engine.run(inputs, Options(evidence=False, advice=False))).write(tmp_path / "whole")
+    for name in ("calls.parquet", "frequencies.parquet", "summary.html"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "streamed" / name).read_bytes(), name

@@ -20,7 +20,15 @@ from permed.engine.assembly import CYP2D6, Assembly
 from permed.engine.executors import local_executor
 from permed.engine.inputs import Inputs, VcfInput
 from permed.engine.result import Result
-from permed.engine.units import file_regions, plan_units, read_options, stream_blocks
+from permed.engine.units import (
+    MAX_BLOCK,
+    UnitResult,
+    file_regions,
+    iter_unit,
+    plan_units,
+    read_options,
+    sample_slices,
+)
 from permed.errors import ConfigurationError, OutsideCallsError
 from permed.genotypes.files import file_sha256
 from permed.genotypes.imputed import reader_for
@@ -121,28 +129,70 @@ class Engine:
             return
         plan = self._plan(inputs, options)
         n = len(plan.file_samples[0])
-        if any(fs != plan.file_samples[0] for fs in plan.file_samples[1:]):
-            blocks = [None]  # samples spread over files differently: assembled as one block
-            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
-                               regions=plan.regions)
-        else:
-            blocks = stream_blocks(n, options, sum(len(r) for r in plan.regions))
-            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
-                               blocks=blocks, regions=plan.regions)
-        if progress:
-            progress(total=sum(u.n_samples for u in units))
         # every file's checksum once (a block's InputInfo would otherwise hash its file again)
         sha = [v.sha256 or file_sha256(p) for v, p in zip(inputs.vcfs, plan.paths)]
         known = set(plan.file_samples[0]).union(*plan.file_samples[1:])
-        results = (executor or local_executor)(units, self.kb, options, progress)
-        for block in blocks:
-            a, b = block or (0, n)
-            fs = [s[a:b] for s in plan.file_samples] if block else plan.file_samples
-            assembly = Assembly(self.kb, options, plan.genes, plan.names, fs, start=a if block else 0)
-            for _ in range(sum(1 for u in units if block is None or _unit_block(u, n) == block)):
-                assembly.add(next(results))
-            calls = assembly.finish(plan.paths, sha)
-            yield self._result(calls, outside, options, known)
+        if any(fs != plan.file_samples[0] for fs in plan.file_samples[1:]):
+            # samples spread over files differently: assembled as one block
+            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                               regions=plan.regions)
+            if progress:
+                progress(total=sum(u.n_samples for u in units))
+            assembly = Assembly(self.kb, options, plan.genes, plan.names, plan.file_samples)
+            for r in (executor or local_executor)(units, self.kb, options, progress):
+                assembly.add(r)
+            yield self._result(assembly.finish(plan.paths, sha), outside, options, known)
+            return
+        local = executor is None and options.workers == 1 and not options.split_samples
+        # one worker reads each file once (its chunks are assembled as they come); workers read sample slices
+        slices = [(0, n)] if local else [sl or (0, n) for sl in sample_slices(
+            n, options, sum(len(r) for r in plan.regions))]
+        units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                           blocks=slices, regions=plan.regions)
+        if progress:
+            progress(total=sum(u.n_samples for u in units))
+        if local:
+            per_slice = [[iter_unit(u, self.kb, options) for u in units]]
+            tick = (lambda k: progress(advance=k * len(units))) if progress else None
+        else:
+            results = (executor or local_executor)(units, self.kb, options, progress)
+            per_slice = (_chunks_of([next(results) for u in units if (u.samples or (0, n)) == sl]) for sl in slices)
+            tick = None
+        for streams in per_slice:
+            for calls in self._blocks(streams, plan, options, sha, tick):
+                yield self._result(calls, outside, options, known)
+
+    def _blocks(self, streams, plan: _Plan, options: Options, sha: list[str], tick=None
+                ) -> Iterator[CallSet]:
+        """Call sets of consecutive blocks of up to MAX_BLOCK samples from the units of one sample slice, each
+        unit a stream of one-chunk UnitResults (all units of a slice give chunks at the same offsets)."""
+        pending: list[list[UnitResult]] = [[] for _ in streams]
+        start: int | None = None
+        size = 0
+        while True:
+            step = [next(r, None) for r in streams]
+            if any(x is None for x in step) and not all(x is None for x in step):
+                raise RuntimeError("units of one sample slice gave different chunks")  # one plan: cannot happen
+            if step[0] is not None:
+                if start is None:
+                    start = step[0].chunks[0].offset
+                for lst, x in zip(pending, step):
+                    lst.append(x)
+                size += step[0].chunks[0].n
+                if tick:
+                    tick(step[0].chunks[0].n)
+            if size and (step[0] is None or size + (options.chunk_size or size) > MAX_BLOCK):
+                fs = [s[start:start + size] for s in plan.file_samples]
+                assembly = Assembly(self.kb, options, plan.genes, plan.names, fs, start=start)
+                for lst in pending:
+                    fi = lst[-1].file_index
+                    assembly.add(UnitResult(fi, fs[fi], [c for x in lst for c in x.chunks],
+                                            lst[-1].position_warnings, lst[-1].notices))
+                yield assembly.finish(plan.paths, sha)
+                pending = [[] for _ in streams]
+                start, size = start + size, 0
+            if step[0] is None:
+                return
 
     def _result(self, calls: CallSet, outside: OutsideCallsRead, options: Options,
                 known: set[str] | None = None) -> Result:
@@ -202,8 +252,10 @@ class _Plan:
     regions: list[list[list[str] | None]]  # per file: its record units (file_regions)
 
 
-def _unit_block(unit, n: int) -> tuple[int, int]:
-    return unit.samples or (0, n)
+def _chunks_of(results: list[UnitResult]) -> list[Iterator[UnitResult]]:
+    """Each unit's finished result as a stream of one-chunk results (its warnings and notices on each)."""
+    return [iter([UnitResult(r.file_index, (), [c], r.position_warnings, r.notices) for c in r.chunks])
+            for r in results]
 
 
 def _check_exist(sources: list[Path | OutsideCallsText]) -> None:

@@ -78,7 +78,7 @@ class UnitResult:
 
 
 AUTO_SPLIT_SAMPLES = 20_000  # below this, a second pass over the file costs more than it saves
-MAX_BLOCK = 100_000  # a streamed cohort run holds at most this many samples' results in its main process
+MAX_BLOCK = 100_000  # a streamed cohort run assembles, interprets and writes at most this many samples at once
 
 
 def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[tuple[int, int] | None]:
@@ -92,19 +92,6 @@ def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[tuple[in
         # worker; each re-reads the records but decodes only its samples (measured: issue 16)
         step = -(-n // options.workers)
     return [(a, min(n, a + step)) for a in range(0, n, step)] if step else [None]
-
-
-def stream_blocks(n: int, options: Options, n_regions: int = 1) -> list[tuple[int, int]]:
-    """Sample blocks of a streamed cohort run: the slices above, cut further to at most MAX_BLOCK samples
-    so that the main process's memory does not grow with the cohort (each block re-reads its file's
-    records: a pass without decoding other samples' genotypes, ~2% of a 100,000-sample read)."""
-    out = []
-    for sl in sample_slices(n, options, n_regions):
-        a, b = sl or (0, n)
-        pieces = max(1, -(-(b - a) // MAX_BLOCK))
-        step = max(1, -(-(b - a) // pieces))
-        out.extend((x, min(b, x + step)) for x in range(a, max(b, a + 1), step))
-    return out
 
 
 def file_regions(path: Path, label: str, kb: KnowledgeBase, genes: list[str], options: Options
@@ -154,15 +141,26 @@ def unit_cost(unit: Unit) -> float:
 
 def run_unit(unit: Unit, kb: KnowledgeBase, options: Options, on_chunk=None) -> UnitResult:
     """Read and match one unit; `on_chunk(k)` is told after each chunk of k samples (in-process progress)."""
+    chunks: list[ChunkResult] = []
+    samples: list[str] = []
+    last = None
+    for last in iter_unit(unit, kb, options):
+        chunks.extend(last.chunks)
+        samples.extend(last.samples)
+        if on_chunk:
+            on_chunk(last.chunks[0].n)
+    return UnitResult(unit.file_index, tuple(samples), chunks, last.position_warnings if last else {},
+                      last.notices if last else [])
+
+
+def iter_unit(unit: Unit, kb: KnowledgeBase, options: Options):
+    """Read and match one unit a chunk at a time: a UnitResult per chunk of samples, each with the file's
+    position warnings and notices known so far (complete with the last chunk)."""
     reader = reader_for(unit.path, kb, unit.genes, read_options(options), regions=unit.regions, with_sha256=False,
                         sample_range=unit.samples, label=unit.label)
     caller = PatternCaller(match_options(options), evidence=options.evidence)
-    chunks = []
-    samples: tuple[str, ...] = ()
     offset = unit.samples[0] if unit.samples else 0
-    gs = None
     for gs in reader.chunks(unit.chunk_size):
-        samples = samples + gs.samples
         out = {}
         for g, gg in gs.genes.items():
             if not (gg.status.any() or gg.extra):
@@ -172,8 +170,6 @@ def run_unit(unit: Unit, kb: KnowledgeBase, options: Options, on_chunk=None) -> 
             # data actually read beats reference filling near data, which beats filling far from it
             rank = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
             out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
-        chunks.append(ChunkResult(offset, len(gs.samples), out, gs.sample_warnings))
+        chunk = ChunkResult(offset, len(gs.samples), out, gs.sample_warnings)
         offset += len(gs.samples)
-        if on_chunk:
-            on_chunk(len(gs.samples))
-    return UnitResult(unit.file_index, samples, chunks, gs.position_warnings if gs else {}, gs.notices if gs else [])
+        yield UnitResult(unit.file_index, gs.samples, [chunk], dict(gs.position_warnings), list(gs.notices))
