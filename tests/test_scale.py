@@ -198,3 +198,33 @@ def test_100k_cohort_equals_permed_call_on_a_sample_slice(tmp_path):
             b["Source Diplotype"], b["Phenotype"], b["Activity Score"], b["Status"], b["Missing Positions"])
         assert (a["haplotype_1"], a["haplotype_2"], ";".join(a["flags"])) == (
             b["Haplotype 1"], b["Haplotype 2"], b["Warnings"])
+
+
+@needs_1kgp
+def test_a_bad_genotype_seen_by_one_worker_fails_the_streamed_run_cleanly(tmp_path):
+    """Only the worker reading the second sample slice meets the bad GT; the run, which is already writing the
+    first slice's blocks, stops with the one-line error, exit 2, and leaves no output behind."""
+    import gzip
+    import sys
+
+    from helpers import cli
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from synthetic_cohort import write_cohort_vcf
+
+    good = tmp_path / "syn.vcf.gz"
+    write_cohort_vcf(24_000, good, DATA)
+    lines = gzip.open(good, "rt").read().split("\n")
+    body = [i for i, x in enumerate(lines) if x and not x.startswith("#")]
+    row = lines[body[len(body) // 2]].split("\t")
+    row[9 + 20_000] = "0|X"  # sample 20,000: in the second worker's slice
+    lines[body[len(body) // 2]] = "\t".join(row)
+    bad = tmp_path / "bad.vcf.gz"
+    with gzip.open(bad, "wt") as fh:
+        fh.write("\n".join(lines))
+    r = cli("cohort", bad, "-o", tmp_path / "out", "--workers", "2", "--quiet")
+    assert r.returncode == 2, r.stderr
+    lines_err = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines_err) == 1 and "bad.vcf.gz" in lines_err[0] and "Traceback" not in r.stderr
+    assert "GT" in lines_err[0] and "columns" not in lines_err[0]  # what is wrong, not a miscount of columns
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@ moved into place only when every one of them was written, so a failure leaves no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -51,6 +52,7 @@ class StagedOutput:
     def __enter__(self) -> StagedOutput:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(f"{self.out_dir}: exists and is not a directory")
+        self.created = not self.out_dir.exists()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_staging(self.out_dir)
@@ -74,5 +76,9 @@ class StagedOutput:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if exc_type is not None and self.created:
+            # a failed run leaves no trace: not even the directory it made (a streamed run makes it first)
+            with contextlib.suppress(OSError):
+                self.out_dir.rmdir()
         if isinstance(exc, OSError):
             raise OutputError(f"{self.out_dir}: cannot write output ({exc.strerror})") from None

@@ -31,14 +31,16 @@ _CALLS_STATISTICS = ["sample", "gene", "status", "phenotype", "match_score", "n_
 class CohortTables:
     """A cohort run's tables as pyarrow Tables (`.to_polars()` when polars is installed)."""
 
-    def __init__(self, result: Result, populations: Populations | None = None, block: int = 10_000):
+    def __init__(self, result: Result, populations: Populations | None = None, block: int = 10_000,
+                 row_cache: dict | None = None):
         self.result = result
         self.populations = populations
         self.block = block
+        self.row_cache = row_cache  # rows of calls met in earlier blocks of a streamed run
 
     @cached_property
     def rows(self) -> DistinctRows:
-        return distinct_rows(self.result)
+        return distinct_rows(self.result, self.row_cache)
 
     @cached_property
     def metadata(self) -> dict[bytes, bytes]:
@@ -160,8 +162,11 @@ def write_cohort_blocks(results: Iterable[Result], out_dir: Path, populations: P
     first: CohortTables | None = None
     with StagedOutput(Path(out_dir)) as out, ExitStack() as writers:
         calls_w = samples_w = None
+        row_cache: dict = {}
         for result in results:
-            tables = CohortTables(result, populations, block)
+            if len(row_cache) > 100_000:
+                row_cache.clear()
+            tables = CohortTables(result, populations, block, row_cache)
             if first is None:
                 first = tables
                 groups = RowGroups(tables.schema, block * len(result.phenotypes.genes))

@@ -49,7 +49,9 @@ class DistinctRows:
     keys: dict[str, np.ndarray]  # gene -> int64 per sample: row of `table`
 
 
-def distinct_rows(result: Result) -> DistinctRows:
+def distinct_rows(result: Result, cache: dict | None = None) -> DistinctRows:
+    """`cache`: (id(call), id(report)) -> (call, report, row), kept by a caller writing blocks whose calls and
+    reports are shared objects (a streamed run)."""
     callset, pset = result.calls, result.phenotypes
     called = set(callset.genes)
     n = len(callset.samples)
@@ -77,8 +79,14 @@ def distinct_rows(result: Result) -> DistinctRows:
             k = index.get(key)
             if k is None:
                 call = callset.table[ci] if ci >= 0 else None
+                report = pset.reports[ri]
                 k = index[key] = len(rows)
-                rows.append(call_row(call, pset.reports[ri]))
+                hit = cache.get((id(call), id(report))) if cache is not None else None
+                if hit is None or hit[0] is not call or hit[1] is not report:  # held: ids are not reused
+                    hit = (call, report, call_row(call, report))
+                    if cache is not None:
+                        cache[(id(call), id(report))] = hit
+                rows.append(hit[2])
                 files.append(callset.inputs[fi].file if fi >= 0 else "")
             local[j] = k
         keys[gene] = local[inverse.reshape(-1)]

@@ -16,6 +16,7 @@ from permed.matcher.model import GeneCall, Message
 from permed.options import Options
 
 CYP2D6 = "CYP2D6"
+SHARED_CALLS_LIMIT = 100_000  # distinct calls a streamed run keeps across blocks
 CYP2D6_VCF_WARNING = Message(
     name="cyp2d6-from-vcf",
     text="CYP2D6 was called from SNVs and small indels only. Gene deletions (*5), duplications and hybrid "
@@ -33,9 +34,12 @@ class Assembly:
     """Choose, for every sample and gene, the call from the best source; vectorised over samples."""
 
     def __init__(self, kb: KnowledgeBase, options: Options, genes: list[str], names: list[str],
-                 file_samples: list[tuple[str, ...]], start: int = 0):
+                 file_samples: list[tuple[str, ...]], start: int = 0, shared: dict[str, GeneCall] | None = None):
         self.kb, self.options, self.genes = kb, options, genes
         self.start = start  # a block of a streamed run: file_samples are each file's samples from here
+        # a streamed run's calls by content across its blocks: a call met before is the same object (its
+        # interpretation and rows are then reused)
+        self.shared = shared if shared is not None else {}
         self.names = names  # how reports name each input file
         self.samples: list[str] = []
         index: dict[str, int] = {}
@@ -72,7 +76,7 @@ class Assembly:
                 k = self._by_content.get(c)
                 if k is None:
                     k = self._by_content[c] = len(self.table)
-                    self.table.append(GeneCall.model_validate_json(c))
+                    self.table.append(self._shared(c, None))
                 out[i] = k
                 continue
             k = self._by_id.get(id(c))
@@ -81,10 +85,18 @@ class Assembly:
                 k = self._by_content.get(key)
                 if k is None:
                     k = self._by_content[key] = len(self.table)
-                    self.table.append(c)
+                    self.table.append(self._shared(key, c))
                 self._by_id[id(c)] = k
             out[i] = k
         return out
+
+    def _shared(self, key: str, call: GeneCall | None) -> GeneCall:
+        known = self.shared.get(key)
+        if known is None:
+            if len(self.shared) >= SHARED_CALLS_LIMIT:
+                self.shared.clear()
+            known = self.shared[key] = call if call is not None else GeneCall.model_validate_json(key)
+        return known
 
     def add(self, r: UnitResult) -> None:
         fi = r.file_index

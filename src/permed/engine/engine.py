@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from permed.advice.advice_set import AdviceSet
 from permed.advice.advisor import Advisor
 from permed.advice.medications import MedicationList, drug_index, parse_medications
-from permed.engine.assembly import CYP2D6, Assembly
-from permed.engine.executors import local_executor
+from permed.engine.assembly import CYP2D6, SHARED_CALLS_LIMIT, Assembly
+from permed.engine.executors import LocalStreams, local_executor
 from permed.engine.inputs import Inputs, VcfInput
 from permed.engine.result import Result
 from permed.engine.units import (
@@ -129,6 +130,9 @@ class Engine:
             return
         plan = self._plan(inputs, options)
         n = len(plan.file_samples[0])
+        # calls met in earlier blocks and their interpretations, reused (this run's only; bounded)
+        shared: dict = {}
+        reports: dict = {}
         # every file's checksum once (a block's InputInfo would otherwise hash its file again)
         sha = [v.sha256 or file_sha256(p) for v, p in zip(inputs.vcfs, plan.paths)]
         known = set(plan.file_samples[0]).union(*plan.file_samples[1:])
@@ -151,18 +155,24 @@ class Engine:
                            blocks=slices, regions=plan.regions)
         if progress:
             progress(total=sum(u.n_samples for u in units))
-        if local:
-            per_slice = [[iter_unit(u, self.kb, options) for u in units]]
-            tick = (lambda k: progress(advance=k * len(units))) if progress else None
-        else:
-            results = (executor or local_executor)(units, self.kb, options, progress)
-            per_slice = (_chunks_of([next(results) for u in units if (u.samples or (0, n)) == sl]) for sl in slices)
-            tick = None
-        for streams in per_slice:
-            for calls in self._blocks(streams, plan, options, sha, tick):
-                yield self._result(calls, outside, options, known)
+        tick = (lambda k: progress(advance=k)) if progress else None
+        of_slice = [[i for i, u in enumerate(units) if (u.samples or (0, n)) == sl] for sl in slices]
+        with ExitStack() as stack:
+            if local:
+                per_slice = [[iter_unit(u, self.kb, options) for u in units]]
+            elif executor is None and len(units) > 1:
+                # local workers send chunks as they make them: early blocks are written while later ones are read
+                streams = stack.enter_context(LocalStreams(units, self.kb, options))
+                per_slice = ([streams.stream(i) for i in idx] for idx in of_slice)
+            else:
+                results = (executor or local_executor)(units, self.kb, options, progress)
+                per_slice = (_chunks_of([next(results) for _ in idx]) for idx in of_slice)
+                tick = None  # the executor reports progress per unit
+            for streams_of_slice in per_slice:
+                for calls in self._blocks(streams_of_slice, shared, plan, options, sha, tick):
+                    yield self._result(calls, outside, options, known, reports)
 
-    def _blocks(self, streams, plan: _Plan, options: Options, sha: list[str], tick=None
+    def _blocks(self, streams, shared: dict, plan: _Plan, options: Options, sha: list[str], tick=None
                 ) -> Iterator[CallSet]:
         """Call sets of consecutive blocks of up to MAX_BLOCK samples from the units of one sample slice, each
         unit a stream of one-chunk UnitResults (all units of a slice give chunks at the same offsets)."""
@@ -180,10 +190,10 @@ class Engine:
                     lst.append(x)
                 size += step[0].chunks[0].n
                 if tick:
-                    tick(step[0].chunks[0].n)
+                    tick(step[0].chunks[0].n * len(streams))
             if size and (step[0] is None or size + (options.chunk_size or size) > MAX_BLOCK):
                 fs = [s[start:start + size] for s in plan.file_samples]
-                assembly = Assembly(self.kb, options, plan.genes, plan.names, fs, start=start)
+                assembly = Assembly(self.kb, options, plan.genes, plan.names, fs, start=start, shared=shared)
                 for lst in pending:
                     fi = lst[-1].file_index
                     assembly.add(UnitResult(fi, fs[fi], [c for x in lst for c in x.chunks],
@@ -195,8 +205,10 @@ class Engine:
                 return
 
     def _result(self, calls: CallSet, outside: OutsideCallsRead, options: Options,
-                known: set[str] | None = None) -> Result:
-        phenotypes = interpret(calls, None, self.phenotyper, read=outside, known_samples=known)
+                known: set[str] | None = None, reports: dict | None = None) -> Result:
+        if reports is not None and len(reports) > SHARED_CALLS_LIMIT:
+            reports.clear()
+        phenotypes = interpret(calls, None, self.phenotyper, read=outside, known_samples=known, report_cache=reports)
         return Result(kb=self.kb, options=options, calls=calls, phenotypes=phenotypes, advice=None)
 
     def _no_vcf_calls(self, inputs: Inputs, options: Options, outside: OutsideCallsRead | None) -> CallSet:

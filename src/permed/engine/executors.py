@@ -6,7 +6,10 @@ assembled output cannot depend on where or in which order units ran.
 
 from __future__ import annotations
 
-from permed.engine.units import Unit, UnitResult, run_unit, unit_cost
+from collections import deque
+from collections.abc import Iterator
+
+from permed.engine.units import Unit, UnitResult, iter_unit, run_unit, unit_cost
 from permed.errors import ConfigurationError
 from permed.kb.model import KnowledgeBase
 from permed.options import Options
@@ -67,6 +70,67 @@ def local_executor(units: list[Unit], kb: KnowledgeBase, options: Options, progr
         for u in units:
             on_chunk = (lambda k: progress(advance=k)) if progress else None
             yield run_unit(u, kb, options, on_chunk)
+
+
+def _init_stream_worker(kb: KnowledgeBase, options: Options, queue) -> None:
+    _init_worker(kb, options)
+    # a worker must be able to exit with chunks still unsent when the run stops early (a failed unit, Ctrl-C):
+    # otherwise it waits for the main process to read them, and the main process waits for it to exit
+    queue.cancel_join_thread()
+    _WORKER_STATE["queue"] = queue
+
+
+def _stream_in_worker(i: int, unit: Unit) -> None:
+    queue = _WORKER_STATE["queue"]
+    for r in iter_unit(unit, _WORKER_STATE["kb"], _WORKER_STATE["options"]):
+        queue.put((i, r.portable()))
+    queue.put((i, None))  # the unit's end, behind its chunks in the queue
+
+
+class LocalStreams:
+    """Units on local worker processes that send each chunk's result as soon as it is made, so the caller can
+    assemble and write early blocks while the workers read later ones (`stream(i)`: unit i's one-chunk
+    results, in order). A worker's error is raised where a stream waits. Use as a context manager."""
+
+    POLL = 0.2  # seconds between checks for a failed worker while waiting
+
+    def __init__(self, units: list[Unit], kb: KnowledgeBase, options: Options):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.queue = multiprocessing.get_context().Queue()
+        self.pool = ProcessPoolExecutor(max_workers=options.workers, initializer=_init_stream_worker,
+                                        initargs=(kb, options, self.queue))
+        # submitted in unit order: the workers take the units the caller needs first
+        self.futures = [self.pool.submit(_stream_in_worker, i, u) for i, u in enumerate(units)]
+        self.buffers: list[deque] = [deque() for _ in units]
+
+    def __enter__(self) -> LocalStreams:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for f in self.futures:
+            f.cancel()
+        self.pool.shutdown(wait=True)
+        self.queue.close()
+
+    def stream(self, i: int) -> Iterator[UnitResult]:
+        import queue as queue_module
+
+        while True:
+            while not self.buffers[i]:
+                try:
+                    j, r = self.queue.get(timeout=self.POLL)
+                except queue_module.Empty:
+                    for f in self.futures:
+                        if f.done() and f.exception() is not None:
+                            raise f.exception() from None
+                    continue
+                self.buffers[j].append(r)
+            r = self.buffers[i].popleft()
+            if r is None:
+                return
+            yield r
 
 
 DASK_CONNECT_TIMEOUT = 30.0  # seconds

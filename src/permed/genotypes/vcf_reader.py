@@ -300,6 +300,7 @@ class VcfReader:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 if self.sample_range is not None:
+                    self._file_samples = len(vcf.samples)  # a line holds every sample's column, read or not
                     names = list(vcf.samples)[slice(*self.sample_range)]
                     vcf.close()
                     # htslib then decodes only these samples' fields
@@ -336,6 +337,11 @@ class VcfReader:
             if m.startswith("[W::") and "is not defined in the header" not in m:
                 ext.notices.append(f"htslib: {self._htslib(m)}")
         return ext
+
+    @property
+    def _line_samples(self) -> int:
+        """Sample columns a record line holds (all of the file's, also when this reader decodes a slice)."""
+        return getattr(self, "_file_samples", None) or len(self._sample_names)
 
     def _contig(self, vcf: VCF, chrom: str) -> str | None:
         """The file's own name for a chromosome (chr10 or 10), or None when the file lacks it."""
@@ -477,14 +483,14 @@ class VcfReader:
                 break
             except Exception as exc:  # htslib could not parse the next record
                 where = _line_or_record(header_lines + rec_no + 1 if text_lines else None, rec_no + 1)
-                detail = describe_line(self.path, header_lines + rec_no + 1, len(samples)) if text_lines else None
+                detail = describe_line(self.path, header_lines + rec_no + 1, self._line_samples) if text_lines else None
                 raise _RecordError(where, detail or str(exc), described=detail is not None) from None
             rec_no += 1
             line = header_lines + rec_no if text_lines else None
             parse_errors = htslib.new_errors()
             if parse_errors:  # the record is half-filled: describe it without touching it
                 where = _line_or_record(line, rec_no)
-                detail = describe_line(self.path, line, len(samples)) if line is not None else None
+                detail = describe_line(self.path, line, self._line_samples) if line is not None else None
                 raise _RecordError(where, detail or self._htslib(parse_errors[0]), described=True)
             try:
                 located = self._locate(rec, line, rec_no)
@@ -516,7 +522,7 @@ class VcfReader:
         if raw.startswith("#"):
             return None
         if not raw:
-            detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
+            detail = describe_line(self.path, line, self._line_samples) if line is not None else None
             raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: "
                                  f"{detail if detail and 'NUL' in detail else 'CHROM is empty'}")
         pos = rec.POS
@@ -525,7 +531,7 @@ class VcfReader:
                                  f"outside 1..{MAX_POS}")
         if rec.end <= rec.start and str(rec).split("\t", 4)[3:4] == ["."]:
             # a line cut after POS: htslib hands over a record without alleles, and reading REF would crash
-            detail = describe_line(self.path, line, len(self._sample_names)) if line is not None else None
+            detail = describe_line(self.path, line, self._line_samples) if line is not None else None
             raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: malformed record "
                                  f"({detail or 'no REF allele'})")
         return normalise_chrom(raw), pos

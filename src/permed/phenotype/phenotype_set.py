@@ -144,20 +144,22 @@ def read_all_outside_calls(paths: list[Path | OutsideCallsText], ph: Phenotyper,
 
 def interpret(callset, outside_calls: list[Path | OutsideCallsText] | None = None,
               phenotyper: Phenotyper | None = None, outside_calls_format: str | None = None,
-              read: OutsideCallsRead | None = None, known_samples: set[str] | None = None) -> PhenotypeSet:
+              read: OutsideCallsRead | None = None, known_samples: set[str] | None = None,
+              report_cache: dict[int, tuple] | None = None) -> PhenotypeSet:
     """One gene report per distinct gene call of the call set (pipeline.CallSet); outside calls replace
     the VCF-based report of their gene: PharmCAT-format calls for every sample of the call set, callers'
     files (Cyrius, Aldy, StellarPGx, PyPGx) for the sample each row names. `known_samples`: every sample of
-    the run when the call set holds a block of them (rows for other blocks' samples are not "not in the VCF")."""
+    the run when the call set holds a block of them (rows for other blocks' samples are not "not in the VCF").
+    `report_cache`: id(call) -> (call, report), kept by the caller across blocks whose calls are shared objects."""
     ph = phenotyper or Phenotyper(callset.kb)
     # the table repeats a call object once per chunk it was chosen in: interpret each object once
-    seen: dict[int, GeneReport] = {}
+    seen: dict[int, tuple] = report_cache if report_cache is not None else {}
     reports = []
     for call in callset.table:
-        r = seen.get(id(call))
-        if r is None:
-            r = seen[id(call)] = ph.report(call)
-        reports.append(r)
+        hit = seen.get(id(call))
+        if hit is None or hit[0] is not call:  # the call itself is held, so its id cannot be another's
+            hit = seen[id(call)] = (call, ph.report(call))
+        reports.append(hit[1])
     choice = {g: callset.choice[g].copy() for g in callset.genes}
     genes = list(callset.genes)
     oc = read if read is not None else read_outside_sources(list(outside_calls or []), ph, outside_calls_format)
