@@ -430,3 +430,24 @@ def test_one_worker_reads_each_file_once_and_streams_blocks(tmp_path, monkeypatc
     CohortTables(engine.run(inputs, Options(evidence=False, advice=False))).write(tmp_path / "whole")
     for name in ("calls.parquet", "frequencies.parquet", "summary.html"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "streamed" / name).read_bytes(), name
+
+
+def test_files_with_different_samples_are_streamed_as_one_block(tmp_path):
+    """Two files naming different samples: one block with every sample, and the rows `permed call`
+    gives for the same files."""
+    from permed.biobank.output import write_cohort_blocks
+    from permed.engine import Engine, Inputs
+    from permed.options import Options
+
+    a = write_vcf(tmp_path / "a.vcf", rec("chr10", 94781859, "G", "A", "0/1", "0/0"), samples=("S1", "S2"))
+    b = write_vcf(tmp_path / "b.vcf", rec("chr10", 94781859, "G", "A", "1/1", "0/1"), samples=("S3", "S4"))
+    blocks = list(Engine().stream(Inputs.of(vcfs=[a, b]), Options(evidence=False, advice=False)))
+    assert len(blocks) == 1 and blocks[0].samples == ["S1", "S2", "S3", "S4"]
+    write_cohort_blocks(iter(blocks), tmp_path / "cohort")
+    rows = {(r["sample"], r["gene"]): r["diplotype"] for r in pq.read_table(tmp_path / "cohort" / "calls.parquet")
+            .to_pylist()}
+    r = cli("call", a, b, "-o", tmp_path / "call", "--no-sample-reports")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "call" / "calls.tsv") as fh:
+        tsv = {(x["Sample"], x["Gene"]): x["Source Diplotype"] for x in csv.DictReader(fh, delimiter="\t")}
+    assert rows == tsv and rows[("S3", "CYP2C19")] == "*2/*2"

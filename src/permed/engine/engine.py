@@ -106,6 +106,10 @@ class Engine:
         if not inputs.vcfs:
             return self._no_vcf_calls(inputs, options, outside)
         plan = self._plan(inputs, options)
+        return self._match_all(plan, [v.sha256 for v in inputs.vcfs], options, progress, executor)
+
+    def _match_all(self, plan: _Plan, sha: list[str | None], options: Options, progress, executor) -> CallSet:
+        """Every unit of the plan, assembled into one call set."""
         units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
                            regions=plan.regions)
         if progress:
@@ -113,7 +117,7 @@ class Engine:
         assembly = Assembly(self.kb, options, plan.genes, plan.names, plan.file_samples)
         for r in (executor or local_executor)(units, self.kb, options, progress):
             assembly.add(r)
-        return assembly.finish(plan.paths, [v.sha256 for v in inputs.vcfs])
+        return assembly.finish(plan.paths, sha)
 
     def stream(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
                executor=None) -> Iterator[Result]:
@@ -138,14 +142,7 @@ class Engine:
         known = set(plan.file_samples[0]).union(*plan.file_samples[1:])
         if any(fs != plan.file_samples[0] for fs in plan.file_samples[1:]):
             # samples spread over files differently: assembled as one block
-            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
-                               regions=plan.regions)
-            if progress:
-                progress(total=sum(u.n_samples for u in units))
-            assembly = Assembly(self.kb, options, plan.genes, plan.names, plan.file_samples)
-            for r in (executor or local_executor)(units, self.kb, options, progress):
-                assembly.add(r)
-            yield self._result(assembly.finish(plan.paths, sha), outside, options, known)
+            yield self._result(self._match_all(plan, sha, options, progress, executor), outside, options, known)
             return
         local = executor is None and options.workers == 1 and not options.split_samples
         # one worker reads each file once (its chunks are assembled as they come); workers read sample slices
