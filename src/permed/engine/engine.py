@@ -122,10 +122,12 @@ class Engine:
     def stream(self, inputs: Inputs, options: Options | None = None, *, progress: Progress | None = None,
                executor=None) -> Iterator[Result]:
         """`run` for a cohort, a block of samples at a time: each block's Result (calls and phenotypes of its
-        samples) as soon as its units are done, so that rows can be written while later blocks are read and the
-        caller never holds the whole cohort. Blocks are consecutive samples in file order; files with
-        different sample lists make a single block."""
+        samples, at most MAX_BLOCK) as soon as its chunks are called, so that rows can be written while later
+        blocks are read and the caller never holds the whole cohort. Blocks are consecutive samples in file
+        order; files with different sample lists make a single block."""
         options = options or Options()
+        if not options.chunk_size:
+            options = options.replace(chunk_size=MAX_BLOCK)  # blocks are made of chunks: bound them
         if not inputs.vcfs and not inputs.outside_calls:
             raise ConfigurationError("no input files: give VCF/BCF paths, --outside-calls or --example")
         outside = self.read_outside_calls(inputs)
