@@ -141,7 +141,8 @@ class Engine:
         reports: dict = {}
         # every file's checksum once (a block's InputInfo would otherwise hash its file again)
         sha = [v.sha256 or file_sha256(p) for v, p in zip(inputs.vcfs, plan.paths)]
-        known = set(plan.file_samples[0]).union(*plan.file_samples[1:])
+        # every sample of the run, for callers' rows naming samples of other blocks (only with callers' files)
+        known = set(plan.file_samples[0]).union(*plan.file_samples[1:]) if outside.sample_files else None
         if any(fs != plan.file_samples[0] for fs in plan.file_samples[1:]):
             # samples spread over files differently: assembled as one block
             yield self._result(self._match_all(plan, sha, options, progress, executor), outside, options, known)
@@ -151,7 +152,7 @@ class Engine:
         slices = [(0, n)] if local else [sl or (0, n) for sl in sample_slices(
             n, options, sum(len(r) for r in plan.regions))]
         units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
-                           blocks=slices, regions=plan.regions)
+                           slices=slices, regions=plan.regions)
         if progress:
             progress(total=sum(u.n_samples for u in units))
         tick = (lambda k: progress(advance=k)) if progress else None

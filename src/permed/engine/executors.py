@@ -35,37 +35,23 @@ def _run_portable(unit: Unit, kb: KnowledgeBase, options: Options) -> UnitResult
     return run_unit(unit, kb, options).portable()
 
 
-IN_FLIGHT_PER_WORKER = 2  # units submitted ahead per worker: workers never wait, finished results stay few
-
-
 def local_executor(units: list[Unit], kb: KnowledgeBase, options: Options, progress=None):
     """Run units here (one worker) or on local worker processes; yield results in unit order.
 
-    Units are submitted a few at a time, in order, so that the results waiting for an earlier unit stay
-    bounded (a streamed cohort run holds little more than one block); among those, the largest start first."""
+    The largest units are started first so that one big file does not finish last on its own. (A streamed
+    cohort run on local workers uses `LocalStreams` instead, which hands over chunks as they are made.)"""
     if options.workers > 1 and len(units) > 1:
         from concurrent.futures import ProcessPoolExecutor  # multiprocessing: imported only when used
 
         with ProcessPoolExecutor(max_workers=options.workers, initializer=_init_worker,
                                  initargs=(kb, options)) as pool:
             futures = {}
-            window = options.workers * IN_FLIGHT_PER_WORKER
-            submitted = 0
-
-            def submit_up_to(limit: int) -> None:
-                nonlocal submitted
-                batch = range(submitted, min(limit, len(units)))
-                for i in sorted(batch, key=lambda i: -unit_cost(units[i])):
-                    futures[i] = pool.submit(_run_in_worker, units[i])
-                    if progress:
-                        futures[i].add_done_callback(lambda _f, k=units[i].n_samples: progress(advance=k))
-                submitted = max(submitted, min(limit, len(units)))
-
-            submit_up_to(window)
+            for i in sorted(range(len(units)), key=lambda i: -unit_cost(units[i])):
+                futures[i] = pool.submit(_run_in_worker, units[i])
+                if progress:
+                    futures[i].add_done_callback(lambda _f, k=units[i].n_samples: progress(advance=k))
             for i in range(len(units)):
-                result = futures.pop(i).result()
-                submit_up_to(i + 1 + window)
-                yield result
+                yield futures[i].result()
     else:
         for u in units:
             on_chunk = (lambda k: progress(advance=k)) if progress else None

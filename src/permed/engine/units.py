@@ -107,17 +107,16 @@ def file_regions(path: Path, label: str, kb: KnowledgeBase, genes: list[str], op
 
 
 def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: list[str], options: Options,
-               file_samples: list[tuple[str, ...]], blocks: list[tuple[int, int]] | None = None,
+               file_samples: list[tuple[str, ...]], slices: list[tuple[int, int]] | None = None,
                regions: list[list[list[str] | None]] | None = None) -> list[Unit]:
     """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice.
 
-    `regions`: each file's `file_regions`, when already known. With `blocks` (files sharing one sample
-    list), every file is cut into those sample slices and units come
-    block by block, so that a block is complete as soon as its units are."""
+    `regions`: each file's `file_regions`, when already known. With `slices` (files sharing one sample
+    list), every file is cut into those sample slices, and units come slice by slice."""
     if regions is None:
         regions = [file_regions(p, label, kb, genes, options) for p, label in zip(paths, labels)]
-    if blocks is not None:
-        work = [(fi, sl) for sl in blocks for fi in range(len(paths))]
+    if slices is not None:
+        work = [(fi, sl) for sl in slices for fi in range(len(paths))]
     else:
         work = [(fi, sl) for fi in range(len(paths))
                 for sl in sample_slices(len(file_samples[fi]), options, len(regions[fi]))]

@@ -299,8 +299,8 @@ class VcfReader:
         with captured_stderr(self.label) as htslib:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
+                self._line_samples = len(vcf.samples)  # a line holds every sample's column, decoded or not
                 if self.sample_range is not None:
-                    self._file_samples = len(vcf.samples)  # a line holds every sample's column, read or not
                     names = list(vcf.samples)[slice(*self.sample_range)]
                     vcf.close()
                     # htslib then decodes only these samples' fields
@@ -337,11 +337,6 @@ class VcfReader:
             if m.startswith("[W::") and "is not defined in the header" not in m:
                 ext.notices.append(f"htslib: {self._htslib(m)}")
         return ext
-
-    @property
-    def _line_samples(self) -> int:
-        """Sample columns a record line holds (all of the file's, also when this reader decodes a slice)."""
-        return getattr(self, "_file_samples", None) or len(self._sample_names)
 
     def _contig(self, vcf: VCF, chrom: str) -> str | None:
         """The file's own name for a chromosome (chr10 or 10), or None when the file lacks it."""
