@@ -96,7 +96,7 @@ def sample_result(case: dict):
     """The matcher's internal result (strand sequences, match data) for one matcher case."""
     gs, si, options = _setup(case)
     gg = gs.genes[case["gene"]]
-    _, sample = sample_alleles(gg, si, options.find_combinations)
+    sample = sample_alleles(gg, si, options.find_combinations)
     return GeneCaller(gg.definition, options).call(sample)
 
 

@@ -66,7 +66,8 @@ def _row_hash(n: int, blocks) -> np.ndarray:
     with np.errstate(over="ignore"):  # wrapping arithmetic is intended
         for block in blocks:
             w = rng.integers(1, 2**63 - 1, size=block.shape[1], dtype=np.uint64)
-            h += (block.astype(np.uint64) * w).sum(axis=1)
+            block = block.view(np.uint64) if block.dtype == np.int64 else block.astype(np.uint64)
+            h += (block * w).sum(axis=1)
     return h
 
 
@@ -94,6 +95,23 @@ def _unique_rows(parts: list[np.ndarray], blocks=None) -> tuple[np.ndarray, np.n
     return first, inverse
 
 
+def _allele_pairs(gg: GeneGenotypes) -> np.ndarray:
+    """Both allele codes of each sample x position as one int32 (a view: no copy)."""
+    n, L = gg.status.shape
+    gt = np.ascontiguousarray(gg.gt, dtype=np.int16)
+    return gt.view(np.int32).reshape(n, L)
+
+
+def varying_columns(gg: GeneGenotypes, pairs: np.ndarray) -> np.ndarray:
+    """Positions where some sample's status, alleles or phase differ from the first sample's. Usually a
+    fifth of a gene's positions vary within a chunk; the others cannot tell patterns apart, and comparing
+    small integers costs far less than hashing every column."""
+    var = (gg.status != gg.status[0]).any(axis=0)
+    var |= (gg.phased != gg.phased[0]).any(axis=0)
+    var |= (pairs != pairs[0]).any(axis=0)
+    return np.flatnonzero(var)
+
+
 def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
     """(representative sample index per pattern, pattern index per sample)."""
     n, L = gg.status.shape
@@ -101,28 +119,30 @@ def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, int), np.zeros(0, int)
     if not gg.status.any() and not gg.extra:
         return np.zeros(1, int), np.zeros(n, int)  # no data for anyone: a single pattern
-    parts = [gg.status, gg.gt, gg.phased]
+    pairs = _allele_pairs(gg)
+    cols = varying_columns(gg, pairs)
+    status, pairs, phased = gg.status[:, cols], pairs[:, cols], gg.phased[:, cols]
     extra = []
     if gg.phase_set.any():
         extra.append(_canonical_phase_sets(gg.phase_set))
     if gg.extra:
         # report-only positions (e.g. CYP2C9 rs12777823) are part of what a sample's call shows
         extra.append(np.stack([x["codes"] for x in gg.extra], axis=1))
-    base = int(gg.gt.max()) + 3 if gg.gt.size else 3
+    if not len(cols) and not extra:
+        return np.zeros(1, int), np.zeros(n, int)  # everyone alike
 
     def blocks():
-        # status, both allele codes and phase packed into one integer per position: one pass to hash
-        for a in range(0, L, _HASH_BLOCK):
+        # allele pair, status (2 bits) and phase (1 bit) packed into one integer per position: one pass to hash
+        for a in range(0, len(cols), _HASH_BLOCK):
             z = slice(a, a + _HASH_BLOCK)
-            packed = gg.status[:, z].astype(np.int64)
-            packed += 4 * (gg.gt[:, z, 0] + 2)
-            packed += 4 * base * (gg.gt[:, z, 1] + 2)
-            packed += 4 * base * base * gg.phased[:, z]
+            packed = pairs[:, z].astype(np.int64) << 3
+            packed |= status[:, z] << 1
+            packed |= phased[:, z]
             yield packed
         for part in extra:
             yield from _column_blocks(part)
 
-    return _unique_rows(parts + extra, blocks())
+    return _unique_rows([status, pairs, phased] + extra, blocks())
 
 
 class PatternCaller:
@@ -136,6 +156,7 @@ class PatternCaller:
         self._cache: dict[tuple, GeneCall] = {}
         self._shared: dict[tuple, list[int]] = {}
         self._outcomes: dict[tuple, GeneCall] = {}  # vectorised path: outcome + facts -> call
+        self._context_of: tuple[GeneGenotypes | None, tuple] = (None, ())
 
     def caller(self, gg: GeneGenotypes) -> GeneCaller:
         c = self._callers.get(gg.gene)
@@ -191,13 +212,25 @@ class PatternCaller:
             calls[j] = self._call_pattern(gg, int(first[j]))
         return calls
 
+    def _key(self, gg: GeneGenotypes, si: int) -> tuple:
+        """What sample `si`'s call depends on, as a cache key: the gene's context (definition, allele tables,
+        build, fills, record origins) and the sample's row as bytes. Cheap: a cached pattern is never
+        turned into matcher objects."""
+        if self._context_of[0] is not gg:
+            self._context_of = (gg, (gg.gene, id(gg.definition), tuple(map(tuple, gg.alleles)), gg.remote_fill,
+                                     gg.unmapped, gg.build, tuple(sorted(gg.origin.items()))))
+        ps = gg.phase_set[si]
+        return (self._context_of[1], gg.status[si].tobytes(), gg.gt[si].tobytes(), gg.phased[si].tobytes(),
+                ps.tobytes() if ps.any() else b"", tuple(x["calls"][si] for x in gg.extra))
+
     def _restate(self, call: GeneCall, gg: GeneGenotypes, si: int) -> GeneCall:
         """`call` (an eligible pattern's) with sample `si`'s own phasing, fill warnings, key-position
         evidence and context positions, as `to_gene_call` states them."""
-        key, sample = sample_alleles(gg, si, self.options.find_combinations)
+        key = self._key(gg, si)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        sample = sample_alleles(gg, si, self.options.find_combinations)
         fill_names = {"reference-filled", REMOTE_FILL.name}
         restated = call.model_copy(update={
             "phased": all(a.phased for a in sample.values()),
@@ -214,10 +247,11 @@ class PatternCaller:
         self._cache[key] = call
 
     def _call_pattern(self, gg: GeneGenotypes, si: int) -> GeneCall:
-        key, sample = sample_alleles(gg, si, self.options.find_combinations)
+        key = self._key(gg, si)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        sample = sample_alleles(gg, si, self.options.find_combinations)
         result = self.caller(gg).call(sample)
         call = to_gene_call(gg, si, result, self.evidence, self._shared)
         self._remember(key, call)
@@ -334,12 +368,11 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok, masks
 
 
-def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple[tuple, dict[int, SampleAllele]]:
-    """One sample's alleles at the gene's positions, in matcher form, plus a content key for caching."""
+def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> dict[int, SampleAllele]:
+    """One sample's alleles at the gene's positions, in matcher form."""
     gdef = gg.definition
     as_ref = undocumented_as_reference(gg.gene, find_combinations)
     out: dict[int, SampleAllele] = {}
-    key: list = [gg.gene, id(gdef)]
     # the sample's row as Python values once (indexing numpy element by element costs more than the rest)
     statuses, gts = gg.status[si].tolist(), gg.gt[si].tolist()
     phases, phase_sets = gg.phased[si].tolist(), gg.phase_set[si].tolist()
@@ -372,11 +405,7 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> tuple
             phased=phased, effectively_phased=eff, phase_set=ps, gt=gt,
             undocumented=undocumented,
         )
-        key.append((li, st, a1, a2, c1 < 0 and c1, c2 < 0 and c2, phased, ps))
-    key.extend(x["calls"][si] for x in gg.extra)
-    key.append(gg.remote_fill)
-    key.append(gg.unmapped)
-    return tuple(key), out
+    return out
 
 
 def _haplotype_call(m, shown) -> HaplotypeCall:
