@@ -117,7 +117,7 @@ def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, 
     import pyarrow.parquet as pq
     from helpers import cli
 
-    from permed.engine.units import plan_units
+    from permed.engine.units import interleaved_slices, plan_units
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from synthetic_cohort import write_cohort_vcf
@@ -127,15 +127,19 @@ def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, 
     genes = [g for g in sorted(kb.genes) if g != "CYP2D6"]
     names = tuple(f"SYN{i:07d}" for i in range(24_000))
     units = plan_units([vcf], [str(vcf)], kb, genes, Options(workers=2), [names])
-    assert [u.samples for u in units] == [(0, 12_000), (12_000, 24_000)]
+    assert [u.samples for u in units] == [((0, 12_000),), ((12_000, 24_000),)]
+    # a streamed run's workers take alternate chunks instead (the "two" run below: 10,000-sample chunks)
+    assert interleaved_slices(24_000, 2, 10_000) == [((0, 10_000), (20_000, 24_000)), ((10_000, 20_000),)]
+    assert interleaved_slices(5, 3, 10) == [((0, 5),)]
     assert [u.samples for u in plan_units([vcf], [str(vcf)], kb, genes, Options(), [names])] == [None]
     outs = {}
     for name, extra in (("one", ["--workers", "1"]), ("two", ["--workers", "2"]),
-                        ("slices", ["--workers", "2", "--split-samples", "7000", "--chunk-size", "3000"])):
+                        ("slices", ["--workers", "2", "--split-samples", "7000", "--chunk-size", "3000"]),
+                        ("alternate", ["--workers", "2", "--chunk-size", "3000"])):
         r = cli("cohort", vcf, "-o", tmp_path / name, "--quiet", *extra)
         assert r.returncode == 0, r.stderr
         outs[name] = {t: pq.read_table(tmp_path / name / f"{t}.parquet") for t in ("calls", "frequencies")}
-    for name in ("two", "slices"):
+    for name in ("two", "slices", "alternate"):
         for t in ("calls", "frequencies"):
             assert outs[name][t].equals(outs["one"][t]), (name, t)
 

@@ -23,8 +23,10 @@ from permed.engine.inputs import Inputs, VcfInput
 from permed.engine.result import Result
 from permed.engine.units import (
     MAX_BLOCK,
+    SampleRanges,
     UnitResult,
     file_regions,
+    interleaved_slices,
     iter_unit,
     plan_units,
     read_options,
@@ -148,22 +150,32 @@ class Engine:
             yield self._result(self._match_all(plan, sha, options, progress, executor), outside, options, known)
             return
         local = executor is None and options.workers == 1 and not options.split_samples
+        whole: SampleRanges = ((0, n),)
         # one worker reads each file once (its chunks are assembled as they come); workers read sample slices
-        slices = [(0, n)] if local else [sl or (0, n) for sl in sample_slices(
+        slices = [whole] if local else [sl or whole for sl in sample_slices(
             n, options, sum(len(r) for r in plan.regions))]
+        # local workers splitting a file by samples take alternate chunks, which they finish in sample order
+        interleave = executor is None and not options.split_samples and len(slices) > 1
+        if interleave:
+            slices = interleaved_slices(n, len(slices), options.chunk_size)
         units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
                            slices=slices, regions=plan.regions)
         if progress:
             progress(total=sum(u.n_samples for u in units))
         tick = (lambda k: progress(advance=k)) if progress else None
-        of_slice = [[i for i, u in enumerate(units) if (u.samples or (0, n)) == sl] for sl in slices]
+        of_slice = [[i for i, u in enumerate(units) if (u.samples or whole) == sl] for sl in slices]
         with ExitStack() as stack:
             if local:
                 per_slice = [[iter_unit(u, self.kb, options) for u in units]]
             elif executor is None and len(units) > 1:
                 # local workers send chunks as they make them: early blocks are written while later ones are read
                 streams = stack.enter_context(LocalStreams(units, self.kb, options))
-                per_slice = ([streams.stream(i) for i in idx] for idx in of_slice)
+                if interleave:
+                    # the units of one record region, one per worker, merged back into sample order
+                    per_slice = [[_in_sample_order([streams.stream(idx[r]) for idx in of_slice], slices)
+                                  for r in range(len(of_slice[0]))]]
+                else:
+                    per_slice = ([streams.stream(i) for i in idx] for idx in of_slice)
             else:
                 results = (executor or local_executor)(units, self.kb, options, progress)
                 per_slice = (_chunks_of([next(results) for _ in idx]) for idx in of_slice)
@@ -262,6 +274,23 @@ class _Plan:
     names: list[str]  # how reports name each file
     file_samples: list[tuple[str, ...]]
     regions: list[list[list[str] | None]]  # per file: its record units (file_regions)
+
+
+def _in_sample_order(streams: list[Iterator[UnitResult]], slices: list[SampleRanges]) -> Iterator[UnitResult]:
+    """One-chunk results of units reading interleaved sample ranges (`slices`, one per stream), in the file's
+    sample order; each carries the position warnings met so far by all of them."""
+    warnings: dict[str, list[str]] = {}
+    for start, w in sorted((a, w) for w, ranges in enumerate(slices) for a, _ in ranges):
+        r = next(streams[w])
+        if r.chunks[0].offset != start:
+            raise RuntimeError("a unit's chunks do not follow its sample ranges")  # one plan: cannot happen
+        for key, msgs in r.position_warnings.items():
+            seen = warnings.setdefault(key, [])
+            seen.extend(m for m in msgs if m not in seen)
+        yield UnitResult(r.file_index, r.samples, r.chunks, {k: list(v) for k, v in warnings.items()}, r.notices)
+    for s in streams:
+        if next(s, None) is not None:
+            raise RuntimeError("a unit gave more chunks than its sample ranges")
 
 
 def _chunks_of(results: list[UnitResult]) -> list[Iterator[UnitResult]]:

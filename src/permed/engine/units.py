@@ -31,6 +31,14 @@ def match_options(options: Options) -> MatchOptions:
     return MatchOptions(find_combinations=options.find_combinations, top_candidate_only=not options.all_matches)
 
 
+# samples of a file as [start, stop) ranges in header order, ascending
+SampleRanges = tuple[tuple[int, int], ...]
+
+
+def range_count(ranges: SampleRanges) -> int:
+    return sum(b - a for a, b in ranges)
+
+
 @dataclass
 class Unit:
     file_index: int
@@ -39,7 +47,7 @@ class Unit:
     genes: list[str]
     regions: list[str] | None
     chunk_size: int | None = None
-    samples: tuple[int, int] | None = None  # [start, stop) of the file's samples; None: all
+    samples: SampleRanges | None = None  # the file's samples this unit reads; None: all
     n_samples: int = 0  # samples this unit calls (progress is measured in samples x units)
 
 
@@ -83,7 +91,7 @@ AUTO_SPLIT_SAMPLES = 20_000  # below this, a second pass over the file costs mor
 MAX_BLOCK = 20_000
 
 
-def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[tuple[int, int] | None]:
+def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[SampleRanges | None]:
     """How a file of `n` samples is cut into sample slices: `options.split_samples` each when given; else
     one per worker for a big file that has fewer record units than workers; else the whole file."""
     step = None
@@ -93,7 +101,15 @@ def sample_slices(n: int, options: Options, n_regions: int = 1) -> list[tuple[in
         # a big file that cannot be split by records (no index, one chromosome): one sample slice per
         # worker; each re-reads the records but decodes only its samples (measured: issue 16)
         step = -(-n // options.workers)
-    return [(a, min(n, a + step)) for a in range(0, n, step)] if step else [None]
+    return [((a, min(n, a + step)),) for a in range(0, n, step)] if step else [None]
+
+
+def interleaved_slices(n: int, workers: int, chunk: int) -> list[SampleRanges]:
+    """One sample set per worker made of every `workers`-th run of `chunk` samples: the workers then finish
+    chunks in the file's sample order, together, so a streamed run writes blocks as they come instead of
+    holding a later slice's chunks until an earlier slice is done (measured: issue 16)."""
+    runs = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    return [tuple(runs[w::workers]) for w in range(min(workers, len(runs)))]
 
 
 def file_regions(path: Path, label: str, kb: KnowledgeBase, genes: list[str], options: Options
@@ -107,7 +123,7 @@ def file_regions(path: Path, label: str, kb: KnowledgeBase, genes: list[str], op
 
 
 def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: list[str], options: Options,
-               file_samples: list[tuple[str, ...]], slices: list[tuple[int, int]] | None = None,
+               file_samples: list[tuple[str, ...]], slices: list[SampleRanges] | None = None,
                regions: list[list[list[str] | None]] | None = None) -> list[Unit]:
     """Independent pieces of work: file x chromosome (indexed files, several workers) x sample slice.
 
@@ -123,11 +139,11 @@ def plan_units(paths: list[Path], labels: list[str], kb: KnowledgeBase, genes: l
     units = []
     for fi, sl in work:
         n = len(file_samples[fi])
-        sl = None if sl == (0, n) else sl
+        sl = None if sl == ((0, n),) else sl
         for region in regions[fi]:
             gs = genes if region is None else [g for g in genes if kb.genes[g].chromosome == region[0]]
             units.append(Unit(fi, paths[fi], labels[fi], gs, region, options.chunk_size, sl,
-                              (sl[1] - sl[0]) if sl else n))
+                              range_count(sl) if sl else n))
     return units
 
 
@@ -137,7 +153,7 @@ def unit_cost(unit: Unit) -> float:
         size = unit.path.stat().st_size
     except OSError:
         size = 0
-    return size * (unit.samples[1] - unit.samples[0] if unit.samples else 1.0)
+    return size * (range_count(unit.samples) if unit.samples else 1.0)
 
 
 def run_unit(unit: Unit, kb: KnowledgeBase, options: Options, on_chunk=None) -> UnitResult:
@@ -158,10 +174,13 @@ def iter_unit(unit: Unit, kb: KnowledgeBase, options: Options):
     """Read and match one unit a chunk at a time: a UnitResult per chunk of samples, each with the file's
     position warnings and notices known so far (complete with the last chunk)."""
     reader = reader_for(unit.path, kb, unit.genes, read_options(options), regions=unit.regions, with_sha256=False,
-                        sample_range=unit.samples, label=unit.label)
+                        sample_ranges=unit.samples, label=unit.label)
     caller = PatternCaller(match_options(options), evidence=options.evidence)
-    offset = unit.samples[0] if unit.samples else 0
+    ranges = list(unit.samples or ())
+    local = 0  # the next chunk's first sample among the unit's samples
     for gs in reader.chunks(unit.chunk_size):
+        offset = _file_offset(ranges, local, len(gs.samples)) if ranges else local
+        local += len(gs.samples)
         out = {}
         for g, gg in gs.genes.items():
             if not (gg.status.any() or gg.extra):
@@ -172,5 +191,16 @@ def iter_unit(unit: Unit, kb: KnowledgeBase, options: Options):
             rank = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
             out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
         chunk = ChunkResult(offset, len(gs.samples), out, gs.sample_warnings)
-        offset += len(gs.samples)
         yield UnitResult(unit.file_index, gs.samples, [chunk], dict(gs.position_warnings), list(gs.notices))
+
+
+def _file_offset(ranges: list[tuple[int, int]], local: int, n: int) -> int:
+    """The file index of the unit's `local`-th sample; the chunk of `n` samples from there lies in one range
+    (plans cut ranges at chunk boundaries)."""
+    for a, b in ranges:
+        if local < b - a:
+            if local + n > b - a:
+                raise RuntimeError("a chunk spans two sample ranges")  # the plan makes ranges of whole chunks
+            return a + local
+        local -= b - a
+    raise RuntimeError("chunk beyond the unit's samples")

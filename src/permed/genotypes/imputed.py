@@ -115,8 +115,10 @@ class VariantFileReader(VcfReader):
             seen: set[str] = set()
             dups = sorted({s for s in all_samples if s in seen or seen.add(s)})
             raise InputFileError(f"{self.label}: duplicate sample name(s): {', '.join(dups[:5])}")
-        self._rows = slice(*self.sample_range) if self.sample_range else slice(None)
-        samples = all_samples[self._rows]
+        ranges = self.sample_ranges or ((0, len(all_samples)),)
+        # one range: a view of each variant's arrays; several: the rows gathered
+        self._rows = slice(*ranges[0]) if len(ranges) == 1 else np.concatenate([np.arange(*r) for r in ranges])
+        samples = tuple(self.pick_samples(all_samples)) if self.sample_ranges else all_samples
         variants = self._variants()
         self._choose_build_from(variants)
         self.notices.insert(0, self._source_notice(len(all_samples)))

@@ -184,10 +184,12 @@ _EVIDENCE: dict[int, tuple] = {}
 class VcfReader:
     def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
                  regions: list[str] | None = None, with_sha256: bool = True,
-                 sample_range: tuple[int, int] | None = None, label: str | None = None):
+                 sample_range: tuple[int, int] | None = None, label: str | None = None,
+                 sample_ranges: tuple[tuple[int, int], ...] | None = None):
         self.label = label or str(path)  # how messages name the file (the service: the uploaded file's name)
         self.regions = regions
-        self.sample_range = sample_range  # read only these samples ([start, stop) in header order)
+        # read only these samples: [start, stop) ranges in header order, ascending (sample_range: one range)
+        self.sample_ranges = sample_ranges or ((sample_range,) if sample_range is not None else None)
         self.with_sha256 = with_sha256
         self.path = Path(path)
         self.kb = kb
@@ -222,6 +224,10 @@ class VcfReader:
         if self._index is None or self._index.build != self.build:
             self._index = locus_index(self.kb, self.genes, self.build)
         return self._index
+
+    def pick_samples(self, samples) -> list:
+        """The items of a per-sample sequence that this reader reads."""
+        return [x for a, b in self.sample_ranges for x in samples[a:b]]
 
     def _htslib(self, msg: str) -> str:
         """An htslib message as ours: without its prefix, naming the file as we name it."""
@@ -300,8 +306,8 @@ class VcfReader:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 self._line_samples = len(vcf.samples)  # a line holds every sample's column, decoded or not
-                if self.sample_range is not None:
-                    names = list(vcf.samples)[slice(*self.sample_range)]
+                if self.sample_ranges is not None:
+                    names = self.pick_samples(vcf.samples)
                     vcf.close()
                     # htslib then decodes only these samples' fields
                     vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names)
