@@ -28,6 +28,19 @@ def kb():
     return load_kb()
 
 
+@pytest.fixture(scope="module")
+def syn24k(tmp_path_factory) -> Path:
+    """24,000 synthetic samples (benchmarks/synthetic_cohort.py), one plain-gzip file: split by samples."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from synthetic_cohort import write_cohort_vcf
+
+    vcf = tmp_path_factory.mktemp("syn") / "syn.vcf.gz"
+    write_cohort_vcf(24_000, vcf, DATA)
+    return vcf
+
+
 def _read(kb, path: Path, genes=None, options: Options | None = None):
     options = options or Options(evidence=False, advice=False)
     genes = genes or sorted(kb.genes)
@@ -109,21 +122,15 @@ def test_vectorised_matching_on_the_example_patient(kb):
 
 
 @needs_1kgp
-def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, kb):
+def test_big_plain_file_is_split_by_samples_and_gives_the_same_tables(tmp_path, kb, syn24k):
     """A single unindexed file of >= 20,000 samples is cut into one sample slice per worker; the
     tables equal those of one worker (and of explicit slices with small chunks)."""
-    import sys
-
     import pyarrow.parquet as pq
     from helpers import cli
 
     from permed.engine.units import interleaved_slices, plan_units
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from synthetic_cohort import write_cohort_vcf
-
-    vcf = tmp_path / "syn.vcf.gz"
-    write_cohort_vcf(24_000, vcf, DATA)
+    vcf = syn24k
     genes = [g for g in sorted(kb.genes) if g != "CYP2D6"]
     names = tuple(f"SYN{i:07d}" for i in range(24_000))
     units = plan_units([vcf], [str(vcf)], kb, genes, Options(workers=2), [names])
@@ -204,31 +211,58 @@ def test_100k_cohort_equals_permed_call_on_a_sample_slice(tmp_path):
             b["Haplotype 1"], b["Haplotype 2"], b["Warnings"])
 
 
-@needs_1kgp
-def test_a_bad_genotype_seen_by_one_worker_fails_the_streamed_run_cleanly(tmp_path):
-    """Only the worker reading the second sample slice meets the bad GT; the run, which is already writing the
-    first slice's blocks, stops with the one-line error, exit 2, and leaves no output behind."""
+def _with_bad_genotype(good: Path, out: Path) -> Path:
+    """`good` with sample 20,000's GT in a middle record made unreadable: only the worker whose sample ranges
+    hold it (the first of two: chunks 0-10,000 and 20,000-24,000) meets it."""
     import gzip
-    import sys
 
-    from helpers import cli
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from synthetic_cohort import write_cohort_vcf
-
-    good = tmp_path / "syn.vcf.gz"
-    write_cohort_vcf(24_000, good, DATA)
     lines = gzip.open(good, "rt").read().split("\n")
     body = [i for i, x in enumerate(lines) if x and not x.startswith("#")]
     row = lines[body[len(body) // 2]].split("\t")
-    row[9 + 20_000] = "0|X"  # sample 20,000: in the second worker's slice
+    row[9 + 20_000] = "0|X"
     lines[body[len(body) // 2]] = "\t".join(row)
-    bad = tmp_path / "bad.vcf.gz"
-    with gzip.open(bad, "wt") as fh:
+    with gzip.open(out, "wt") as fh:
         fh.write("\n".join(lines))
-    r = cli("cohort", bad, "-o", tmp_path / "out", "--workers", "2", "--quiet")
+    return out
+
+
+def _assert_clean_failure(r, out: Path) -> None:
     assert r.returncode == 2, r.stderr
     lines_err = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines_err) == 1 and "bad.vcf.gz" in lines_err[0] and "Traceback" not in r.stderr
+    assert len(lines_err) == 1 and "bad.vcf.gz" in lines_err[0] and "Traceback" not in r.stderr, r.stderr
     assert "GT" in lines_err[0] and "columns" not in lines_err[0]  # what is wrong, not a miscount of columns
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
+
+
+@needs_1kgp
+def test_a_bad_genotype_seen_by_one_worker_fails_the_streamed_run_cleanly(tmp_path, syn24k):
+    """One worker meets the bad GT while the run is already writing blocks: one-line error, exit 2, no output."""
+    from helpers import cli
+
+    bad = _with_bad_genotype(syn24k, tmp_path / "bad.vcf.gz")
+    r = cli("cohort", bad, "-o", tmp_path / "out", "--workers", "2", "--quiet")
+    _assert_clean_failure(r, tmp_path / "out")
+
+
+@needs_1kgp
+def test_dask_cluster_streams_chunks_like_local_workers(tmp_path, syn24k):
+    """On a Dask cluster a big single file is split by samples over the cluster's workers, whose units send
+    chunks through a Dask queue as they make them: the files are byte-identical to one local worker's, and a
+    bad genotype met by one Dask worker fails the run as locally."""
+    distributed = pytest.importorskip("distributed")
+    from helpers import cli
+
+    local = cli("cohort", syn24k, "-o", tmp_path / "local", "--workers", "1", "--quiet")
+    assert local.returncode == 0, local.stderr
+    bad = _with_bad_genotype(syn24k, tmp_path / "bad.vcf.gz")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster:
+        r = cli("cohort", syn24k, "-o", tmp_path / "dask", "--scheduler", cluster.scheduler_address, "--quiet")
+        assert r.returncode == 0, r.stderr
+        # the work went to both workers as streamed units (one per worker), not as one whole unit
+        streamed = [k for k in cluster.scheduler.task_prefixes if str(k).startswith("permed-stream")]
+        failed = cli("cohort", bad, "-o", tmp_path / "out", "--scheduler", cluster.scheduler_address, "--quiet")
+    for name in ("calls.parquet", "frequencies.parquet"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert streamed, "no streamed units ran on the cluster"
+    _assert_clean_failure(failed, tmp_path / "out")

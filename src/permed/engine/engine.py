@@ -149,27 +149,33 @@ class Engine:
             # samples spread over files differently: assembled as one block
             yield self._result(self._match_all(plan, sha, options, progress, executor), outside, options, known)
             return
-        local = executor is None and options.workers == 1 and not options.split_samples
-        whole: SampleRanges = ((0, n),)
-        # one worker reads each file once (its chunks are assembled as they come); workers read sample slices
-        slices = [whole] if local else [sl or whole for sl in sample_slices(
-            n, options, sum(len(r) for r in plan.regions))]
-        # local workers splitting a file by samples take alternate chunks, which they finish in sample order
-        interleave = executor is None and not options.split_samples and len(slices) > 1
-        if interleave:
-            slices = interleaved_slices(n, len(slices), options.chunk_size)
-        units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
-                           slices=slices, regions=plan.regions)
-        if progress:
-            progress(total=sum(u.n_samples for u in units))
-        tick = (lambda k: progress(advance=k)) if progress else None
-        of_slice = [[i for i, u in enumerate(units) if (u.samples or whole) == sl] for sl in slices]
         with ExitStack() as stack:
+            # an executor that can stream (a Dask cluster) sends chunks as its workers make them, like local ones
+            session = stack.enter_context(executor.session()) if hasattr(executor, "session") else None
+            if session is not None and not options.split_samples:
+                options = options.replace(workers=max(options.workers, session.slots))
+            streaming = executor is None or session is not None
+            local = executor is None and options.workers == 1 and not options.split_samples
+            whole: SampleRanges = ((0, n),)
+            # one worker reads each file once (its chunks are assembled as they come); workers read sample slices
+            slices = [whole] if local else [sl or whole for sl in sample_slices(
+                n, options, sum(len(r) for r in plan.regions))]
+            # workers splitting a file by samples take alternate chunks, which they finish in sample order
+            interleave = streaming and not options.split_samples and len(slices) > 1
+            if interleave:
+                slices = interleaved_slices(n, len(slices), options.chunk_size)
+            units = plan_units(plan.paths, plan.labels, self.kb, plan.vcf_genes, options, plan.file_samples,
+                               slices=slices, regions=plan.regions)
+            if progress:
+                progress(total=sum(u.n_samples for u in units))
+            tick = (lambda k: progress(advance=k)) if progress else None
+            of_slice = [[i for i, u in enumerate(units) if (u.samples or whole) == sl] for sl in slices]
             if local:
                 per_slice = [[iter_unit(u, self.kb, options) for u in units]]
-            elif executor is None and len(units) > 1:
-                # local workers send chunks as they make them: early blocks are written while later ones are read
-                streams = stack.enter_context(LocalStreams(units, self.kb, options))
+            elif streaming and len(units) > 1:
+                # workers send chunks as they make them: early blocks are written while later ones are read
+                streams = stack.enter_context(session.streams(units, self.kb, options) if session is not None
+                                              else LocalStreams(units, self.kb, options))
                 if interleave:
                     # the units of one record region, one per worker, merged back into sample order
                     per_slice = [[_in_sample_order([streams.stream(idx[r]) for idx in of_slice], slices)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from permed.engine.units import Unit, UnitResult, iter_unit, run_unit, unit_cost
 from permed.errors import ConfigurationError
@@ -73,26 +74,55 @@ def _stream_in_worker(i: int, unit: Unit) -> None:
     queue.put((i, None))  # the unit's end, behind its chunks in the queue
 
 
-class LocalStreams:
-    """Units on local worker processes that send each chunk's result as soon as it is made, so the caller can
-    assemble and write early blocks while the workers read later ones (`stream(i)`: unit i's one-chunk
-    results, in order). A worker's error is raised where a stream waits. Use as a context manager."""
+class _Streams:
+    """Units whose workers send each chunk's result as soon as it is made, so the caller can assemble and write
+    early blocks while the workers read later ones (`stream(i)`: unit i's one-chunk results, in order). A
+    worker's error is raised where a stream waits. Use as a context manager."""
 
     POLL = 0.2  # seconds between checks for a failed worker while waiting
+
+    def __init__(self, n_units: int):
+        self.buffers: list[deque] = [deque() for _ in range(n_units)]
+
+    def __enter__(self):
+        return self
+
+    def _get(self) -> tuple[int, UnitResult | None] | None:
+        """The next (unit, chunk result or None at the unit's end) sent by any worker; None after POLL seconds."""
+        raise NotImplementedError
+
+    def _failure(self) -> BaseException | None:
+        raise NotImplementedError
+
+    def stream(self, i: int) -> Iterator[UnitResult]:
+        while True:
+            while not self.buffers[i]:
+                got = self._get()
+                if got is None:
+                    failure = self._failure()
+                    if failure is not None:
+                        raise failure from None
+                    continue
+                self.buffers[got[0]].append(got[1])
+            r = self.buffers[i].popleft()
+            if r is None:
+                return
+            yield r
+
+
+class LocalStreams(_Streams):
+    """Streamed units on local worker processes (a multiprocessing queue carries the chunks)."""
 
     def __init__(self, units: list[Unit], kb: KnowledgeBase, options: Options):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        super().__init__(len(units))
         self.queue = multiprocessing.get_context().Queue()
         self.pool = ProcessPoolExecutor(max_workers=options.workers, initializer=_init_stream_worker,
                                         initargs=(kb, options, self.queue))
         # submitted in unit order: the workers take the units the caller needs first
         self.futures = [self.pool.submit(_stream_in_worker, i, u) for i, u in enumerate(units)]
-        self.buffers: list[deque] = [deque() for _ in units]
-
-    def __enter__(self) -> LocalStreams:
-        return self
 
     def __exit__(self, *exc) -> None:
         for f in self.futures:
@@ -100,40 +130,114 @@ class LocalStreams:
         self.pool.shutdown(wait=True)
         self.queue.close()
 
-    def stream(self, i: int) -> Iterator[UnitResult]:
+    def _get(self):
         import queue as queue_module
 
-        while True:
-            while not self.buffers[i]:
-                try:
-                    j, r = self.queue.get(timeout=self.POLL)
-                except queue_module.Empty:
-                    for f in self.futures:
-                        if f.done() and f.exception() is not None:
-                            raise f.exception() from None
-                    continue
-                self.buffers[j].append(r)
-            r = self.buffers[i].popleft()
-            if r is None:
-                return
-            yield r
+        try:
+            return self.queue.get(timeout=self.POLL)
+        except queue_module.Empty:
+            return None
+
+    def _failure(self):
+        return next((f.exception() for f in self.futures if f.done() and f.exception() is not None), None)
 
 
 DASK_CONNECT_TIMEOUT = 30.0  # seconds
 
 
-def dask_executor(address: str, timeout: float = DASK_CONNECT_TIMEOUT):
-    """Run units on the Dask distributed scheduler at `address` (workers need permed installed and
-    read access to the input paths)."""
+def _stream_to_dask_queue(i: int, unit: Unit, kb: KnowledgeBase, options: Options, queue_name: str) -> None:
+    """A Dask task: unit i's chunk results, pickled, into the run's queue as they are made (each ~1 MB: the
+    scheduler relays them), then the unit's end."""
+    import pickle
 
-    def run(units: list[Unit], kb: KnowledgeBase, options: Options, progress=None):
-        from distributed import Client, as_completed
+    from distributed import Queue, get_client
+
+    queue = Queue(queue_name, client=get_client())
+    for r in iter_unit(unit, kb, options):
+        queue.put(pickle.dumps((i, r.portable()), protocol=pickle.HIGHEST_PROTOCOL))
+    queue.put(pickle.dumps((i, None)))
+
+
+class DaskStreams(_Streams):
+    """Streamed units on a Dask cluster: each unit is one task that sends its chunks through a Dask queue."""
+
+    WAIT = 0.05  # seconds between looks at an empty queue
+
+    def __init__(self, client, units: list[Unit], kb: KnowledgeBase, options: Options):
+        from uuid import uuid4
+
+        from distributed import Queue
+
+        super().__init__(len(units))
+        name = f"permed-stream-{uuid4().hex}"
+        self.queue = Queue(name, client=client)
+        [kb_future] = client.scatter([kb], broadcast=True, hash=False)  # the KB travels once per worker
+        self.futures = [client.submit(_stream_to_dask_queue, i, u, kb_future, options, name, pure=False,
+                                      key=f"permed-stream-{i}-{name}") for i, u in enumerate(units)]
+
+    def __exit__(self, *exc) -> None:
+        for f in self.futures:
+            f.cancel()
+
+    def _get(self):
+        import pickle
+        import time
+
+        # asked for its size first: a get that times out is logged as an error by the scheduler
+        if not self.queue.qsize():
+            time.sleep(self.WAIT)
+            return None
+        return pickle.loads(self.queue.get())
+
+    def _failure(self):
+        return next((f.exception() for f in self.futures if f.status == "error"), None)
+
+
+class DaskSession:
+    """A connection to a Dask scheduler for one streamed run."""
+
+    def __init__(self, client):
+        self.client = client
+
+    @property
+    def slots(self) -> int:
+        """Tasks the cluster runs at once (its workers' threads)."""
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+
+    def streams(self, units: list[Unit], kb: KnowledgeBase, options: Options) -> DaskStreams:
+        return DaskStreams(self.client, units, kb, options)
+
+
+class DaskExecutor:
+    """Units on the Dask distributed scheduler at `address` (workers need permed installed and read access to
+    the input paths). Called as an executor, it yields each unit's whole result in unit order; `session()`
+    gives a streamed run (`Engine.stream`) a connection whose units send chunks as they make them."""
+
+    def __init__(self, address: str, timeout: float = DASK_CONNECT_TIMEOUT):
+        self.address, self.timeout = address, timeout
+
+    def _connect(self):
+        from distributed import Client
 
         try:
-            client = Client(address, timeout=timeout)
+            return Client(self.address, timeout=self.timeout)
         except (OSError, TimeoutError) as exc:
-            raise ConfigurationError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+            raise ConfigurationError(f"--scheduler {self.address}: cannot connect to a Dask scheduler ({exc})"
+                                     ) from None
+
+    @contextmanager
+    def session(self) -> Iterator[DaskSession]:
+        client = self._connect()
         try:
+            yield DaskSession(client)
+        finally:
+            client.close()
+
+    def __call__(self, units: list[Unit], kb: KnowledgeBase, options: Options, progress=None):
+        from distributed import as_completed
+
+        with self.session() as session:
+            client = session.client
             # the KB travels once per worker, not once per unit
             [kb_future] = client.scatter([kb], broadcast=True, hash=False)
             futures = [client.submit(_run_portable, u, kb_future, options, pure=False,
@@ -150,7 +254,7 @@ def dask_executor(address: str, timeout: float = DASK_CONNECT_TIMEOUT):
                 while next_i in done:
                     yield done.pop(next_i)
                     next_i += 1
-        finally:
-            client.close()
 
-    return run
+
+def dask_executor(address: str, timeout: float = DASK_CONNECT_TIMEOUT) -> DaskExecutor:
+    return DaskExecutor(address, timeout)
