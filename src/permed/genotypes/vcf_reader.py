@@ -239,12 +239,21 @@ class VcfReader:
         if msg not in lst:
             lst.append(msg)
 
-    def _warn_samples(self, idx: np.ndarray, key: str, msg_for) -> None:
+    def _warn_samples(self, idx: np.ndarray, key: str, msg_for, by: np.ndarray | None = None) -> None:
+        """Warn each flagged sample with `msg_for(sample)`. `by`: per-sample values that fix the message (e.g.
+        the GT): the text is then made once per distinct value (a cohort's chrX no-calls are thousands)."""
         if not idx.any():
             return
-        for si in np.flatnonzero(idx):
-            lst = self.sample_warnings.setdefault((int(si), key), [])
-            m = msg_for(int(si))
+        rows = np.flatnonzero(idx)
+        if by is None:
+            msgs = [msg_for(int(si)) for si in rows]
+        else:
+            values = by[rows].reshape(len(rows), -1)
+            _, first, inverse = np.unique(values, axis=0, return_index=True, return_inverse=True)
+            texts = [msg_for(int(rows[f])) for f in first]
+            msgs = [texts[k] for k in inverse.reshape(-1)]
+        for si, m in zip(rows.tolist(), msgs):
+            lst = self.sample_warnings.setdefault((si, key), [])
             if m not in lst:
                 lst.append(m)
 
@@ -946,7 +955,7 @@ class VcfReader:
         if not unsure.any():
             return
         arr.status[unsure, li] = UNUSABLE
-        self._warn_samples(unsure, key, lambda si: reason_text(int(why[si]), self.options.min_gp))
+        self._warn_samples(unsure, key, lambda si: reason_text(int(why[si]), self.options.min_gp), by=why)
 
     def _unusable_quality(self, rec: StoredRecord, arrays) -> None:
         """A record whose imputation quality is below --min-info: its positions are missing for every sample
@@ -1082,25 +1091,26 @@ class VcfReader:
         gene = arr.gdef.gene
         n_called = nonmissing.sum(axis=1)
         ok = n_called > 0
-        self._warn_samples(~ok, key, lambda si: f"Ignoring: no call ({_gt_text(g[si], phased[si])})")
+        gtp = np.column_stack([g, phased])  # what a GT's text shows
+        self._warn_samples(~ok, key, lambda si: f"Ignoring: no call ({_gt_text(g[si], phased[si])})", by=gtp)
         if chrom in HAPLOID_CHROMOSOMES:
             self._warn_samples(ok & (n_called > 1), key, lambda si: (
                 f"{int(n_called[si])} genotypes found (GT={_gt_text(g[si], phased[si])}, for {gene}) for "
-                "haploid chromosome. Will only use first non-missing genotype."))
+                "haploid chromosome. Will only use first non-missing genotype."), by=gtp)
         else:
             single = ok & (n_called == 1)
             if chrom != "chrX":
                 ref_only = single & (np.where(nonmissing, g, 0).max(axis=1) == 0)
                 self._warn_samples(ref_only, key, lambda si: (
                     f"Ignoring: only a single genotype found (GT={_gt_text(g[si], phased[si])}).  "
-                    "Since it's reference, treating this as a missing position."))
+                    "Since it's reference, treating this as a missing position."), by=gtp)
                 self._warn_samples(single & ~ref_only, key, lambda si: (
-                    f"1 genotype found (GT={_gt_text(g[si], phased[si])}, for {gene}), expecting 2."))
+                    f"1 genotype found (GT={_gt_text(g[si], phased[si])}, for {gene}), expecting 2."), by=gtp)
                 ok &= ~ref_only
         bad = ok & (sel == -3).any(axis=1)
         if bad.any():
             self._warn_samples(bad, key, lambda si: "Discarded genotype at this position because " + next(
-                invalid[int(a)] for a in g[si] if a >= 0 and codes[int(a)] == -3))
+                invalid[int(a)] for a in g[si] if a >= 0 and codes[int(a)] == -3), by=g)
             ok &= ~bad
         if not snp_for_indel:  # alleles the definition does not list ("undocumented variations")
             und = ok & (np.where(nonmissing, sel, 0) >= n_known).any(axis=1)
@@ -1113,7 +1123,7 @@ class VcfReader:
                          f"(expected {'/'.join(locus.alts)}, found {'/'.join(found)} in VCF)")
                     return m + (".  Undocumented variations will be replaced with reference." if as_ref else "")
 
-                self._warn_samples(und, key, und_msg)
+                self._warn_samples(und, key, und_msg, by=sel)
         return ok
 
     def _commit(self, arr: _GeneArrays, li: int, key: str, calls, origin: str, alts: tuple, filt) -> None:
