@@ -45,6 +45,14 @@ class Assembly:
         index: dict[str, int] = {}
         self.sample_files: list[list[int]] = []
         self.file_index: list[np.ndarray] = []  # file -> global index of each of its samples
+        if file_samples and all(fs == file_samples[0] for fs in file_samples[1:]):
+            # every file holds the same samples in the same order (a cohort's blocks): no per-sample lookups
+            # (sample names are unique within a file: the readers check)
+            self.samples = list(file_samples[0])
+            every = list(range(len(file_samples)))
+            self.sample_files = [every] * len(self.samples)  # read only
+            self.file_index = [np.arange(len(self.samples), dtype=np.int64)] * len(file_samples)
+            file_samples = []
         for fi, file_names in enumerate(file_samples):
             idx = []
             for s in file_names:
