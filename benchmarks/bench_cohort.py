@@ -123,29 +123,40 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def synthetic_run(vcf: Path, extra: list[str], repeat: int) -> tuple[float, float]:
-    """(best wall of `repeat` unobserved runs, peak RSS MiB of the largest process in one observed run)."""
-    out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
-    try:
-        cmd = [sys.executable, "-m", "permed", "cohort", str(vcf), "-o", str(out / "out"), "--quiet", *extra]
-        w = min(wall(cmd) for _ in range(repeat))
-        pp: dict = {}
-        measure(cmd, pp)
-        return w, pp["rss"]
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+def interleaved_best(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Best wall of each command over `repeat` rounds, every round running each command once in turn: the
+    machine's speed drifts (shared 2-core host), and interleaving exposes every command to the same drift."""
+    out = {k: float("inf") for k in cmds}
+    for _ in range(repeat):
+        for k, cmd in cmds.items():
+            out[k] = min(out[k], wall(cmd))
+    return out
 
 
-def dask_run(vcf: Path, n: int, repeat: int) -> float:
-    """Best wall of `permed cohort --scheduler` on a LocalCluster of 2 single-threaded worker processes."""
+def peak_rss(cmd: list[str]) -> float:
+    """Peak RSS MiB of the largest single process in one observed run."""
+    pp: dict = {}
+    measure(cmd, pp)
+    return pp["rss"]
+
+
+def cohort_cmd(vcf: Path, out: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "permed", "cohort", str(vcf), "-o", str(out), "--quiet", *extra]
+
+
+def dask_run(vcf: Path, repeat: int, local_extra: list[str]) -> tuple[float, float]:
+    """(best wall of `permed cohort --scheduler` on a LocalCluster of 2 single-threaded worker processes, best
+    wall of the local run with `local_extra`), interleaved. The cluster splits the file over its workers by
+    itself (as `--workers 2` does) and its units stream chunks back as they make them."""
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
         try:
-            cmd = [sys.executable, "-m", "permed", "cohort", str(vcf), "-o", str(out / "out"), "--quiet",
-                   "--scheduler", cluster.scheduler_address, "--split-samples", str(-(-n // 2))]
-            return min(wall(cmd) for _ in range(repeat))
+            got = interleaved_best({
+                "dask": cohort_cmd(vcf, out / "dask", ["--scheduler", cluster.scheduler_address]),
+                "local": cohort_cmd(vcf, out / "local", local_extra)}, repeat)
+            return got["dask"], got["local"]
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
@@ -155,10 +166,10 @@ def scale(args) -> None:
     from synthetic_cohort import write_cohort_vcf
 
     print(f"\nsynthetic cohorts from 1KGP haplotypes (records at pharmacogene windows only, one plain-gzip file); "
-          f"best of {args.repeat}; RSS = peak of the largest single process; load = 1-min load average before "
-          "each figure (2 cores: above 2, other work shares the machine)")
-    print(f"{'samples':>8} {'floor':>14} {'1 worker':>16} {'ratio':>6} {'RSS':>8} {'2 workers':>16} {'ratio':>6} "
-          f"{'RSS':>8} {'speed-up':>8}")
+          f"best of {args.repeat} interleaved rounds (floor, 1 worker, 2 workers in turn); RSS = peak of the largest "
+          "single process; load = 1-min load average before the size's runs (2 cores)")
+    print(f"{'samples':>8} {'floor':>8} {'1 worker':>10} {'ratio':>6} {'RSS':>9} {'2 workers':>10} {'ratio':>6} "
+          f"{'RSS':>9} {'speed-up':>8}")
     tmp = Path(tempfile.mkdtemp(prefix="permed-synth-", dir=args.tmp))
     rows = []
     try:
@@ -166,19 +177,24 @@ def scale(args) -> None:
             vcf = tmp / f"syn{size}.vcf.gz"
             write_cohort_vcf(size, vcf, args.data)
             l0 = load()
-            fl = min(wall([sys.executable, "-c", FLOOR_ALL, str(vcf)]) for _ in range(args.repeat))
-            l1 = load()
-            w1, r1 = synthetic_run(vcf, ["--workers", "1"], args.repeat)
-            l2 = load()
-            w2, r2 = synthetic_run(vcf, ["--workers", "2"], args.repeat)
+            out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
+            try:
+                cmds = {"floor": [sys.executable, "-c", FLOOR_ALL, str(vcf)],
+                        "1": cohort_cmd(vcf, out / "1", ["--workers", "1"]),
+                        "2": cohort_cmd(vcf, out / "2", ["--workers", "2"])}
+                got = interleaved_best(cmds, args.repeat)
+                r1, r2 = peak_rss(cmds["1"]), peak_rss(cmds["2"])
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            fl, w1, w2 = got["floor"], got["1"], got["2"]
             rows.append((size, w1, w2, r1, r2))
-            print(f"{size:8d} {fl:6.2f} s ({l0}) {w1:6.2f} s ({l1}) {w1 / fl:5.2f}x {r1:5.0f} MiB "
-                  f"{w2:6.2f} s ({l2}) {w2 / fl:5.2f}x {r2:5.0f} MiB {w1 / w2:7.2f}x", flush=True)
+            print(f"{size:8d} {fl:6.2f} s {w1:8.2f} s {w1 / fl:5.2f}x {r1:5.0f} MiB "
+                  f"{w2:8.2f} s {w2 / fl:5.2f}x {r2:5.0f} MiB {w1 / w2:7.2f}x  ({l0})", flush=True)
             if size == 100_000 and not args.skip_dask:
                 ld = load()
-                wd = dask_run(vcf, size, args.repeat)
-                print(f"{'':8s} Dask LocalCluster, 2 workers, --split-samples {size // 2}: {wd:6.2f} s ({ld}), "
-                      f"{wd / w2:.2f}x --workers 2", flush=True)
+                wd, wl = dask_run(vcf, args.repeat, ["--workers", "2"])
+                print(f"{'':8s} Dask LocalCluster, 2 workers: {wd:6.2f} s; --workers 2 in the same rounds: {wl:6.2f} s;"
+                      f" Dask {wd / wl:.2f}x local ({ld})", flush=True)
             vcf.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
