@@ -116,9 +116,15 @@ class Assembly:
             lst.extend(m for m in msgs if m not in lst)
         for ch in r.chunks:
             gidx = self.file_index[fi][ch.offset - self.start:ch.offset - self.start + ch.n]
-            for (si, key), msgs in ch.sample_warnings.items():
-                lst = self.sample_warnings.setdefault(int(gidx[si]), {}).setdefault(key, [])
-                lst.extend(m for m in msgs if m not in lst)
+            if ch.sample_warnings:
+                where = gidx.tolist()
+                for (si, key), msgs in ch.sample_warnings.items():
+                    per_key = self.sample_warnings.setdefault(where[si], {})
+                    lst = per_key.get(key)
+                    if lst is None:
+                        per_key[key] = list(msgs)  # the usual case: a sample's warnings come from one chunk
+                    else:
+                        lst.extend(m for m in msgs if m not in lst)
             for gene, (calls, inverse, rank) in ch.genes.items():
                 best = self.rank[gene][gidx]
                 clash = (rank == 3) & (best == 3)
