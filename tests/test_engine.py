@@ -81,6 +81,20 @@ def test_cohort_without_advice_or_evidence(engine):
     assert len(report.genes["CYP2C19"].evidence) < len(engine.kb.genes["CYP2C19"].loci)
 
 
+def test_cohort_tables_skip_per_sample_notes_without_changing_calls(engine, tmp_path):
+    """`sample_warnings=False` (what `permed cohort` uses: its tables have no place for them) drops the per-sample
+    notes on unusable genotypes and nothing else."""
+    from helpers import rec, write_vcf
+
+    vcf = write_vcf(tmp_path / "nocall.vcf", rec("chr10", 94781859, "G", "A", "./.", "0/1"), samples=("A", "B"))
+    full = engine.run(Inputs.of(vcf), permed.Options(advice=False))
+    lean = engine.run(Inputs.of(vcf), permed.Options(advice=False, sample_warnings=False))
+    assert full.calls.sample_warnings[0] == {"chr10:94781859": ["Ignoring: no call (./.)"]}
+    assert lean.calls.sample_warnings == {}
+    for si in range(2):
+        assert lean.calls.call(si, "CYP2C19") == full.calls.call(si, "CYP2C19")
+
+
 def test_options_are_checked():
     with pytest.raises(permed.ConfigurationError, match="--workers: 0 is not a whole number >= 1"):
         permed.Options(workers=0)

@@ -79,7 +79,7 @@ def cohort(vcfs, *, outside_calls=(), outside_calls_format: str | None = None,
     from permed.biobank.populations import Populations, read_populations
     from permed.engine import Inputs
 
-    base = (options or Options()).replace(evidence=False, advice=False)
+    base = (options or Options()).replace(evidence=False, advice=False, sample_warnings=False)
     opts = base.replace(**option_values) if option_values else base
     pops = populations if isinstance(populations, Populations) or populations is None else read_populations(
         Path(populations))

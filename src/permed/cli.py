@@ -250,7 +250,8 @@ def cohort_cmd(
     options = Options(genes=_genes(genes), missing_to_ref=missing_to_ref, require_pass=require_pass,
                       all_matches=all_matches, cyp2d6_from_vcf=cyp2d6_from_vcf, workers=workers,
                       chunk_size=chunk_size, split_samples=split_samples, parallel_regions=scheduler is not None,
-                      evidence=False, advice=False, build=build, min_gp=min_gp, min_info=min_info)
+                      evidence=False, advice=False, sample_warnings=False, build=build, min_gp=min_gp,
+                      min_info=min_info)
     executor = None
     if scheduler:
         from permed.engine.executors import dask_executor

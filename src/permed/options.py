@@ -38,6 +38,7 @@ class Options:
     use_index: bool = True  # indexed files: read only windows around definition positions
     evidence: bool = True  # per-position evidence in each call (reports show it; cohort tables do without)
     advice: bool = True  # match drug recommendations (cohort tables do without)
+    sample_warnings: bool = True  # per-sample notes on unusable genotypes (reports show them; cohort tables do without)
 
     RECORDED = ("missing_to_ref", "require_pass", "find_combinations", "all_matches", "cyp2d6_from_vcf")
 

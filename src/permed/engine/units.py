@@ -24,7 +24,8 @@ from permed.options import Options
 def read_options(options: Options) -> ReadOptions:
     return ReadOptions(missing_to_ref=options.missing_to_ref, require_pass=options.require_pass,
                        find_combinations=options.find_combinations, use_index=options.use_index,
-                       build=options.build, min_gp=options.min_gp, min_info=options.min_info)
+                       build=options.build, min_gp=options.min_gp, min_info=options.min_info,
+                       sample_warnings=options.sample_warnings)
 
 
 def match_options(options: Options) -> MatchOptions:

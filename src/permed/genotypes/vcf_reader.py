@@ -84,6 +84,7 @@ class ReadOptions:
     build: str = AUTO  # GRCh38, GRCh37, or auto: from the header and the records
     min_gp: float = DEFAULT_MIN_GP  # genotype probabilities (GP, BGEN) and dosages (DS): hard-call threshold
     min_info: float = DEFAULT_MIN_INFO  # imputation quality (INFO R2/DR2/INFO) below this: position missing
+    sample_warnings: bool = True  # per-sample notes (a cohort's tables do not show them: not made)
 
 
 def normalise_chrom(name: str) -> str:
@@ -242,7 +243,7 @@ class VcfReader:
     def _warn_samples(self, idx: np.ndarray, key: str, msg_for, by: np.ndarray | None = None) -> None:
         """Warn each flagged sample with `msg_for(sample)`. `by`: per-sample values that fix the message (e.g.
         the GT): the text is then made once per distinct value (a cohort's chrX no-calls are thousands)."""
-        if not idx.any():
+        if not self.options.sample_warnings or not idx.any():
             return
         rows = np.flatnonzero(idx)
         if by is None:
