@@ -266,3 +266,25 @@ def test_dask_cluster_streams_chunks_like_local_workers(tmp_path, syn24k):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert streamed, "no streamed units ran on the cluster"
     _assert_clean_failure(failed, tmp_path / "out")
+
+
+def test_dask_stream_drops_chunks_a_rerun_unit_sends_again():
+    """Dask runs a task again when its worker dies; the rerun sends the unit's chunks from the start. The
+    client keeps each numbered chunk once, in order."""
+    import pickle
+    from collections import deque
+
+    from permed.engine.executors import DaskStreams
+
+    sent = [(0, 0, "a"), (0, 1, "b"), (0, 0, "a"), (0, 1, "b"), (0, 2, "c"), (0, 3, None)]
+
+    class FakeQueue:
+        def qsize(self):
+            return len(sent)
+
+        def get(self):
+            return pickle.dumps(sent.pop(0))
+
+    streams = object.__new__(DaskStreams)  # its queue only: no cluster
+    streams.buffers, streams.received, streams.queue, streams.futures = [deque()], [0], FakeQueue(), []
+    assert list(streams.stream(0)) == ["a", "b", "c"]

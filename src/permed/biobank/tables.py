@@ -113,7 +113,7 @@ def _distinct_triples(call_idx: np.ndarray, rep: np.ndarray, src: np.ndarray) ->
         shifted = call_idx + 1
         present = np.bincount(shifted) > 0
         first = np.full(len(present), -1, dtype=np.int64)
-        first[shifted[::-1]] = np.arange(len(shifted) - 1, -1, -1)  # each call's first sample
+        first[shifted] = np.arange(len(shifted))  # a sample of each call (which one does not matter: checked)
         used = np.flatnonzero(present)
         at = first[used]
         if (rep == rep[first[shifted]]).all() and (src == src[first[shifted]]).all():

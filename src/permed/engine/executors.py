@@ -146,16 +146,18 @@ DASK_CONNECT_TIMEOUT = 30.0  # seconds
 
 
 def _stream_to_dask_queue(i: int, unit: Unit, kb: KnowledgeBase, options: Options, queue_name: str) -> None:
-    """A Dask task: unit i's chunk results, pickled, into the run's queue as they are made (each ~1 MB: the
-    scheduler relays them), then the unit's end."""
+    """A Dask task: unit i's chunk results, pickled and numbered, into the run's queue as they are made (each
+    ~1 MB: the scheduler relays them), then the unit's end. Dask runs a task again when its worker dies: the
+    numbers let the client drop the chunks it already has."""
     import pickle
 
     from distributed import Queue, get_client
 
     queue = Queue(queue_name, client=get_client())
-    for r in iter_unit(unit, kb, options):
-        queue.put(pickle.dumps((i, r.portable()), protocol=pickle.HIGHEST_PROTOCOL))
-    queue.put(pickle.dumps((i, None)))
+    k = 0
+    for k, r in enumerate(iter_unit(unit, kb, options)):
+        queue.put(pickle.dumps((i, k, r.portable()), protocol=pickle.HIGHEST_PROTOCOL))
+    queue.put(pickle.dumps((i, k + 1, None)))
 
 
 class DaskStreams(_Streams):
@@ -174,10 +176,12 @@ class DaskStreams(_Streams):
         [kb_future] = client.scatter([kb], broadcast=True, hash=False)  # the KB travels once per worker
         self.futures = [client.submit(_stream_to_dask_queue, i, u, kb_future, options, name, pure=False,
                                       key=f"permed-stream-{i}-{name}") for i, u in enumerate(units)]
+        self.received = [0] * len(units)  # chunks (and end) taken from each unit so far
 
     def __exit__(self, *exc) -> None:
         for f in self.futures:
             f.cancel()
+        self.queue.close()
 
     def _get(self):
         import pickle
@@ -187,7 +191,11 @@ class DaskStreams(_Streams):
         if not self.queue.qsize():
             time.sleep(self.WAIT)
             return None
-        return pickle.loads(self.queue.get())
+        i, k, r = pickle.loads(self.queue.get())
+        if k < self.received[i]:
+            return None  # sent again by a rerun of the unit (its worker died): already taken
+        self.received[i] = k + 1
+        return i, r
 
     def _failure(self):
         return next((f.exception() for f in self.futures if f.status == "error"), None)
@@ -202,7 +210,7 @@ class DaskSession:
     @property
     def slots(self) -> int:
         """Tasks the cluster runs at once (its workers' threads)."""
-        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+        return max(1, sum(self.client.nthreads().values()))
 
     def streams(self, units: list[Unit], kb: KnowledgeBase, options: Options) -> DaskStreams:
         return DaskStreams(self.client, units, kb, options)

@@ -185,12 +185,10 @@ _EVIDENCE: dict[int, tuple] = {}
 class VcfReader:
     def __init__(self, path: Path, kb: KnowledgeBase, genes: list[str], options: ReadOptions = ReadOptions(),
                  regions: list[str] | None = None, with_sha256: bool = True,
-                 sample_range: tuple[int, int] | None = None, label: str | None = None,
-                 sample_ranges: tuple[tuple[int, int], ...] | None = None):
+                 label: str | None = None, sample_ranges: tuple[tuple[int, int], ...] | None = None):
         self.label = label or str(path)  # how messages name the file (the service: the uploaded file's name)
         self.regions = regions
-        # read only these samples: [start, stop) ranges in header order, ascending (sample_range: one range)
-        self.sample_ranges = sample_ranges or ((sample_range,) if sample_range is not None else None)
+        self.sample_ranges = sample_ranges  # read only these samples: [start, stop) ranges in header order, ascending
         self.with_sha256 = with_sha256
         self.path = Path(path)
         self.kb = kb
