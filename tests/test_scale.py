@@ -16,7 +16,7 @@ from permed.genotypes.model import ABSENT, FILLED, MISSING_ALLELE, NO_ALLELE
 from permed.genotypes.vcf_reader import VcfReader
 from permed.kb.load import load_kb
 from permed.matcher.gene_caller import MatchOptions
-from permed.matcher.patterns import PatternCaller, outcome_keys, pattern_groups
+from permed.matcher.patterns import PatternCaller, _canonical_phase_sets, outcome_keys, pattern_groups
 from permed.options import Options
 
 DATA = SHARED / "data" / "1kgp-grch38"
@@ -47,8 +47,22 @@ def _read(kb, path: Path, genes=None, options: Options | None = None):
     return VcfReader(path, kb, genes, read_options(options), with_sha256=False).read()
 
 
+def _assert_exact_groups(gg) -> None:
+    """pattern_groups (which both paths share) puts two samples together exactly when their status, alleles,
+    phase, phase-set structure and report-only positions are all equal."""
+    first, inverse = pattern_groups(gg)
+    n, L = gg.status.shape
+    rows = np.concatenate([gg.status.astype(np.int64), gg.gt.reshape(n, -1).astype(np.int64),
+                           gg.phased.astype(np.int64), _canonical_phase_sets(gg.phase_set).astype(np.int64),
+                           *([np.stack([x["codes"] for x in gg.extra], axis=1).astype(np.int64)] if gg.extra else [])],
+                          axis=1)
+    assert (rows == rows[first[inverse]]).all()  # everyone equals their group's representative
+    assert len(np.unique(rows[first], axis=0)) == len(first)  # representatives all differ
+
+
 def _assert_same(gg, options: MatchOptions, evidence: bool = False) -> int:
     """Per-sample calls of the vectorised path equal the per-pattern path's; returns the pattern count."""
+    _assert_exact_groups(gg)
     fast = PatternCaller(options, evidence=evidence)
     slow = PatternCaller(options, evidence=evidence, vectorised=False)
     a, ia = fast.call(gg)
@@ -109,6 +123,29 @@ def test_vectorised_matching_equals_per_pattern_on_perturbed_patterns(kb, gene):
         ok = outcome_keys(p, pattern_groups(p)[0], PatternCaller(MatchOptions()).caller(p))[2]
         assert ok.any() and not ok.all()  # both paths taken
     _assert_same(_perturbed(sub, 7), MatchOptions(top_candidate_only=False))
+
+
+def test_pattern_groups_tell_apart_every_difference(kb):
+    """Copies of one patient that each differ in one thing only, each at its own position (phase, status,
+    alleles, phase set, a report-only position), are patterns of their own; unchanged copies join the original's."""
+    from permed.examples import example_vcf
+
+    gg = _read(kb, Path(example_vcf()), ["CYP2C9"]).genes["CYP2C9"]
+    k = 7
+    rep = lambda a: np.repeat(a, k, axis=0).copy()  # noqa: E731
+    gt, status, phased, ps = rep(gg.gt), rep(gg.status), rep(gg.phased), rep(gg.phase_set)
+    extra = [{**x, "codes": rep(x["codes"])} for x in gg.extra]
+    called = np.flatnonzero(status[0] != ABSENT)
+    phased[1, called[0]] = not phased[1, called[0]]
+    status[2, called[1]] = FILLED  # the same alleles, read as reference-filled
+    gt[3, called[2]] = [gt[3, called[2], 0], 1 - gt[3, called[2], 0]]  # a heterozygous call where it was not
+    ps[4, called[3]] = 17
+    assert extra, "CYP2C9 carries a report-only position"
+    extra[0]["codes"][5] = extra[0]["codes"][5] + 1
+    p = dataclasses.replace(gg, gt=gt, status=status, phased=phased, phase_set=ps, extra=extra)
+    _assert_exact_groups(p)
+    first, inverse = pattern_groups(p)
+    assert len(first) == 6 and inverse[6] == inverse[0]
 
 
 def test_vectorised_matching_on_the_example_patient(kb):

@@ -1,7 +1,9 @@
 """Where units run: in this process, on local worker processes, or on a Dask cluster.
 
 An executor takes (units, kb, options, progress) and yields UnitResults in unit order, so the
-assembled output cannot depend on where or in which order units ran.
+assembled output cannot depend on where or in which order units ran. A streamed cohort run instead
+takes each unit's chunks as they are made: `LocalStreams` (local processes) or, on a cluster,
+`DaskExecutor.session().streams(...)`.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def _allele_pairs(gg: GeneGenotypes) -> np.ndarray:
     return gt.view(np.int32).reshape(n, L)
 
 
-def varying_columns(gg: GeneGenotypes, pairs: np.ndarray) -> np.ndarray:
+def _varying_columns(gg: GeneGenotypes, pairs: np.ndarray) -> np.ndarray:
     """Positions where some sample's status, alleles or phase differ from the first sample's. Usually a
     fifth of a gene's positions vary within a chunk; the others cannot tell patterns apart, and comparing
     small integers costs far less than hashing every column."""
@@ -114,13 +114,13 @@ def varying_columns(gg: GeneGenotypes, pairs: np.ndarray) -> np.ndarray:
 
 def pattern_groups(gg: GeneGenotypes) -> tuple[np.ndarray, np.ndarray]:
     """(representative sample index per pattern, pattern index per sample)."""
-    n, L = gg.status.shape
+    n = gg.status.shape[0]
     if n == 0:
         return np.zeros(0, int), np.zeros(0, int)
     if not gg.status.any() and not gg.extra:
         return np.zeros(1, int), np.zeros(n, int)  # no data for anyone: a single pattern
     pairs = _allele_pairs(gg)
-    cols = varying_columns(gg, pairs)
+    cols = _varying_columns(gg, pairs)
     status, pairs, phased = gg.status[:, cols], pairs[:, cols], gg.phased[:, cols]
     extra = []
     if gg.phase_set.any():
