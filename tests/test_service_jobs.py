@@ -296,6 +296,26 @@ def test_a_worker_whose_server_is_already_gone_takes_no_job(jobs):
     assert job_of(store, job_id).state == "queued"
 
 
+def test_a_stop_that_comes_while_a_job_is_claimed_does_not_count_as_an_interruption(jobs, monkeypatch):
+    """When a server dies, one worker puts its job back and the other may claim it just as its own stop
+    arrives: the job goes back queued with neither an attempt nor an interruption (CI saw 2 interruptions)."""
+    import permed.service.worker as worker_module
+
+    store, data, _ = jobs
+    job_id = queue(store, data, example_text().encode())
+    claim = worker_module.claim
+
+    def claim_then_stop(store_, me):
+        job = claim(store_, me)
+        worker_module._stop.requested = True  # SIGTERM arriving between the claim and the job's start
+        return job
+
+    monkeypatch.setattr(worker_module, "claim", claim_then_stop)
+    assert worker_module.run_worker(store, data) == 0
+    j = job_of(store, job_id)
+    assert (j.state, j.attempts, j.interruptions, j.worker) == ("queued", 0, 0, None)
+
+
 # 4. interruptions ------------------------------------------------------------------------------------
 
 

@@ -348,11 +348,13 @@ def _die_with_parent(sig: int) -> bool:
         return False
 
 
-def _put_back(store: Store, job: Job, me: str) -> None:
-    """An interrupted job goes back to the queue without using up an attempt."""
+def _put_back(store: Store, job: Job, me: str, interrupted: bool = True) -> None:
+    """An interrupted job (or one claimed just as the worker stopped) goes back to the queue without using up
+    an attempt."""
     with store.session() as s:
         s.execute(update(Job).where(Job.id == job.id, Job.worker == me, Job.state == "running").values(
-            state="queued", attempts=Job.attempts - 1, interruptions=Job.interruptions + 1, worker=None,
+            state="queued", attempts=Job.attempts - 1, interruptions=Job.interruptions + int(interrupted),
+            worker=None,
             heartbeat_at=None, updated_at=utcnow()))
 
 
@@ -470,11 +472,15 @@ def run_worker(store: Store, data_dir: Path, poll: float = 0.5, once: bool = Fal
                     return done
                 time.sleep(poll)
                 continue
+            started = False
             try:
                 with _Heartbeat(store, job.id, me, lease / BEATS_PER_LEASE), stop.waiting():
+                    started = True
                     run_job(store, data_dir, job, me, engine, limits)
             except WorkerInterrupted:
-                _put_back(store, job, me)
+                # a stop that came while the job was being claimed (e.g. both workers of a dead server: one
+                # puts its job back, the other takes it as it stops) did not interrupt the job
+                _put_back(store, job, me, interrupted=started)
                 clean_after_attempt(data_dir, job.upload_id)
                 log.info("worker stopped: job %d queued again", job.id)
                 return done
