@@ -7,7 +7,10 @@ over the process tree (main process plus workers), sampled every 20 ms (sampling
 run's time is not used).
 
     python benchmarks/bench_cohort.py [--data DIR] [--repeat N] [--sizes 12500,50000,100000,200000]
-                                      [--skip-1kgp] [--skip-synthetic] [--skip-dask] [--tmp DIR]
+                                      [--skip-1kgp] [--skip-synthetic] [--skip-dask] [--skip-dp] [--tmp DIR]
+
+At 100,000 samples the same cohort is also written with a read depth beside every call (FORMAT GT:DP):
+those lines go through htslib instead of permed's GT-only text reader, so both paths are measured.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-1kgp", action="store_true")
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--skip-dp", action="store_true", help="skip the GT:DP (htslib path) run at 100,000 samples")
     ap.add_argument("--tmp", type=Path, default=None, help="directory for the synthetic VCFs")
     args = ap.parse_args()
     files = sorted(str(p) for p in args.data.glob("*.vcf.gz"))
@@ -161,6 +165,25 @@ def dask_run(vcf: Path, repeat: int, local_extra: list[str]) -> tuple[float, flo
             shutil.rmtree(out, ignore_errors=True)
 
 
+def depth_run(tmp: Path, size: int, args) -> None:
+    """The same cohort with FORMAT GT:DP (read through htslib): floor, 1 and 2 workers, interleaved."""
+    from synthetic_cohort import write_cohort_vcf
+
+    vcf = tmp / f"syn{size}-dp.vcf.gz"
+    write_cohort_vcf(size, vcf, args.data, with_dp=True)
+    out = Path(tempfile.mkdtemp(prefix="permed-bench-"))
+    try:
+        got = interleaved_best({"floor": [sys.executable, "-c", FLOOR_ALL, str(vcf)],
+                                "1": cohort_cmd(vcf, out / "1", ["--workers", "1"]),
+                                "2": cohort_cmd(vcf, out / "2", ["--workers", "2"])}, args.repeat)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+        vcf.unlink()
+    fl, w1, w2 = got["floor"], got["1"], got["2"]
+    print(f"{'':8s} GT:DP (htslib path): floor {fl:6.2f} s; 1 worker {w1:6.2f} s ({w1 / fl:.2f}x); "
+          f"2 workers {w2:6.2f} s ({w2 / fl:.2f}x); speed-up {w1 / w2:.2f}x ({load()})", flush=True)
+
+
 def scale(args) -> None:
     """Synthetic cohorts, one plain-gzip file each (a biobank export): 1 and 2 workers against the floor."""
     from synthetic_cohort import write_cohort_vcf
@@ -196,6 +219,8 @@ def scale(args) -> None:
                 print(f"{'':8s} Dask LocalCluster, 2 workers: {wd:6.2f} s; --workers 2 in the same rounds: {wl:6.2f} s;"
                       f" Dask {wd / wl:.2f}x local ({ld})", flush=True)
             vcf.unlink()
+            if size == 100_000 and not args.skip_dp:
+                depth_run(tmp, size, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if len(rows) >= 2:

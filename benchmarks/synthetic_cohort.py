@@ -5,7 +5,10 @@ haplotypes, kept whole across all records, so linkage between variants of a gene
 Only the records permed reads (those overlapping the windows around definition positions) are
 written: a biobank VCF restricted to pharmacogene regions, the usual first step.
 
-    python benchmarks/synthetic_cohort.py N OUT.vcf.gz [--data DIR] [--seed S]
+    python benchmarks/synthetic_cohort.py N OUT.vcf.gz [--data DIR] [--seed S] [--with-dp]
+
+--with-dp adds a read depth to every call (FORMAT GT:DP, as sequencing exports carry): such lines go
+through htslib rather than permed's GT-only text reader, so the two paths can be measured on the same cohort.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def haplotype_panel(data: Path):
     return [(k, seen[k][0]) for k in keys], haps
 
 
-def write_cohort_vcf(n: int, out: Path, data: Path = DEFAULT_DATA, seed: int = 20261125) -> int:
+def write_cohort_vcf(n: int, out: Path, data: Path = DEFAULT_DATA, seed: int = 20261125,
+                     with_dp: bool = False) -> int:
     records, haps = haplotype_panel(data)
     if haps.max() > 9:
         raise SystemExit("allele index above 9 not supported by this generator")
@@ -64,23 +68,28 @@ def write_cohort_vcf(n: int, out: Path, data: Path = DEFAULT_DATA, seed: int = 2
     chroms = sorted({k[0] for k, _ in records}, key=_chrom_key)
     header = ["##fileformat=VCFv4.2", '##FILTER=<ID=PASS,Description="All filters passed">',
               '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              *(['##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">'] if with_dp else []),
               *(f"##contig=<ID={c}>" for c in chroms),
               "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT",
                          *(f"SYN{i:07d}" for i in range(n))])]
-    buf = np.empty((n, 4), dtype=np.uint8)
+    width = 7 if with_dp else 4  # "0|1\t" or "0|1:30\t"
+    buf = np.empty((n, width), dtype=np.uint8)
     buf[:, 1] = ord("|")
-    buf[:, 3] = ord("\t")
+    if with_dp:
+        buf[:, 3:6] = np.frombuffer(b":30", dtype=np.uint8)
+    buf[:, -1] = ord("\t")
+    fmt = "GT:DP" if with_dp else "GT"
     with gzip.open(out, "wb", compresslevel=1) as fh:
         fh.write(("\n".join(header) + "\n").encode())
         for ((chrom, pos, ref, alts), rid), row in zip(records, haps):
             a, b = row[h1], row[h2]
             buf[:, 0] = np.where(a < 0, ord("."), ord("0") + a)
             buf[:, 2] = np.where(b < 0, ord("."), ord("0") + b)
-            buf[-1, 3] = ord("\n")
-            fixed = f"{chrom}\t{pos}\t{rid}\t{ref}\t{','.join(alts) or '.'}\t.\tPASS\t.\tGT\t"
+            buf[-1, -1] = ord("\n")
+            fixed = f"{chrom}\t{pos}\t{rid}\t{ref}\t{','.join(alts) or '.'}\t.\tPASS\t.\t{fmt}\t"
             fh.write(fixed.encode())
             fh.write(buf.tobytes())
-            buf[-1, 3] = ord("\t")
+            buf[-1, -1] = ord("\t")
     return len(records)
 
 
@@ -90,8 +99,9 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--seed", type=int, default=20261125)
+    ap.add_argument("--with-dp", action="store_true", help="FORMAT GT:DP instead of GT")
     args = ap.parse_args()
-    k = write_cohort_vcf(args.n, args.out, args.data, args.seed)
+    k = write_cohort_vcf(args.n, args.out, args.data, args.seed, args.with_dp)
     print(f"wrote {args.out}: {args.n} samples x {k} records")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from permed.genotypes.files import (
     precheck,
     stale_index,
 )
+from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, GtLines, NotPlainGt
 from permed.genotypes.locus_index import WINDOW_GAP, LocusIndex, Site, has_grch37, locus_index, sites
 from permed.genotypes.model import (
     ABSENT,
@@ -85,6 +87,8 @@ class ReadOptions:
     min_gp: float = DEFAULT_MIN_GP  # genotype probabilities (GP, BGEN) and dosages (DS): hard-call threshold
     min_info: float = DEFAULT_MIN_INFO  # imputation quality (INFO R2/DR2/INFO) below this: position missing
     sample_warnings: bool = True  # per-sample notes (a cohort's tables do not show them: not made)
+    # GT-only text lines read with numpy (gt_text): None from PLAIN_GT_MIN_SAMPLES samples read, or always/never
+    plain_gt: bool | None = None
 
 
 def normalise_chrom(name: str) -> str:
@@ -215,6 +219,10 @@ class VcfReader:
         self._shown: str | None = None  # the build the records showed, when a first pass assumed the other
         self._index: LocusIndex | None = None
         self._first_notices = list(self.notices)
+        self._plain_gt = True  # until a kept line shows otherwise
+        self._read_names: tuple[str, ...] | None = None  # samples read, when htslib decodes fewer (plain GT)
+        self._gt_lines: GtLines | None = None
+        self._gt_rows: np.ndarray | None = None
 
     @property
     def index(self) -> LocusIndex:
@@ -223,6 +231,11 @@ class VcfReader:
         if self._index is None or self._index.build != self.build:
             self._index = locus_index(self.kb, self.genes, self.build)
         return self._index
+
+    @property
+    def read_plain_gt(self) -> bool:
+        """Did the last pass read the GT columns with numpy (gt_text) rather than through htslib?"""
+        return self._read_names is not None
 
     def pick_samples(self, samples) -> list:
         """The items of a per-sample sequence that this reader reads."""
@@ -297,13 +310,35 @@ class VcfReader:
 
     def extract(self) -> Extract:
         try:
-            return self._extract_file()
+            return self._extract_or_fall_back()
         except _Reread as again:
             # a streamed pass learns the build only from the records: read them again on the build they show
             self._shown = again.build
-            self.notices = list(self._first_notices)
-            self.position_warnings = {}
+            self._restart()
+            return self._extract_or_fall_back()
+
+    def _restart(self) -> None:
+        self.notices = list(self._first_notices)
+        self.position_warnings = {}
+
+    def _extract_or_fall_back(self) -> Extract:
+        try:
             return self._extract_file()
+        except NotPlainGt:
+            # a kept line's genotypes are not plain GT text: htslib reads them all
+            self._plain_gt = False
+            self._restart()
+            return self._extract_file()
+
+    def _use_plain_gt(self, vcf: VCF, n_read: int) -> bool:
+        """Read GT columns with numpy (gt_text)? Text VCFs read from the start whose header leaves GT the only
+        FORMAT key the reader uses (no GP or DS), with enough samples read for it to matter."""
+        wanted = self.options.plain_gt
+        if wanted is False or not self._plain_gt or self.windowed or is_bcf(self.path):
+            return False
+        if wanted is None and n_read < PLAIN_GT_MIN_SAMPLES:
+            return False
+        return re.search(r"^##FORMAT=<ID=(GP|DS),", vcf.raw_header, re.M) is None
 
     def _extract_file(self) -> Extract:
         precheck(self.path, self.label)
@@ -314,11 +349,22 @@ class VcfReader:
             try:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 self._line_samples = len(vcf.samples)  # a line holds every sample's column, decoded or not
-                if self.sample_ranges is not None:
-                    names = self.pick_samples(vcf.samples)
+                names = list(vcf.samples) if self.sample_ranges is None else self.pick_samples(vcf.samples)
+                self._gt_rows = None
+                if names and self._use_plain_gt(vcf, len(names)):
+                    # numpy reads the GT columns; htslib checks each record's fixed columns, with one sample
+                    self._read_names = tuple(names)
+                    if self.sample_ranges is not None:
+                        self._gt_rows = np.concatenate([np.arange(a, b) for a, b in self.sample_ranges])
+                    vcf.close()
+                    vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names[:1])
+                elif self.sample_ranges is not None:
+                    self._read_names = None
                     vcf.close()
                     # htslib then decodes only these samples' fields
                     vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names)
+                else:
+                    self._read_names = None
                 vcf.set_threads(1)  # decompress in a second thread while this one parses records
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
@@ -417,7 +463,7 @@ class VcfReader:
 
     def _extract(self, vcf: VCF, sha: str, htslib) -> Extract:
         self._htslib_messages = htslib
-        samples = self._sample_names = tuple(vcf.samples)
+        samples = self._sample_names = self._read_names or tuple(vcf.samples)
         if not samples:
             raise InputFileError(f"{self.label}: no sample columns after FORMAT; permed needs genotypes")
         dups = sorted(s for s, k in Counter(samples).items() if k > 1)
@@ -484,6 +530,28 @@ class VcfReader:
         text_lines = not self.windowed and not is_bcf(self.path)
         # counted in the file: htslib's header gains lines it adds itself (e.g. the PASS filter)
         header_lines = header_line_count(self.path) if text_lines else 0
+        with ExitStack() as stack:
+            if self._read_names is not None:
+                self._gt_lines = stack.enter_context(GtLines(self.path, header_lines, self._line_samples,
+                                                             self._gt_rows))
+            try:
+                self._read_records(vcf, records, store, state, htslib, text_lines, header_lines)
+            except BaseException:
+                store.close()
+                raise
+            finally:
+                self._gt_lines = None
+        if not self.windowed:
+            build = self._decide_build(state.evidence)
+            if build != self.build:
+                store.close()
+                raise _Reread(build)
+        if self.build == GRCH37:
+            self.notices.insert(0, self._grch37_notice)
+        return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
+
+    def _read_records(self, vcf: VCF, records, store: RecordStore, state: _PassState, htslib, text_lines: bool,
+                      header_lines: int) -> None:
         rec_no = 0
         while True:
             try:
@@ -495,6 +563,8 @@ class VcfReader:
                 detail = describe_line(self.path, header_lines + rec_no + 1, self._line_samples) if text_lines else None
                 raise _RecordError(where, detail or str(exc), described=detail is not None) from None
             rec_no += 1
+            if self._gt_lines is not None:
+                self._gt_lines.advance()
             line = header_lines + rec_no if text_lines else None
             parse_errors = htslib.new_errors()
             if parse_errors:  # the record is half-filled: describe it without touching it
@@ -505,6 +575,9 @@ class VcfReader:
                 located = self._locate(rec, line, rec_no)
                 if located is None:
                     continue
+                if self._gt_lines is not None:
+                    # every record's calls are read (and checked, as htslib checks them), used or not
+                    self._gt_lines.parse(rec.CHROM, located[1])
                 if not self.windowed:
                     self._count_build_evidence(state.evidence, located, rec)
                 if located[0] not in self.index.chroms:
@@ -514,15 +587,6 @@ class VcfReader:
             except UnicodeDecodeError as exc:
                 raise InputFileError(f"{self.label}: {_line_or_record(line, rec_no)}: a field is not UTF-8 text "
                                      f"(byte 0x{exc.object[exc.start]:02x})") from None
-
-        if not self.windowed:
-            build = self._decide_build(state.evidence)
-            if build != self.build:
-                store.close()
-                raise _Reread(build)
-        if self.build == GRCH37:
-            self.notices.insert(0, self._grch37_notice)
-        return Extract(self.path, sha, samples, store, state.chroms_seen, state.near_genes, self.notices)
 
     def _locate(self, rec, line: int | None, rec_no: int) -> tuple[str, int] | None:
         """A record's chromosome (chr-prefixed) and position, refusing what htslib lets through; None for a
@@ -599,7 +663,11 @@ class VcfReader:
                 self._warn(self._key(chrom, *exact[0]), f"Ignored: FILTER is {rec.FILTER} and --require-pass was given")
             return
         self._check_format_keys(rec, line, chrom, pos)
-        gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
+        if self._gt_lines is not None:
+            alleles, phased = self._gt_lines.calls
+            gts = (self._check_alleles(alleles, line, chrom, pos, 1 + len(alts)), phased)
+        else:
+            gts = self._genotypes(rec, line, chrom, pos, 1 + len(alts))
         reasons = None
         if (self._gp or self._ds) and (gts is None or self._probabilities_check_gt):
             gts, reasons = self._from_probabilities(rec, gts, line, chrom, pos, 1 + len(alts))
@@ -849,16 +917,23 @@ class VcfReader:
                     f"{self.label}: {_where(line, chrom, pos)}: GT {gt} of sample {self._sample_names[si]!r} has "
                     f"{len(gt.replace('|', '/').split('/'))} alleles; permed reads diploid and haploid genotypes only")
         alleles = arr[:, :-1].astype(np.int16)
+        phased = arr[:, -1].astype(bool)
         if alleles.shape[1] == 1:
             alleles = np.concatenate([alleles, np.full((alleles.shape[0], 1), NO_ALLELE, np.int16)], axis=1)
-        alleles = alleles[:, :2]
+            # a call with one allele has no phase to tell; cyvcf2's flag for it, in a record of haploid calls only,
+            # is the next sample's bit (and memory past the last sample's): read as phased, as in mixed records
+            phased[:] = True
+        return self._check_alleles(alleles[:, :2], line, chrom, pos, n_alleles), phased
+
+    def _check_alleles(self, alleles: np.ndarray, line: int | None, chrom: str, pos: int, n_alleles: int
+                       ) -> np.ndarray:
         if alleles.max(initial=-1) >= n_alleles:
             bad = int(alleles.max())
             raise InputFileError(
                 f"{self.label}: {_where(line, chrom, pos)}: GT allele {bad} but the record has only "
                 f"{n_alleles - 1} ALT allele(s)"
             )
-        return alleles, arr[:, -1].astype(bool)
+        return alleles
 
     def _record(self, rec: StoredRecord, gts, ps, ad, arrays, why=None) -> None:
         chrom, pos, ref, alts, block_end = rec.chrom, rec.pos, rec.ref, rec.alts, rec.block_end

@@ -1,0 +1,134 @@
+"""Genotypes read from a text VCF's GT column with numpy, for cohorts.
+
+htslib turns every sample's text into BCF values and cyvcf2 copies them out again, sample by sample: at
+100,000 samples that is three quarters of the time to read a file. Where GT is the only FORMAT key, each
+genotype is one or three characters ("0|1", "./.", haploid "1"), which numpy reads for a whole line at once.
+htslib still parses every record's fixed columns (with one sample), so record-level checks and messages are
+unchanged. Every record's calls are read, used or not (htslib checks them all too); a line holding anything
+else (other FORMAT keys, alleles above 9, polyploid or malformed calls, a line out of step with htslib's
+record) raises `NotPlainGt` and the caller reads the file with htslib instead, which reports what is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from permed.genotypes.model import MISSING_ALLELE, NO_ALLELE
+
+# from this many samples read per file, plain GT lines are read with numpy (smaller files: htslib, whose
+# cost there is small; the results are the same, tests compare them)
+PLAIN_GT_MIN_SAMPLES = 2_000
+
+_TAB, _PHASED, _UNPHASED, _DOT, _ZERO, _NINE = (ord(c) for c in "\t|/.09")
+
+
+class NotPlainGt(Exception):
+    """A kept line whose genotypes are not plain GT text: htslib must read the file."""
+
+
+def _alleles(chars: np.ndarray) -> np.ndarray:
+    """Allele codes of single characters (digits; '.' missing); NotPlainGt for anything else."""
+    digit = (chars >= _ZERO) & (chars <= _NINE)
+    dot = chars == _DOT
+    if not (digit | dot).all():
+        raise NotPlainGt
+    return np.where(dot, MISSING_ALLELE, chars.astype(np.int16) - _ZERO).astype(np.int16)
+
+
+def parse_gt(body: np.ndarray, n_samples: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(alleles int16 (k, 2), phased bool (k,)) of the `rows` samples (None: all) from a line's sample columns
+    (`body`: bytes after FORMAT, without the line end), as cyvcf2 gives them: '.' -1, a haploid call's second
+    allele -2, and haploid calls count as phased."""
+    n = len(body)
+    if n == 4 * n_samples - 1 and (body[3::4] == _TAB).all():
+        # every call three characters: columns at fixed offsets
+        first, sep, second = body[0::4], body[1::4], body[2::4]
+        if rows is not None:
+            first, sep, second = first[rows], sep[rows], second[rows]
+        haploid = None
+    else:
+        tabs = np.flatnonzero(body == _TAB)
+        if len(tabs) != n_samples - 1:
+            raise NotPlainGt
+        starts = np.empty(n_samples, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = tabs + 1
+        ends = np.empty(n_samples, dtype=np.int64)
+        ends[:-1] = tabs
+        ends[-1] = n
+        if rows is not None:
+            starts, ends = starts[rows], ends[rows]
+        width = ends - starts
+        haploid = width == 1
+        if not (haploid | (width == 3)).all():
+            raise NotPlainGt
+        first = body[starts]
+        sep = np.where(haploid, _PHASED, body[np.minimum(starts + 1, n - 1)])
+        second = np.where(haploid, _ZERO, body[np.minimum(starts + 2, n - 1)])
+    phased = sep == _PHASED
+    if not (phased | (sep == _UNPHASED)).all():
+        raise NotPlainGt
+    alleles = np.stack([_alleles(first), _alleles(second)], axis=1)
+    if haploid is not None and haploid.any():
+        alleles[haploid, 1] = NO_ALLELE
+    return alleles, phased
+
+
+class GtLines:
+    """A text VCF's record lines, read in step with htslib's records (`advance` once per record); `parse` reads
+    the current line's calls into `calls`. The text is decompressed in large blocks and lines are kept as
+    offsets into them (a line of 100,000 samples is 400 kB: `readline` would copy it piece by piece)."""
+
+    BLOCK = 1 << 23  # bytes of text decompressed at a time
+
+    def __init__(self, path: Path, header_lines: int, n_samples: int, rows: np.ndarray | None):
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        self.fh = gzip.open(path, "rb") if gz else open(path, "rb")
+        self.n_samples = n_samples
+        self.rows = rows
+        self.buf = b""
+        self.start = self.end = self.next = 0  # the current line is buf[start:end]; the next starts at `next`
+        self.calls: tuple[np.ndarray, np.ndarray] | None = None
+        for _ in range(header_lines):
+            self.advance()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+    def advance(self) -> None:
+        self.calls = None
+        while True:
+            i = self.buf.find(b"\n", self.next)
+            if i >= 0:
+                self.start, self.end, self.next = self.next, i, i + 1
+                return
+            block = self.fh.read(self.BLOCK)
+            rest = self.buf[self.next:]
+            if not block:  # the last line, without its newline (or none: htslib has no record either)
+                self.buf, self.start, self.end, self.next = rest, 0, len(rest), len(rest)
+                return
+            self.buf, self.next = rest + block, 0
+
+    def parse(self, chrom: str, pos: int) -> None:
+        """The current line's calls into `calls`; the line must be the record htslib read at `chrom` (as
+        written) and `pos`."""
+        buf, start, end = self.buf, self.start, self.end
+        head = start
+        for _ in range(9):
+            head = buf.find(b"\t", head, end) + 1
+            if head == 0:
+                raise NotPlainGt
+        fixed = buf[start:head].split(b"\t")
+        if fixed[0] != chrom.encode() or fixed[1] != str(pos).encode() or fixed[8] != b"GT":
+            raise NotPlainGt
+        if end > head and buf[end - 1] == 13:  # CRLF line ends
+            end -= 1
+        body = np.frombuffer(buf, dtype=np.uint8, count=end - head, offset=head)
+        self.calls = parse_gt(body, self.n_samples, self.rows)

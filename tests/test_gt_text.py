@@ -1,0 +1,202 @@
+"""GT columns read with numpy (genotypes/gt_text.py) give exactly what htslib gives, or hand the file back.
+
+Each test reads the same file both ways (`ReadOptions(plain_gt=True)` against `plain_gt=False`) and compares
+every array, warning and notice; the path taken is checked too, so a silent fall-back cannot pass for the fast
+path."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from permed.errors import InputFileError
+from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, NotPlainGt, parse_gt
+from permed.genotypes.vcf_reader import ReadOptions, VcfReader
+from permed.kb.load import packaged_kb
+
+N = 2_400
+GENES = ["CYP2C19", "G6PD"]
+DIPLOID = ["0|0", "0|1", "1|0", "1|1", "0/1", "1/1", "0/0", "./.", ".|.", "0|.", "./1"]
+HAPLOID = ["0", "1", "."]
+
+
+@pytest.fixture(scope="module")
+def kb():
+    return packaged_kb()
+
+
+def _header(n: int) -> str:
+    names = "\t".join(f"P{i:05d}" for i in range(n))
+    return ("##fileformat=VCFv4.2\n##contig=<ID=chr10,length=133797422>\n##contig=<ID=chrX,length=156040895>\n"
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+            f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t{names}\n")
+
+
+def _records(kb, rng, n: int) -> list[str]:
+    """Records at CYP2C19 positions (diploid calls of every form, some a second ALT) and G6PD positions (mixed
+    ploidy, and one record of haploid calls only), plus one record at no definition position."""
+    lines = []
+    for k, loc in enumerate(kb.genes["CYP2C19"].loci[:12]):
+        alts = list(loc.alts) + (["G" if loc.ref != "G" else "A"] if k % 4 == 0 and len(loc.ref) == 1 else [])
+        forms = DIPLOID + (["0|2", "2/2"] if len(alts) > 1 else [])
+        p = np.r_[np.full(4, 20.0), np.ones(len(forms) - 4)]
+        gts = rng.choice(forms, size=n, p=p / p.sum())
+        lines.append(f"chr10\t{loc.position}\t.\t{loc.ref}\t{','.join(alts)}\t.\tPASS\t.\tGT\t" + "\t".join(gts))
+    for k, loc in enumerate(kb.genes["G6PD"].loci[:6]):
+        if k == 3:
+            gts = rng.choice(HAPLOID, size=n, p=[0.8, 0.15, 0.05])  # every call haploid
+        else:
+            male = rng.random(n) < 0.5
+            gts = np.where(male, rng.choice(HAPLOID, size=n), rng.choice(DIPLOID, size=n))
+        lines.append(f"chrX\t{loc.position}\t.\t{loc.ref}\t{','.join(loc.alts)}\t.\tPASS\t.\tGT\t" + "\t".join(gts))
+    lines.insert(3, "chr10\t50000\t.\tA\tT\t.\tPASS\t.\tGT\t" + "\t".join(rng.choice(DIPLOID, size=n)))
+    return lines
+
+
+def _write(path: Path, n: int, lines: list[str]) -> Path:
+    with gzip.open(path, "wt") as fh:
+        fh.write(_header(n) + "\n".join(lines) + "\n")
+    return path
+
+
+def _read_both(kb, path: Path, **kw):
+    out = []
+    for plain in (False, True):
+        reader = VcfReader(path, kb, GENES, ReadOptions(plain_gt=plain, use_index=False), **kw)
+        out.append((reader, reader.read()))
+    return out
+
+
+def _assert_same(a, b):
+    assert a.samples == b.samples
+    for g in GENES:
+        for attr in ("status", "gt", "phased", "phase_set"):
+            assert np.array_equal(getattr(a.genes[g], attr), getattr(b.genes[g], attr)), (g, attr)
+    assert a.position_warnings == b.position_warnings
+    assert a.sample_warnings == b.sample_warnings
+    assert a.notices == b.notices
+
+
+@pytest.fixture(scope="module")
+def plain_file(kb, tmp_path_factory):
+    rng = np.random.default_rng(7)
+    return _write(tmp_path_factory.mktemp("gt") / "plain.vcf.gz", N, _records(kb, rng, N))
+
+
+def test_plain_gt_lines_give_what_htslib_gives(kb, plain_file):
+    (slow, a), (fast, b) = _read_both(kb, plain_file)
+    assert not slow.read_plain_gt and fast.read_plain_gt
+    _assert_same(a, b)
+    # the file exercises what it means to: haploid calls, missing alleles, unphased calls, a second ALT
+    g6pd, c19 = b.genes["G6PD"], b.genes["CYP2C19"]
+    assert (g6pd.gt[:, :, 1] == -2).any() and (c19.gt == -1).any() and (~c19.phased).any() and (c19.gt == 2).any()
+
+
+def test_plain_gt_of_sample_ranges_give_what_htslib_gives(kb, plain_file):
+    ranges = ((0, 700), (1_400, 2_100), (2_350, N))
+    (slow, a), (fast, b) = _read_both(kb, plain_file, sample_ranges=ranges)
+    assert fast.read_plain_gt and len(b.samples) == 700 + 700 + 50
+    _assert_same(a, b)
+
+
+def test_a_haploid_call_reads_as_phased_on_both_paths(kb, plain_file):
+    (_, a), (_, b) = _read_both(kb, plain_file)
+    for gs in (a, b):
+        g6pd = gs.genes["G6PD"]
+        haploid = (g6pd.gt[:, :, 1] == -2) & (g6pd.gt[:, :, 0] >= 0)
+        assert haploid[:, 3].sum() > N // 2  # the record of haploid calls only
+        assert g6pd.phased[haploid].all()
+
+
+def test_many_samples_read_plain_gt_by_default_and_few_do_not(kb, plain_file, tmp_path):
+    assert N >= PLAIN_GT_MIN_SAMPLES
+    reader = VcfReader(plain_file, kb, GENES, ReadOptions(use_index=False))
+    reader.read()
+    assert reader.read_plain_gt
+    small = _write(tmp_path / "small.vcf.gz", 50, _records(kb, np.random.default_rng(3), 50))
+    reader = VcfReader(small, kb, GENES, ReadOptions(use_index=False))
+    reader.read()
+    assert not reader.read_plain_gt
+
+
+@pytest.mark.parametrize("change", ["other FORMAT keys", "allele above 9", "three alleles", "odd separator"])
+def test_a_kept_line_that_is_not_plain_gt_hands_the_file_to_htslib(kb, tmp_path, change):
+    rng = np.random.default_rng(11)
+    lines = _records(kb, rng, N)
+    cols = lines[5].split("\t")
+    if change == "other FORMAT keys":
+        cols[8] = "GT:DP"
+        cols[9:] = [f"{g}:{k % 30}" for k, g in enumerate(cols[9:])]
+    elif change == "allele above 9":
+        cols[4] = ",".join(["G", "T", "A", "GA", "GT", "GC", "GG", "TA", "TT", "TC", "TG"][: 11])
+        cols[12] = "10|0"
+    elif change == "three alleles":
+        cols[20] = "0|1|1"
+    else:
+        cols[20] = "0\\1"
+    lines[5] = "\t".join(cols)
+    path = _write(tmp_path / "mixed.vcf.gz", N, lines)
+    results = []
+    for plain in (False, True):
+        reader = VcfReader(path, kb, GENES, ReadOptions(plain_gt=plain, use_index=False))
+        try:
+            results.append(("ok", reader.read()))
+        except InputFileError as exc:
+            results.append(("error", str(exc)))
+        assert not reader.read_plain_gt  # htslib read the file
+    assert results[0][0] == results[1][0]
+    if results[0][0] == "ok":
+        _assert_same(results[0][1], results[1][1])
+    else:
+        assert results[0][1] == results[1][1]
+    assert change in ("three alleles", "odd separator") or results[0][0] == "ok"
+
+
+def test_an_allele_beyond_the_record_is_refused_in_the_same_words(kb, tmp_path):
+    lines = _records(kb, np.random.default_rng(5), N)
+    cols = lines[1].split("\t")
+    cols[30] = "0|3"
+    lines[1] = "\t".join(cols)
+    path = _write(tmp_path / "bad.vcf.gz", N, lines)
+    messages = []
+    for plain in (False, True):
+        with pytest.raises(InputFileError) as exc:
+            VcfReader(path, kb, GENES, ReadOptions(plain_gt=plain, use_index=False)).read()
+        messages.append(str(exc.value))
+    assert messages[0] == messages[1]
+    assert "GT allele 3 but the record has only" in messages[1] and "line 8" in messages[1]
+
+
+def test_parse_gt_reads_fixed_and_variable_width_lines():
+    body = np.frombuffer(b"0|1\t./.\t1/0\t.|1", dtype=np.uint8)
+    alleles, phased = parse_gt(body, 4, None)
+    assert alleles.tolist() == [[0, 1], [-1, -1], [1, 0], [-1, 1]] and phased.tolist() == [True, False, False, True]
+    alleles, phased = parse_gt(body, 4, np.array([1, 3]))
+    assert alleles.tolist() == [[-1, -1], [-1, 1]] and phased.tolist() == [False, True]
+    body = np.frombuffer(b"1\t0|1\t.\t2/2", dtype=np.uint8)
+    alleles, phased = parse_gt(body, 4, None)
+    assert alleles.tolist() == [[1, -2], [0, 1], [-1, -2], [2, 2]] and phased.tolist() == [True, True, True, False]
+    for bad, n in ((b"0|1\t0|1", 3), (b"0|1\t01|1", 2), (b"0|1\t0-1", 2), (b"0|1\tA|1", 2), (b"0|1\t0|1|1", 2)):
+        with pytest.raises(NotPlainGt):
+            parse_gt(np.frombuffer(bad, dtype=np.uint8), n, None)
+
+
+def test_a_bad_call_in_a_record_permed_does_not_use_is_still_an_error(kb, tmp_path):
+    """htslib refuses a malformed call in any record; reading GT text must not let it through where unused."""
+    lines = _records(kb, np.random.default_rng(9), N)
+    cols = lines[3].split("\t")  # chr10:50000, at no definition position
+    assert cols[1] == "50000"
+    cols[40] = "0|X"
+    lines[3] = "\t".join(cols)
+    path = _write(tmp_path / "bad.vcf.gz", N, lines)
+    messages = []
+    for plain in (False, True):
+        reader = VcfReader(path, kb, GENES, ReadOptions(plain_gt=plain, use_index=False))
+        with pytest.raises(InputFileError) as exc:
+            reader.read()
+        messages.append(str(exc.value))
+    assert messages[0] == messages[1] and "line 10" in messages[0]
