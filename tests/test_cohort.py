@@ -451,3 +451,37 @@ def test_files_with_different_samples_are_streamed_as_one_block(tmp_path):
     with open(tmp_path / "call" / "calls.tsv") as fh:
         tsv = {(x["Sample"], x["Gene"]): x["Source Diplotype"] for x in csv.DictReader(fh, delimiter="\t")}
     assert rows == tsv and rows[("S3", "CYP2C19")] == "*2/*2"
+
+
+def test_ordered_writes_keep_order_and_raise_a_failed_write():
+    """calls.parquet's row groups are written by a thread: in the order given, and a failure is not lost."""
+    import threading
+    import time
+
+    from permed.biobank.output import OrderedWrites
+
+    done: list[int] = []
+
+    def write(k: int) -> None:
+        time.sleep(0.01 * (k % 3))  # later jobs finishing sooner must not overtake
+        assert threading.current_thread() is not threading.main_thread()
+        done.append(k)
+
+    with OrderedWrites(depth=2) as queue:
+        for k in range(8):
+            queue.add(write, k)
+        queue.finish()
+    assert done == list(range(8))
+
+    def fail(k: int) -> None:
+        if k == 2:
+            raise OSError("disk full")
+        done.append(k)
+
+    done.clear()
+    with pytest.raises(OSError, match="disk full"):
+        with OrderedWrites(depth=2) as queue:
+            for k in range(6):
+                queue.add(fail, k)
+            queue.finish()
+    assert done[:2] == [0, 1] and 2 not in done and len(done) <= 3  # queued jobs after a failure are dropped

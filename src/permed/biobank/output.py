@@ -3,7 +3,9 @@ frequencies.parquet, summary.html (and samples.parquet with the population table
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property
@@ -141,6 +143,39 @@ def canonical_dictionary(column: pa.Array) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(remap[indices]), values.take(pa.array(order)))
 
 
+class OrderedWrites:
+    """Blocks' rows arranged, encoded and written by one thread, in the order given: pyarrow does that work
+    without holding the GIL, so the next block is assembled meanwhile (with a single worker, on the core it
+    leaves idle). At most `depth` blocks wait; a failed write is raised by the next `add` or by `finish`."""
+
+    def __init__(self, depth: int = 2):
+        self.depth = depth
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="permed-parquet")
+        self.pending: deque = deque()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # on an error, queued writes are dropped (the staged output is removed); the running one ends first
+        self.pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+
+    def add(self, write, *args) -> None:
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(write, *args))
+
+    def finish(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+
+def _write_calls(writer: pq.ParquetWriter, groups: RowGroups, tables: CohortTables | None) -> None:
+    """A block's calls.parquet rows into row groups (None: the last, partial group)."""
+    for group in groups.finish() if tables is None else (g for b in tables.call_batches() for g in groups.add(b)):
+        writer.write_table(group, row_group_size=group.num_rows or 1)
+
+
 @dataclass
 class CohortWritten:
     paths: list[Path]
@@ -163,6 +198,8 @@ def write_cohort_blocks(results: Iterable[Result], out_dir: Path, populations: P
     first: CohortTables | None = None
     with StagedOutput(Path(out_dir)) as out, ExitStack() as writers:
         calls_w = samples_w = None
+        # closed before the Parquet writers it uses (an ExitStack closes in reverse order)
+        queue = OrderedWrites()
         row_cache: dict = {}
         for result in results:
             if len(row_cache) > 100_000:
@@ -177,21 +214,21 @@ def write_cohort_blocks(results: Iterable[Result], out_dir: Path, populations: P
                     sample_groups = RowGroups(tables.samples.schema, block)
                     samples_w = writers.enter_context(pq.ParquetWriter(
                         out.path("samples.parquet"), tables.samples.schema, **_PARQUET, write_statistics=True))
-            for batch in tables.call_batches():
-                for group in groups.add(batch):
-                    calls_w.write_table(group, row_group_size=group.num_rows or 1)
+                writers.enter_context(queue)
+            # counted first: that makes `tables.rows` here, before the writer thread reads them
+            counts.add(result.phenotypes.genes, tables.rows, tables.groupings)
+            queue.add(_write_calls, calls_w, groups, tables)
             if samples_w is not None:
                 for batch in tables.samples.to_batches():
                     for group in sample_groups.add(batch):
                         samples_w.write_table(group)
-            counts.add(result.phenotypes.genes, tables.rows, tables.groupings)
             n += len(result.samples)
             unassigned += populations.unassigned(result.samples) if populations else 0
             warnings.update(dict.fromkeys(result.phenotypes.outside_warnings))
         if first is None:
             raise ValueError("no results to write")
-        for group in groups.finish():
-            calls_w.write_table(group, row_group_size=group.num_rows or 1)
+        queue.add(_write_calls, calls_w, groups, None)
+        queue.finish()
         for group in sample_groups.finish() if samples_w is not None else ():
             samples_w.write_table(group)
         writers.close()
