@@ -200,3 +200,63 @@ def test_a_bad_call_in_a_record_permed_does_not_use_is_still_an_error(kb, tmp_pa
             reader.read()
         messages.append(str(exc.value))
     assert messages[0] == messages[1] and "line 10" in messages[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_gzip_stream_is_reported_as_htslib_reports_it(kb, tmp_path, damage):
+    """The text reader decompresses ahead of htslib, so it meets damage first: it must hand over, not crash."""
+    path = _write(tmp_path / "whole.vcf.gz", N, _records(kb, np.random.default_rng(13), N))
+    data = path.read_bytes()
+    cut = int(len(data) * 0.6)
+    damaged = data[:cut] if damage == "truncated" else data[:cut] + bytes(4096) + data[cut + 4096:]
+    bad = tmp_path / "damaged.vcf.gz"
+    bad.write_bytes(damaged)
+    messages = []
+    for plain in (False, True):
+        reader = VcfReader(bad, kb, GENES, ReadOptions(plain_gt=plain, use_index=False))
+        with pytest.raises(InputFileError) as exc:
+            reader.read()
+        messages.append(str(exc.value))
+        assert not reader.read_plain_gt
+    assert messages[0] == messages[1] and str(bad) in messages[0]
+
+
+def test_fuzzed_files_read_the_same_on_both_paths(kb, tmp_path):
+    """400 seeded mutants of real records (the fuzzer's), each read with `plain_gt` forced on and off: the same
+    arrays, warnings and notices, or the same one-line error; never another exception. (htslib's own notices
+    are left out: htslib prints some of them once per process, so the second read of a mutant lacks them.)"""
+    import random
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+    import vcf_mutants
+
+    corpus = vcf_mutants.seeds()
+    genes = sorted(kb.genes)
+    used = 0
+    for k in range(400):
+        rng = random.Random(f"gt-text:{k}")
+        data, what = vcf_mutants.mutant(corpus[k % len(corpus)], rng)
+        path = tmp_path / f"m{k}.vcf.gz"
+        path.write_bytes(gzip.compress(data) if k % 3 == 0 else data)
+        outcomes = []
+        for plain in (False, True):
+            reader = VcfReader(path, kb, genes, ReadOptions(plain_gt=plain, use_index=False))
+            try:
+                outcomes.append(reader.read())
+            except InputFileError as exc:
+                outcomes.append(str(exc))
+            used += plain and reader.read_plain_gt
+        a, b = outcomes
+        assert type(a) is type(b), (k, what, a if isinstance(a, str) else b)
+        if isinstance(a, str):
+            assert a == b, (k, what)
+            continue
+        assert a.samples == b.samples
+        for g in genes:
+            for attr in ("status", "gt", "phased", "phase_set"):
+                assert np.array_equal(getattr(a.genes[g], attr), getattr(b.genes[g], attr)), (k, what, g, attr)
+        assert a.position_warnings == b.position_warnings and a.sample_warnings == b.sample_warnings, (k, what)
+        assert [m for m in a.notices if not m.startswith("htslib:")] == [
+            m for m in b.notices if not m.startswith("htslib:")], (k, what)
+    assert used > 100  # a good share of mutants stay plain GT: the fast path itself is exercised

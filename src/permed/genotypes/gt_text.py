@@ -12,6 +12,7 @@ record) raises `NotPlainGt` and the caller reads the file with htslib instead, w
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,10 @@ class GtLines:
             if i >= 0:
                 self.start, self.end, self.next = self.next, i, i + 1
                 return
-            block = self.fh.read(self.BLOCK)
+            try:
+                block = self.fh.read(self.BLOCK)
+            except (OSError, EOFError, zlib.error):
+                raise NotPlainGt from None  # damaged compression, met ahead of htslib: htslib reports it
             rest = self.buf[self.next:]
             if not block:  # the last line, without its newline (or none: htslib has no record either)
                 self.buf, self.start, self.end, self.next = rest, 0, len(rest), len(rest)
@@ -125,6 +129,8 @@ class GtLines:
             head = buf.find(b"\t", head, end) + 1
             if head == 0:
                 raise NotPlainGt
+        if buf.find(b"\x00", start, head) >= 0:
+            raise NotPlainGt  # htslib ends the line at a NUL byte
         fixed = buf[start:head].split(b"\t")
         if fixed[0] != chrom.encode() or fixed[1] != str(pos).encode() or fixed[8] != b"GT":
             raise NotPlainGt

@@ -324,8 +324,11 @@ class VcfReader:
     def _extract_or_fall_back(self) -> Extract:
         try:
             return self._extract_file()
-        except NotPlainGt:
-            # a kept line's genotypes are not plain GT text: htslib reads them all
+        except (NotPlainGt, InputFileError):
+            if not self.read_plain_gt:
+                raise
+            # a line that is not plain GT text, or a problem: htslib reads the file, decoding every sample (it
+            # words some problems differently when it decodes one sample of the line)
             self._plain_gt = False
             self._restart()
             return self._extract_file()
@@ -341,6 +344,7 @@ class VcfReader:
         return re.search(r"^##FORMAT=<ID=(GP|DS),", vcf.raw_header, re.M) is None
 
     def _extract_file(self) -> Extract:
+        self._read_names = None
         precheck(self.path, self.label)
         sha = file_sha256(self.path) if self.with_sha256 else ""
         record_error: _RecordError | None = None
@@ -356,15 +360,11 @@ class VcfReader:
                     self._read_names = tuple(names)
                     if self.sample_ranges is not None:
                         self._gt_rows = np.concatenate([np.arange(a, b) for a, b in self.sample_ranges])
-                    vcf.close()
-                    vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names[:1])
+                    vcf.set_samples(names[:1])
                 elif self.sample_ranges is not None:
-                    self._read_names = None
-                    vcf.close()
-                    # htslib then decodes only these samples' fields
-                    vcf = VCF(str(self.path), gts012=False, lazy=True, samples=names)
-                else:
-                    self._read_names = None
+                    # htslib then decodes only these samples' fields (set on the open file: its header's
+                    # warnings are not made twice)
+                    vcf.set_samples(names)
                 vcf.set_threads(1)  # decompress in a second thread while this one parses records
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
@@ -664,6 +664,7 @@ class VcfReader:
             return
         self._check_format_keys(rec, line, chrom, pos)
         if self._gt_lines is not None:
+            rec.genotype  # noqa: B018 - htslib unpacks the record's one sample: its warnings as on the other path
             alleles, phased = self._gt_lines.calls
             gts = (self._check_alleles(alleles, line, chrom, pos, 1 + len(alts)), phased)
         else:
