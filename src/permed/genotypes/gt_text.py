@@ -27,7 +27,7 @@ _TAB, _PHASED, _UNPHASED, _DOT, _ZERO, _NINE = (ord(c) for c in "\t|/.09")
 
 
 class NotPlainGt(Exception):
-    """A kept line whose genotypes are not plain GT text: htslib must read the file."""
+    """A line whose calls are not plain GT text (or that htslib reads otherwise): htslib must read the file."""
 
 
 def _alleles(chars: np.ndarray) -> np.ndarray:

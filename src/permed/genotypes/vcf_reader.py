@@ -219,7 +219,7 @@ class VcfReader:
         self._shown: str | None = None  # the build the records showed, when a first pass assumed the other
         self._index: LocusIndex | None = None
         self._first_notices = list(self.notices)
-        self._plain_gt = True  # until a kept line shows otherwise
+        self._plain_gt = True  # until a line shows otherwise: then htslib reads the file
         self._read_names: tuple[str, ...] | None = None  # samples read, when htslib decodes fewer (plain GT)
         self._gt_lines: GtLines | None = None
         self._gt_rows: np.ndarray | None = None
@@ -664,7 +664,10 @@ class VcfReader:
             return
         self._check_format_keys(rec, line, chrom, pos)
         if self._gt_lines is not None:
-            rec.genotype  # noqa: B018 - htslib unpacks the record's one sample: its warnings as on the other path
+            try:
+                rec.genotype  # noqa: B018 - htslib unpacks the record's one sample: its warnings as on the other path
+            except Exception:
+                raise NotPlainGt from None  # the other path says what it says about this record
             alleles, phased = self._gt_lines.calls
             gts = (self._check_alleles(alleles, line, chrom, pos, 1 + len(alts)), phased)
         else:
