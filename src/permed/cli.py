@@ -987,14 +987,20 @@ LONG_RUNNING = ("serve", "worker")
 
 
 def _stop_on_signals() -> None:
-    """SIGTERM and SIGHUP unwind the command like Ctrl-C (outputs staged so far are removed), exit 143."""
+    """SIGTERM and SIGHUP unwind the command like Ctrl-C (outputs staged so far are removed), exit 143; Ctrl-C
+    as Python does, exit 130. Each stop is also noted, and output is committed only if none was (the
+    exception can be lost when it is raised inside a C library or an import)."""
     import signal
 
-    def stop(signum, _frame):
-        raise Terminated(signum)
+    from permed import errors
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
+    def stop(signum, _frame):
+        errors.stop_signal = signum
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig != signal.SIGINT or signal.getsignal(sig) is signal.default_int_handler:  # SIGINT: unless ignored
+            signal.signal(sig, stop)
 
 
 def main() -> None:

@@ -27,6 +27,20 @@ class Terminated(BaseException):
     """SIGTERM (or SIGHUP) arrived: unwind like Ctrl-C, so staged output is removed, then exit 143."""
 
 
+# the stop signal a batch command received (the command line's handlers note it): an exception raised in a
+# signal handler can be lost when it lands inside a C library or a module's import, so output is committed
+# only after checking this too
+stop_signal: int | None = None
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop a signal asked for, if one arrived (KeyboardInterrupt for SIGINT, else Terminated)."""
+    import signal
+
+    if stop_signal is not None:
+        raise KeyboardInterrupt if stop_signal == signal.SIGINT else Terminated(stop_signal)
+
+
 class PermedError(Exception):
     """Base of every error permed reports to a user. The message is shown as-is, on one line."""
 

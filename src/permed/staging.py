@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from permed.errors import OutputError
+from permed.errors import OutputError, raise_if_stopped
 
 STAGING_PREFIX = ".permed-"
 LEGACY_STALE_AFTER = 24 * 3600  # seconds: staging folders that name no process (older permed) count as stale after
@@ -67,6 +67,7 @@ class StagedOutput:
         return self.tmp / name
 
     def commit(self) -> list[Path]:
+        raise_if_stopped()  # a stop whose exception was lost on the way still leaves nothing behind
         final = []
         for name in self.written:
             os.replace(self.tmp / name, self.out_dir / name)
