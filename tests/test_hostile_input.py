@@ -343,3 +343,19 @@ def test_a_stop_whose_exception_is_lost_still_commits_nothing(sig, tmp_path, mon
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_stop_mangled_into_another_error_reports_the_stop(monkeypatch, capsys):
+    """A signal landing inside a module's import can surface as another exception (seen: TypeError from numpy's
+    import after Ctrl-C): once a stop was noted, the command reports the stop and its exit code, not a bug."""
+    from permed import cli, errors
+
+    def mangled(*_a, **_k):
+        raise TypeError("expected a message argument")
+
+    monkeypatch.setattr(cli, "app", mangled)
+    monkeypatch.setattr(errors, "stop_signal", signal.SIGTERM)
+    assert cli.run(["call", "x.vcf"]) == 143
+    assert capsys.readouterr().err.strip() == "permed: terminated; nothing was written"
+    monkeypatch.setattr(errors, "stop_signal", None)
+    assert cli.run(["call", "x.vcf"]) == 1  # without a stop it is the bug it looks like

@@ -7,6 +7,7 @@ writes through the report and cohort writers, and maps errors to exit codes (per
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from permed import __version__
+from permed import __version__, errors
 from permed.api import engine
 from permed.errors import (
     INTERNAL_ERROR,
@@ -946,6 +947,13 @@ def _federated_table(result) -> str:
 # --- end of federation
 
 
+def _stopped(signum: int) -> int:
+    interrupted = signum == signal.SIGINT
+    err.print(f"permed: {'interrupted' if interrupted else 'terminated'}; nothing was written", markup=False,
+              highlight=False)
+    return INTERRUPTED if interrupted else TERMINATED
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on `argv` and return the exit code (errors: one line on stderr)."""
     try:
@@ -958,12 +966,13 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err.print("permed: interrupted; nothing was written", markup=False, highlight=False)
-        return INTERRUPTED
+        return _stopped(signal.SIGINT)
     except Terminated:
-        err.print("permed: terminated; nothing was written", markup=False, highlight=False)
-        return TERMINATED
+        return _stopped(signal.SIGTERM)
     except Exception as exc:  # usage errors (typer's click) and anything unexpected
+        if errors.stop_signal is not None:
+            # a stop signal's exception mangled on its way (inside an import it can surface as another error)
+            return _stopped(errors.stop_signal)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click.UsageError, BadParameter...
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else "permed"
@@ -990,9 +999,6 @@ def _stop_on_signals() -> None:
     """SIGTERM and SIGHUP unwind the command like Ctrl-C (outputs staged so far are removed), exit 143; Ctrl-C
     as Python does, exit 130. Each stop is also noted, and output is committed only if none was (the
     exception can be lost when it is raised inside a C library or an import)."""
-    import signal
-
-    from permed import errors
 
     def stop(signum, _frame):
         errors.stop_signal = signum
