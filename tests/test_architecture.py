@@ -22,7 +22,7 @@ LAYERS = [
     {"service"},
     {"federation"},  # a node reuses the service's request-guard pieces
     {"api"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "launch", "__init__", "__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

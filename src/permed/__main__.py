@@ -1,3 +1,3 @@
-from permed.cli import main
+from permed.launch import main
 
 main()

@@ -29,6 +29,7 @@ from permed.errors import (
     PermedError,
     Terminated,
 )
+from permed.launch import install_stop_handlers, is_batch
 from permed.service import DEFAULT_MAX_UPLOAD_MB
 from permed.service.job_limits import JobLimits
 from permed.service.limits import DEFAULT_TOKEN_DAYS as _TOKEN_DAYS
@@ -992,27 +993,10 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-LONG_RUNNING = ("serve", "worker")
-
-
-def _stop_on_signals() -> None:
-    """SIGTERM and SIGHUP unwind the command like Ctrl-C (outputs staged so far are removed), exit 143; Ctrl-C
-    as Python does, exit 130. Each stop is also noted, and output is committed only if none was (the
-    exception can be lost when it is raised inside a C library or an import)."""
-
-    def stop(signum, _frame):
-        errors.stop_signal = signum
-        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if sig != signal.SIGINT or signal.getsignal(sig) is signal.default_int_handler:  # SIGINT: unless ignored
-            signal.signal(sig, stop)
-
-
 def main() -> None:
-    batch = not set(sys.argv[1:2]) & set(LONG_RUNNING)
+    batch = is_batch(sys.argv[1:])
     if batch:
-        _stop_on_signals()
+        install_stop_handlers()  # already in place when started by `permed` (permed.launch)
         # pydantic looks for plugins in every installed distribution's metadata when it builds its first
         # model (tens of milliseconds); a batch command has no use for them (the service keeps them)
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
