@@ -17,6 +17,8 @@ line exits with (docs/cli.md, "Exit codes"). Anything else escaping is a bug (ex
 
 from __future__ import annotations
 
+import signal
+
 INTERNAL_ERROR = 1
 USAGE_ERROR = 64  # sysexits.h EX_USAGE: a bad flag or option value, told apart from a bad file (2)
 INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -35,8 +37,6 @@ stop_signal: int | None = None
 
 def raise_if_stopped() -> None:
     """Raise the stop a signal asked for, if one arrived (KeyboardInterrupt for SIGINT, else Terminated)."""
-    import signal
-
     if stop_signal is not None:
         raise KeyboardInterrupt if stop_signal == signal.SIGINT else Terminated(stop_signal)
 

@@ -222,7 +222,6 @@ class VcfReader:
         self._plain_gt = True  # until a line shows otherwise: then htslib reads the file
         self._read_names: tuple[str, ...] | None = None  # samples read, when htslib decodes fewer (plain GT)
         self._gt_lines: GtLines | None = None
-        self._gt_rows: np.ndarray | None = None
 
     @property
     def index(self) -> LocusIndex:
@@ -354,12 +353,9 @@ class VcfReader:
                 vcf = VCF(str(self.path), gts012=False, lazy=True)
                 self._line_samples = len(vcf.samples)  # a line holds every sample's column, decoded or not
                 names = list(vcf.samples) if self.sample_ranges is None else self.pick_samples(vcf.samples)
-                self._gt_rows = None
                 if names and self._use_plain_gt(vcf, len(names)):
                     # numpy reads the GT columns; htslib checks each record's fixed columns, with one sample
                     self._read_names = tuple(names)
-                    if self.sample_ranges is not None:
-                        self._gt_rows = np.concatenate([np.arange(a, b) for a, b in self.sample_ranges])
                     vcf.set_samples(names[:1])
                 elif self.sample_ranges is not None:
                     # htslib then decodes only these samples' fields (set on the open file: its header's
@@ -532,8 +528,9 @@ class VcfReader:
         header_lines = header_line_count(self.path) if text_lines else 0
         with ExitStack() as stack:
             if self._read_names is not None:
-                self._gt_lines = stack.enter_context(GtLines(self.path, header_lines, self._line_samples,
-                                                             self._gt_rows))
+                rows = None if self.sample_ranges is None else np.concatenate(
+                    [np.arange(a, b) for a, b in self.sample_ranges])  # line columns of the samples read
+                self._gt_lines = stack.enter_context(GtLines(self.path, header_lines, self._line_samples, rows))
             try:
                 self._read_records(vcf, records, store, state, htslib, text_lines, header_lines)
             except BaseException:
