@@ -125,6 +125,85 @@ def test_vectorised_matching_equals_per_pattern_on_perturbed_patterns(kb, gene):
     _assert_same(_perturbed(sub, 7), MatchOptions(top_candidate_only=False))
 
 
+def _random_strands(kb, gene: str, n: int, seed: int, rate: float, undocumented: bool = False):
+    """`n` samples of `gene`, each two strands drawn from a pool of 120 random strands that carry each
+    definition ALT with probability `rate` (so strands with several variants in cis, which no single named
+    allele explains, and the same two strands in either order), some homozygous, unphased at one or more
+    heterozygous positions, with missing or reference-filled positions (and, if asked, an allele the
+    definitions do not know at a tenth of the positions, carried by a few strands)."""
+    from permed.genotypes.model import CALLED, GeneGenotypes
+
+    gdef = kb.genes[gene]
+    rng = np.random.default_rng(seed)
+    L = len(gdef.loci)
+    n_alts = np.array([len(loc.alts) for loc in gdef.loci])
+    pool = np.where(rng.random((120, L)) < rate, 1 + rng.integers(0, 1 << 16, (120, L)) % n_alts, 0)
+    pool[:20] = 0
+    pool[np.arange(20), rng.integers(0, L, 20)] = 1  # single-variant strands: named alleles, most of them
+    if gene == "DPYD":  # HapB3 from both variants, the exonic one alone, the intronic one alone
+        from permed.matcher.hapb3 import EXONIC_POSITION, INTRONIC_POSITION
+
+        at = {loc.position: li for li, loc in enumerate(gdef.loci)}
+        pool[20:45, at[EXONIC_POSITION]] = 1
+        pool[20:35, at[INTRONIC_POSITION]] = 1
+        pool[45:50, at[INTRONIC_POSITION]] = 1
+    alleles = [[loc.ref, *loc.alts] for loc in gdef.loci]
+    if undocumented:
+        for li in rng.choice(L, L // 10, replace=False):
+            other = next(b for b in "ACGT" if b not in alleles[li])
+            alleles[li].append(other)
+            pool[rng.integers(50, 120, 3), li] = len(alleles[li]) - 1
+    gt = np.stack([pool[rng.integers(0, 120, n)], pool[rng.integers(0, 120, n)]], axis=2).astype(np.int16)
+    hom = rng.random(n) < 0.1
+    gt[hom, :, 1] = gt[hom, :, 0]
+    status = np.full((n, L), CALLED, dtype=np.int8)
+    status[rng.random((n, L)) < 0.002] = ABSENT
+    fill = (status == ABSENT) & (rng.random((n, L)) < 0.3)
+    status[fill] = FILLED
+    gt[status == ABSENT] = MISSING_ALLELE
+    gt[fill] = 0
+    phased = rng.random((n, L)) > 0.002
+    return GeneGenotypes(gene=gene, definition=gdef, alleles=alleles, gt=gt,
+                         status=status, phased=phased, phase_set=np.zeros((n, L), dtype=np.int32))
+
+
+@pytest.mark.parametrize("gene", ["DPYD", "RYR1"])
+def test_lowest_function_genes_are_matched_by_strand_pairs(kb, gene):
+    """The lowest-function genes (combinations and partial alleles named from a strand's own variants; DPYD's
+    HapB3 from two positions) go through the vectorised path too: every pattern whose strands are known is
+    keyed by its unordered pair of strands, and the calls equal the per-pattern decision flow's."""
+    gg = _random_strands(kb, gene, 1500, 5, 0.02)
+    caller = PatternCaller(MatchOptions())
+    first = pattern_groups(gg)[0]
+    ok = outcome_keys(gg, first, caller.caller(gg))[2]
+    assert ok.mean() > 0.8 and not ok.all()
+    _assert_same(gg, MatchOptions())
+    calls, _ = PatternCaller(MatchOptions()).call(gg)
+    labels = {lab for c in calls for lab in c.source_diplotypes}
+    assert any("+" in lab for lab in labels)  # combinations on a strand were called
+    if gene == "DPYD":
+        assert any("HapB3" in lab for lab in labels)
+
+
+@pytest.mark.parametrize("gene", ["RYR1", "TPMT", "CYP2C19"])
+def test_undocumented_alleles_read_as_reference_take_the_vectorised_path(kb, gene):
+    """Genes that read undocumented alleles as the reference (RYR1, TPMT) key strands with them read so, and the
+    call lists where they were; other genes (CYP2C19) leave such patterns to the decision flow. Either way the
+    calls equal the per-pattern flow's."""
+    from permed.kb.policy import undocumented_as_reference
+
+    gg = _random_strands(kb, gene, 1500, 11, 0.01, undocumented=True)
+    n_known = np.array([1 + len(loc.alts) for loc in gg.definition.loci])
+    first = pattern_groups(gg)[0]
+    with_undocumented = (gg.gt[first] >= n_known[None, :, None]).any(axis=(1, 2))
+    assert with_undocumented.sum() > 50
+    ok = outcome_keys(gg, first, PatternCaller(MatchOptions()).caller(gg))[2]
+    assert ok[with_undocumented].any() == undocumented_as_reference(gene, False)
+    _assert_same(gg, MatchOptions())
+    calls, inverse = PatternCaller(MatchOptions()).call(gg)
+    assert any(c.undocumented_positions for c in calls)
+
+
 def test_pattern_groups_tell_apart_every_difference(kb):
     """Copies of one patient that each differ in one thing only, each at its own position (phase, status,
     alleles, phase set, a report-only position), are patterns of their own; unchanged copies join the original's."""

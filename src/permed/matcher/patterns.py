@@ -1,12 +1,14 @@
 """Call a gene for every sample at once.
 
 Samples are grouped by their genotype pattern at the gene's definition positions (alleles,
-phase, phase-set structure) with one vectorised `np.unique`.  For the common case (a standard gene,
-two well-defined strands, no missing or undocumented alleles, no phase sets) every distinct pattern's
-strands are matched against every named allele in one array operation (patterns x positions against
-alleles x positions); patterns whose matches, scores and reported facts coincide share one outcome,
-and PharmCAT's decision flow runs once per distinct outcome.  Other patterns run the decision flow
-one by one.  Patterns are cached by allele content, so further files and chunks reuse earlier work.
+phase, phase-set structure) with one vectorised `np.unique`.  For the common case (two well-defined
+strands, no missing alleles, no phase sets) every distinct pattern's strands are matched against every
+named allele in one array operation (patterns x positions against alleles x positions); the
+lowest-function genes, whose calls name combinations and partial alleles from a strand's own variants,
+key each strand by its alleles instead.  Patterns whose outcome and reported facts coincide share one
+call, and PharmCAT's decision flow runs once per distinct outcome.  Other patterns (unknown strands,
+phase sets, missing alleles; research mode; full evidence) run the decision flow one by one.  Patterns
+are cached by allele content, so further files and chunks reuse earlier work.
 A single patient is simply a cohort of one.
 """
 
@@ -173,9 +175,9 @@ class PatternCaller:
         return calls, inverse
 
     def _fast_gene(self, gg: GeneGenotypes) -> bool:
-        # research mode builds combinations strand by strand, and so does DPYD (HapB3); full evidence
-        # makes every pattern's call distinct anyway
-        return not self.evidence and not self.options.find_combinations and gg.gene != "DPYD"
+        # research mode builds combinations strand by strand from more than the strands' named alleles; full
+        # evidence makes every pattern's call distinct anyway
+        return not self.evidence and not self.options.find_combinations
 
     def _call_fast(self, gg: GeneGenotypes, first: np.ndarray) -> list[GeneCall]:
         """Calls of the patterns whose representatives are `first`: eligible patterns through one
@@ -297,11 +299,14 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     patterns, `outcome` rows (column 0: the row of `masks`, observed positions) determine the decision
     flow's result and `outcome` + `facts` rows the whole GeneCall.
 
-    Eligible: every observed position has two documented alleles, no phase set, and the strands are
+    Eligible: every observed position has two alleles, documented (or read as the reference: genes in
+    `undocumented_as_reference`), no phase set, and the strands are
     known (phased or homozygous everywhere, or a single heterozygous position), so the matcher's
     strand sequences are exactly the two GT strands. For those, PharmCAT's decision flow depends only
     on which named alleles each strand matches, the strands' alleles where definitions use IUPAC
-    codes (scores), whether both strands are the same, and the observed positions; the call also
+    codes (scores), whether both strands are the same, and the observed positions (for the lowest-function
+    genes, which name combinations and partial alleles from a strand's own variants: on the strands' alleles
+    themselves, so a pattern's outcome is its unordered pair of strands); the call also
     shows whether all positions are phased, how many were filled as reference, the genotypes at the
     key positions interpretation reads, and the context-only positions. The key holds all of these,
     the two strands in a canonical order (the flow is symmetric in them)."""
@@ -314,8 +319,15 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     ph = gg.phased[first]
     present = ~np.isin(st, MISSING_STATUSES)
     n_known = np.array([1 + len(loc.alts) for loc in gdef.loci], dtype=np.int64)
-    bad = present & ((g1 < 0) | (g2 < 0) | (g1 >= n_known) | (g2 >= n_known) | (ph & (gg.phase_set[first] != 0)))
+    undocumented = present & ((g1 >= n_known) | (g2 >= n_known))
+    bad = present & ((g1 < 0) | (g2 < 0) | (ph & (gg.phase_set[first] != 0)))
+    as_ref = undocumented_as_reference(gg.gene, caller.options.find_combinations)
+    if not as_ref:
+        bad |= undocumented
+    # an undocumented allele is an allele of its own for phasing (as in sample_alleles), the reference for
+    # matching where the gene reads it so
     het = present & (g1 != g2)
+    c1, c2 = (np.where(g >= n_known, 0, g) for g in (g1, g2)) if as_ref else (g1, g2)
     ok = ~bad.any(axis=1) & present.any(axis=1) & (((het & ~ph).sum(axis=1) == 0) | (het.sum(axis=1) == 1))
     if caller.required:
         req = [li for li, loc in enumerate(gdef.loci) if loc.position in caller.required]
@@ -330,13 +342,16 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     for m, mask in enumerate(masks):
         rows = np.flatnonzero(mask_id == m)
         avail = np.flatnonzero(mask)
-        accept, wob = _accept_table(gg, avail, caller.ignored)
-        s1, s2 = g1[sel[rows]][:, avail], g2[sel[rows]][:, avail]
-        m1, m2 = _strand_matches(accept, s1), _strand_matches(accept, s2)
+        s1, s2 = c1[sel[rows]][:, avail], c2[sel[rows]][:, avail]
         if lowest:
-            ok[sel[rows]] &= m1.any(axis=1) & m2.any(axis=1)
-        f1 = np.concatenate([m1, s1[:, wob]], axis=1).astype(np.int64)
-        f2 = np.concatenate([m2, s2[:, wob]], axis=1).astype(np.int64)
+            # the lowest-function flow names what no single allele explains (combinations, partials) from the
+            # strand's own alleles: a strand is keyed by its alleles (one matrix for all patterns)
+            f1, f2 = s1, s2
+        else:
+            accept, wob = _accept_table(gg, avail, caller.ignored)
+            m1, m2 = _strand_matches(accept, s1), _strand_matches(accept, s2)
+            f1 = np.concatenate([m1, s1[:, wob]], axis=1).astype(np.int64)
+            f2 = np.concatenate([m2, s2[:, wob]], axis=1).astype(np.int64)
         diff = f1 != f2
         first_diff = diff.argmax(axis=1)
         r = np.arange(len(rows))
@@ -351,11 +366,6 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     strands = np.full((len(sel), width), -9, dtype=np.int64)
     for i, row in enumerate(strand_parts):
         strands[i, :len(row)] = row
-    if lowest:
-        keep = ok[sel]
-        sel, strands, mask_id = sel[keep], strands[keep], mask_id[keep]
-        if not len(sel):
-            return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool)
     key_loci = [li for li, loc in enumerate(gdef.loci) if loc.rsid in KEY_RSIDS]
     s = sel
     facts = [
@@ -364,7 +374,9 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         st[s][:, key_loci], g1[s][:, key_loci], g2[s][:, key_loci], ph[s][:, key_loci],
         *([np.stack([x["codes"][first[s]] for x in gg.extra], axis=1)] if gg.extra else []),
     ]
-    outcome = np.concatenate([mask_id[:, None].astype(np.int64), strands], axis=1)
+    # the call lists the positions where undocumented alleles were read as the reference
+    undocumented = undocumented[sel][:, undocumented[sel].any(axis=0)].astype(np.int64)
+    outcome = np.concatenate([mask_id[:, None].astype(np.int64), strands, undocumented], axis=1)
     return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok, masks
 
 
