@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from permed.errors import InputFileError
-from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, NotPlainGt, parse_gt
+from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, NotPlainGt, fixed_columns, parse_gt
 from permed.genotypes.vcf_reader import ReadOptions, VcfReader
 from permed.kb.load import packaged_kb
 
@@ -114,6 +114,55 @@ def test_plain_gt_of_sample_ranges_give_what_htslib_gives(kb, plain_file):
     (slow, a), (fast, b) = _read_both(kb, plain_file, sample_ranges=ranges)
     assert fast.read_plain_gt and len(b.samples) == 700 + 700 + 50
     _assert_same(a, b)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fixed_columns_cuts_every_line_after_the_first_sample(tmp_path, gz):
+    """htslib's copy of the text: `##` lines whole (tabs and all), every other line cut after its tenth column
+    (a carriage return goes with the last column), lines of ten columns or fewer whole, the last line with or
+    without its newline as written."""
+    import os
+
+    text = ("##fileformat=VCFv4.2\n##note=a\ttab\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\tC\n"
+            "chr1\t5\t.\tA\tT\t.\tPASS\tX=1\tGT\t0|1\t1|1\t0|0\n"
+            "chr1\t6\t.\tA\tT\t.\tPASS\t.\tGT\t0|0\t1|1\t0|0\r\n"
+            "chr1\t7\t.\tA\tT\t.\tPASS\t.\tGT\t1|1\n"
+            "short line\n\n"
+            "chr1\t8\t.\tA\tT\t.\tPASS\t.\tGT\t1|0\t0|0\t0|0")
+    want = ("##fileformat=VCFv4.2\n##note=a\ttab\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\n"
+            "chr1\t5\t.\tA\tT\t.\tPASS\tX=1\tGT\t0|1\n"
+            "chr1\t6\t.\tA\tT\t.\tPASS\t.\tGT\t0|0\n"
+            "chr1\t7\t.\tA\tT\t.\tPASS\t.\tGT\t1|1\n"
+            "short line\n\n"
+            "chr1\t8\t.\tA\tT\t.\tPASS\t.\tGT\t1|0")
+    path = tmp_path / ("t.vcf.gz" if gz else "t.vcf")
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    fd = fixed_columns(path)
+    try:
+        assert os.pread(fd, 1 << 20, 0).decode() == want
+    finally:
+        os.close(fd)
+    (tmp_path / "damaged.vcf.gz").write_bytes(gzip.compress(text.encode())[:-30])
+    with pytest.raises(NotPlainGt):
+        fixed_columns(tmp_path / "damaged.vcf.gz")
+
+
+def test_htslib_reads_the_cut_copy_and_its_header_messages_come_once(kb, tmp_path, monkeypatch):
+    """On the fast path htslib reads records from the cut copy (opened once more with the same header): the
+    header's warnings appear once, as on the other path."""
+    import permed.genotypes.vcf_reader as vcf_reader
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "warns.vcf.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(_header(N).replace("##FORMAT=<ID=GT", '##INFO=<ID=XX,Number=1,Description="no type">\n##FORMAT=<ID=GT')
+                 + "\n".join(_records(kb, rng, N)) + "\n")
+    copies = []
+    monkeypatch.setattr(vcf_reader, "fixed_columns", lambda p: copies.append(p) or fixed_columns(p))
+    (slow, a), (fast, b) = _read_both(kb, path)
+    assert fast.read_plain_gt and copies == [path]
+    _assert_same(a, b)
+    assert sum("no Type defined" in n for n in b.notices) == 1, b.notices
 
 
 def test_a_haploid_call_reads_as_phased_on_both_paths(kb, plain_file):

@@ -39,6 +39,19 @@ class HtslibMessages(list):
         self.undeclared_format.update(m.group(1) for m in map(_UNDECLARED_FORMAT.search, lines) if m)
         return [m for m in lines if m.startswith("[E::")]
 
+    @contextmanager
+    def muted(self):
+        """htslib's messages dropped while this lasts (what it says a second time about the same text)."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        try:
+            yield
+        finally:
+            os.dup2(self._tmp.fileno(), 2)
+
 
 @contextmanager
 def captured_stderr(label: str | None = None):

@@ -8,6 +8,7 @@ Structural problems with the file itself raise InputFileError (exit code 2) nami
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from contextlib import ExitStack
@@ -40,7 +41,7 @@ from permed.genotypes.files import (
     precheck,
     stale_index,
 )
-from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, GtLines, NotPlainGt
+from permed.genotypes.gt_text import PLAIN_GT_MIN_SAMPLES, GtLines, NotPlainGt, fixed_columns
 from permed.genotypes.locus_index import WINDOW_GAP, LocusIndex, Site, has_grch37, locus_index, sites
 from permed.genotypes.model import (
     ABSENT,
@@ -354,14 +355,17 @@ class VcfReader:
                 self._line_samples = len(vcf.samples)  # a line holds every sample's column, decoded or not
                 names = list(vcf.samples) if self.sample_ranges is None else self.pick_samples(vcf.samples)
                 if names and self._use_plain_gt(vcf, len(names)):
-                    # numpy reads the GT columns; htslib checks each record's fixed columns, with one sample
+                    # numpy reads the GT columns; htslib checks each record's fixed columns and first sample
                     self._read_names = tuple(names)
-                    vcf.set_samples(names[:1])
-                elif self.sample_ranges is not None:
-                    # htslib then decodes only these samples' fields (set on the open file: its header's
-                    # warnings are not made twice)
-                    vcf.set_samples(names)
-                vcf.set_threads(1)  # decompress in a second thread while this one parses records
+                    vcf = self._fixed_columns_reader(vcf, names, htslib)
+                else:
+                    if self.sample_ranges is not None:
+                        # htslib then decodes only these samples' fields (set on the open file: its header's
+                        # warnings are not made twice)
+                        vcf.set_samples(names)
+                    vcf.set_threads(1)  # decompress in a second thread while this one parses records
+            except NotPlainGt:
+                raise
             except Exception as exc:  # cyvcf2 raises OSError/Exception with htslib context
                 vcf = None
                 err = str(exc)
@@ -393,6 +397,25 @@ class VcfReader:
             if m.startswith("[W::") and "is not defined in the header" not in m:
                 ext.notices.append(f"htslib: {self._htslib(m)}")
         return ext
+
+    def _fixed_columns_reader(self, vcf: VCF, names: list, htslib) -> VCF:
+        """What htslib reads records from when numpy reads the GT columns: a copy of the text cut after the first
+        sample (gt_text.fixed_columns) in place of the open file `vcf` or, without one, `vcf` decoding one sample."""
+        try:
+            fd = fixed_columns(self.path)
+        except BaseException:
+            vcf.close()
+            raise
+        if fd is None:
+            vcf.set_samples(names[:1])
+            vcf.set_threads(1)
+            return vcf
+        try:
+            vcf.close()
+            with htslib.muted():  # the same header once more: its messages were taken from the file itself
+                return VCF(f"/dev/fd/{fd}", gts012=False, lazy=True)
+        finally:
+            os.close(fd)  # htslib holds its own descriptor of the memory file
 
     def _contig(self, vcf: VCF, chrom: str) -> str | None:
         """The file's own name for a chromosome (chr10 or 10), or None when the file lacks it."""
