@@ -45,41 +45,72 @@ def _alleles(chars: np.ndarray) -> np.ndarray:
     return np.where(dot, MISSING_ALLELE, chars.astype(np.int16) - _ZERO).astype(np.int16)
 
 
-def parse_gt(body: np.ndarray, n_samples: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+_INVALID = -99
+# a three-character call and its tab read as two little-endian 16-bit halves: the first allele with the separator,
+# the second allele with the tab, each looked up at once
+_FIRST = np.full(1 << 16, _INVALID, dtype=np.int16)
+_PHASED_BY_FIRST = np.zeros(1 << 16, dtype=bool)
+_SECOND = np.full(1 << 16, _INVALID, dtype=np.int16)
+for _c in b"0123456789.":
+    _code = MISSING_ALLELE if _c == _DOT else _c - _ZERO
+    _SECOND[_c | _TAB << 8] = _code
+    for _sep in (_PHASED, _UNPHASED):
+        _FIRST[_c | _sep << 8] = _code
+        _PHASED_BY_FIRST[_c | _sep << 8] = _sep == _PHASED
+
+
+def _parse_fixed(body: np.ndarray, n_samples: int, rows) -> tuple[np.ndarray, np.ndarray]:
+    """parse_gt for a line whose calls all take three characters: one 32-bit word per call and its tab."""
+    words = np.empty(n_samples, dtype="<u4")
+    raw = words.view(np.uint8)
+    raw[:-1] = body
+    raw[-1] = _TAB
+    # every call's tab where it belongs (only then is every column where its offset says)
+    if not ((words.view("<u2")[1::2] >> 8) == _TAB).all():
+        raise NotPlainGt
+    if rows is not None:
+        words = words[rows] if isinstance(rows, slice) else np.take(words, rows)
+    halves = words.view("<u2")
+    first = halves[0::2]
+    alleles = np.empty((len(words), 2), dtype=np.int16)
+    np.take(_FIRST, first, out=alleles[:, 0])
+    np.take(_SECOND, halves[1::2], out=alleles[:, 1])
+    if (alleles == _INVALID).any():
+        raise NotPlainGt
+    return alleles, np.take(_PHASED_BY_FIRST, first)
+
+
+def parse_gt(body: np.ndarray, n_samples: int, rows: np.ndarray | slice | None) -> tuple[np.ndarray, np.ndarray]:
     """(alleles int16 (k, 2), phased bool (k,)) of the `rows` samples (None: all) from a line's sample columns
     (`body`: bytes after FORMAT, without the line end), as cyvcf2 gives them: '.' -1, a haploid call's second
     allele -2, and haploid calls count as phased."""
     n = len(body)
-    if n == 4 * n_samples - 1 and (body[3::4] == _TAB).all():
-        # every call three characters: columns at fixed offsets
-        first, sep, second = body[0::4], body[1::4], body[2::4]
-        if rows is not None:
-            first, sep, second = first[rows], sep[rows], second[rows]
-        haploid = None
-    else:
-        tabs = np.flatnonzero(body == _TAB)
-        if len(tabs) != n_samples - 1:
-            raise NotPlainGt
-        starts = np.empty(n_samples, dtype=np.int64)
-        starts[0] = 0
-        starts[1:] = tabs + 1
-        ends = np.empty(n_samples, dtype=np.int64)
-        ends[:-1] = tabs
-        ends[-1] = n
-        if rows is not None:
-            starts, ends = starts[rows], ends[rows]
-        width = ends - starts
-        haploid = width == 1
-        if not (haploid | (width == 3)).all():
-            raise NotPlainGt
-        first = body[starts]
-        sep = np.where(haploid, _PHASED, body[np.minimum(starts + 1, n - 1)])
-        second = np.where(haploid, _ZERO, body[np.minimum(starts + 2, n - 1)])
+    if n == 4 * n_samples - 1 and n >= 3:
+        return _parse_fixed(body, n_samples, rows)  # (NotPlainGt unless every call is three characters)
+    # haploid calls among them: columns found by their tabs
+    tabs = np.flatnonzero(body == _TAB)
+    if len(tabs) != n_samples - 1:
+        raise NotPlainGt
+    starts = np.empty(n_samples, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = tabs + 1
+    ends = np.empty(n_samples, dtype=np.int64)
+    ends[:-1] = tabs
+    ends[-1] = n
+    if rows is not None:
+        starts, ends = starts[rows], ends[rows]
+    width = ends - starts
+    haploid = width == 1
+    if not (haploid | (width == 3)).all():
+        raise NotPlainGt
+    first = body[starts]
+    sep = np.where(haploid, _PHASED, body[np.minimum(starts + 1, n - 1)])
+    second = np.where(haploid, _ZERO, body[np.minimum(starts + 2, n - 1)])
     phased = sep == _PHASED
     if not (phased | (sep == _UNPHASED)).all():
         raise NotPlainGt
     alleles = np.stack([_alleles(first), _alleles(second)], axis=1)
-    if haploid is not None and haploid.any():
+    if haploid.any():
         alleles[haploid, 1] = NO_ALLELE
     return alleles, phased
 
@@ -153,6 +184,8 @@ class GtLines:
     def __init__(self, path: Path, header_lines: int, n_samples: int, rows: np.ndarray | None):
         self.fh = open_text(path)
         self.n_samples = n_samples
+        if rows is not None and len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)  # one range of samples: sliced, not gathered
         self.rows = rows
         self.buf = b""
         self.start = self.end = self.next = 0  # the current line is buf[start:end]; the next starts at `next`
