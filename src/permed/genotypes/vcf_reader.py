@@ -414,6 +414,8 @@ class VcfReader:
             vcf.close()
             with htslib.muted():  # the same header once more: its messages were taken from the file itself
                 return VCF(f"/dev/fd/{fd}", gts012=False, lazy=True)
+        except Exception:
+            raise NotPlainGt from None  # (not expected) htslib reads the file itself and says what it finds
         finally:
             os.close(fd)  # htslib holds its own descriptor of the memory file
 
