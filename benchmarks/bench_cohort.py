@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "1kgp-grch38"
 POPS = ROOT.parent / "shared" / "data" / "1kgp_populations.tsv"
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# every measured command runs in the environment this script started with: a LocalCluster writes its workers'
+# settings into this process's environment (MALLOC_TRIM_THRESHOLD_=65536, thread caps, PYTHONHASHSEED) and
+# leaves them there, and commands started later would inherit them (the allocator setting alone made
+# `permed cohort` 1.5x slower, and the floor 1.2x)
+ENV = dict(os.environ)
 
 # the floor: read every genotype of every record once, with the library permed uses (cyvcf2)
 FLOOR_ALL = r"""
@@ -46,17 +51,20 @@ print(n)
 
 def measure(cmd: list[str], per_process: dict | None = None) -> tuple[float, float]:
     """(wall seconds, peak PSS MiB of the whole process tree); `per_process` receives the peak RSS MiB of
-    the largest single process under "rss"."""
+    the largest single process under "rss", of the main process under "main" and of every other process
+    (workers; helpers such as multiprocessing's resource tracker included) under "others", largest first."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     root = psutil.Process(proc.pid)
-    peak = peak_rss = 0
+    peak = 0
+    peaks: dict[int, int] = {}  # pid -> peak RSS bytes
     while proc.poll() is None:
         try:
             procs = [root, *root.children(recursive=True)]
-            infos = [p.memory_full_info() for p in procs if p.is_running()]
-            peak = max(peak, sum(i.pss for i in infos))
-            peak_rss = max(peak_rss, *(i.rss for i in infos))
+            infos = [(p.pid, p.memory_full_info()) for p in procs if p.is_running()]
+            peak = max(peak, sum(i.pss for _, i in infos))
+            for pid, i in infos:
+                peaks[pid] = max(peaks.get(pid, 0), i.rss)
         except (psutil.Error, ValueError):
             pass
         time.sleep(0.02)
@@ -65,14 +73,17 @@ def measure(cmd: list[str], per_process: dict | None = None) -> tuple[float, flo
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{err}")
     if per_process is not None:
-        per_process["rss"] = peak_rss / 2**20
+        mib = {pid: v / 2**20 for pid, v in peaks.items()}
+        per_process["rss"] = max(mib.values(), default=0.0)
+        per_process["main"] = mib.get(root.pid, 0.0)
+        per_process["others"] = sorted((v for pid, v in mib.items() if pid != root.pid), reverse=True)
     return wall, peak / 2**20
 
 
 def wall(cmd: list[str]) -> float:
     """Wall seconds of one run, unobserved (sampling PSS costs CPU the run would otherwise have)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{proc.stderr}")
     return time.perf_counter() - t0
@@ -137,11 +148,17 @@ def interleaved_best(cmds: dict[str, list[str]], repeat: int) -> dict[str, float
     return out
 
 
-def peak_rss(cmd: list[str]) -> float:
-    """Peak RSS MiB of the largest single process in one observed run."""
+def peak_rss(cmd: list[str]) -> dict:
+    """Peak RSS MiB per process in one observed run (see `measure`)."""
     pp: dict = {}
     measure(cmd, pp)
-    return pp["rss"]
+    return pp
+
+
+def per_process_text(pp: dict) -> str:
+    if not pp["others"]:
+        return f"main {pp['main']:.0f} (no other process)"
+    return f"main {pp['main']:.0f}, workers " + ", ".join(f"{v:.0f}" for v in pp["others"])
 
 
 def cohort_cmd(vcf: Path, out: Path, extra: list[str]) -> list[str]:
@@ -190,7 +207,8 @@ def scale(args) -> None:
 
     print(f"\nsynthetic cohorts from 1KGP haplotypes (records at pharmacogene windows only, one plain-gzip file); "
           f"best of {args.repeat} interleaved rounds (floor, 1 worker, 2 workers in turn); RSS = peak of the largest "
-          "single process; load = 1-min load average before the size's runs (2 cores)")
+          "single process (every process's peak on the line below); load = 1-min load average before the size's "
+          "runs (2 cores)")
     print(f"{'samples':>8} {'floor':>8} {'1 worker':>10} {'ratio':>6} {'RSS':>9} {'2 workers':>10} {'ratio':>6} "
           f"{'RSS':>9} {'speed-up':>8}")
     tmp = Path(tempfile.mkdtemp(prefix="permed-synth-", dir=args.tmp))
@@ -210,9 +228,11 @@ def scale(args) -> None:
             finally:
                 shutil.rmtree(out, ignore_errors=True)
             fl, w1, w2 = got["floor"], got["1"], got["2"]
-            rows.append((size, w1, w2, r1, r2))
-            print(f"{size:8d} {fl:6.2f} s {w1:8.2f} s {w1 / fl:5.2f}x {r1:5.0f} MiB "
-                  f"{w2:8.2f} s {w2 / fl:5.2f}x {r2:5.0f} MiB {w1 / w2:7.2f}x  ({l0})", flush=True)
+            rows.append((size, w1, w2, r1["rss"], r2["rss"]))
+            print(f"{size:8d} {fl:6.2f} s {w1:8.2f} s {w1 / fl:5.2f}x {r1['rss']:5.0f} MiB "
+                  f"{w2:8.2f} s {w2 / fl:5.2f}x {r2['rss']:5.0f} MiB {w1 / w2:7.2f}x  ({l0})", flush=True)
+            print(f"{'':8s} peak RSS per process (MiB): 1 worker {per_process_text(r1)}; "
+                  f"2 workers {per_process_text(r2)}", flush=True)
             if size == 100_000 and not args.skip_dask:
                 ld = load()
                 wd, wl = dask_run(vcf, args.repeat, ["--workers", "2"])

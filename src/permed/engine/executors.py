@@ -165,7 +165,9 @@ def _stream_to_dask_queue(i: int, unit: Unit, kb: KnowledgeBase, options: Option
 class DaskStreams(_Streams):
     """Streamed units on a Dask cluster: each unit is one task that sends its chunks through a Dask queue."""
 
-    WAIT = 0.05  # seconds between looks at an empty queue
+    # seconds between looks at an empty queue: short just after a chunk came (the next is often close behind),
+    # doubling while it stays empty (each look is a round trip to the scheduler)
+    WAIT_FIRST, WAIT_MAX = 0.005, 0.05
 
     def __init__(self, client, units: list[Unit], kb: KnowledgeBase, options: Options):
         from uuid import uuid4
@@ -179,6 +181,7 @@ class DaskStreams(_Streams):
         self.futures = [client.submit(_stream_to_dask_queue, i, u, kb_future, options, name, pure=False,
                                       key=f"permed-stream-{i}-{name}") for i, u in enumerate(units)]
         self.received = [0] * len(units)  # chunks (and end) taken from each unit so far
+        self.wait = self.WAIT_FIRST
 
     def __exit__(self, *exc) -> None:
         for f in self.futures:
@@ -191,8 +194,10 @@ class DaskStreams(_Streams):
 
         # asked for its size first: a get that times out is logged as an error by the scheduler
         if not self.queue.qsize():
-            time.sleep(self.WAIT)
+            time.sleep(self.wait)
+            self.wait = min(2 * self.wait, self.WAIT_MAX)
             return None
+        self.wait = self.WAIT_FIRST
         i, k, r = pickle.loads(self.queue.get())
         if k < self.received[i]:
             return None  # sent again by a rerun of the unit (its worker died): already taken

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from permed.engine.allocator import unit_allocation
 from permed.genotypes.imputed import reader_for
 from permed.genotypes.model import CALLED
 from permed.genotypes.vcf_reader import ReadOptions
@@ -174,25 +175,26 @@ def run_unit(unit: Unit, kb: KnowledgeBase, options: Options, on_chunk=None) -> 
 def iter_unit(unit: Unit, kb: KnowledgeBase, options: Options):
     """Read and match one unit a chunk at a time: a UnitResult per chunk of samples, each with the file's
     position warnings and notices known so far (complete with the last chunk)."""
-    reader = reader_for(unit.path, kb, unit.genes, read_options(options), regions=unit.regions, with_sha256=False,
-                        sample_ranges=unit.samples, label=unit.label)
-    caller = PatternCaller(match_options(options), evidence=options.evidence)
-    ranges = list(unit.samples or ())
-    local = 0  # the next chunk's first sample among the unit's samples
-    for gs in reader.chunks(unit.chunk_size):
-        offset = _file_offset(ranges, local, len(gs.samples)) if ranges else local
-        local += len(gs.samples)
-        out = {}
-        for g, gg in gs.genes.items():
-            if not (gg.status.any() or gg.extra):
-                continue  # no position of this gene in this file: "no data", settled at assembly
-            calls, inverse = caller.call(gg)
-            filled = 1 if gg.remote_fill else 2
-            # data actually read beats reference filling near data, which beats filling far from it
-            rank = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
-            out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
-        chunk = ChunkResult(offset, len(gs.samples), out, gs.sample_warnings)
-        yield UnitResult(unit.file_index, gs.samples, [chunk], dict(gs.position_warnings), list(gs.notices))
+    with unit_allocation():  # (Dask workers: large arrays from the heap while the unit runs)
+        reader = reader_for(unit.path, kb, unit.genes, read_options(options), regions=unit.regions,
+                            with_sha256=False, sample_ranges=unit.samples, label=unit.label)
+        caller = PatternCaller(match_options(options), evidence=options.evidence)
+        ranges = list(unit.samples or ())
+        local = 0  # the next chunk's first sample among the unit's samples
+        for gs in reader.chunks(unit.chunk_size):
+            offset = _file_offset(ranges, local, len(gs.samples)) if ranges else local
+            local += len(gs.samples)
+            out = {}
+            for g, gg in gs.genes.items():
+                if not (gg.status.any() or gg.extra):
+                    continue  # no position of this gene in this file: "no data", settled at assembly
+                calls, inverse = caller.call(gg)
+                filled = 1 if gg.remote_fill else 2
+                # data actually read beats reference filling near data, which beats filling far from it
+                rank = np.where((gg.status == CALLED).any(axis=1), 3, np.where(gg.status.any(axis=1), filled, 0))
+                out[g] = (calls, inverse.astype(np.int32), rank.astype(np.int8))
+            chunk = ChunkResult(offset, len(gs.samples), out, gs.sample_warnings)
+            yield UnitResult(unit.file_index, gs.samples, [chunk], dict(gs.position_warnings), list(gs.notices))
 
 
 def _file_offset(ranges: list[tuple[int, int]], local: int, n: int) -> int:
