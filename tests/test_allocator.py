@@ -14,7 +14,8 @@ import pytest
 from permed.engine.allocator import _libc, fixed_by_environment
 
 # whether a 16 MiB array gets a mapping of its own (glibc's count of mapped bytes grows by its size) or comes
-# from the heap: before, inside a unit, inside it after a nested unit ended, and after the unit
+# from the heap: before, inside a unit, inside it after a nested unit ended, after the unit; then with two
+# overlapping units, after the first ended and after both
 _PROBE = r"""
 import ctypes, json
 import numpy as np
@@ -41,6 +42,13 @@ with unit_allocation():
         pass
     out["after_nested"] = mapped()
 out["after"] = mapped()
+first, second = unit_allocation(), unit_allocation()  # two units overlapping (a worker's threads)
+first.__enter__()
+second.__enter__()
+first.__exit__(None, None, None)
+out["second_running"] = mapped()
+second.__exit__(None, None, None)
+out["both_ended"] = mapped()
 print(json.dumps(out))
 """
 
@@ -60,7 +68,9 @@ def _probe(**env) -> dict:
 def test_a_unit_takes_large_arrays_from_the_heap_where_the_environment_fixed_the_thresholds(env):
     got = _probe(**env)
     # the environment's setting before and after the unit; the heap inside it, also after a nested unit ended
-    assert got == {"before": True, "unit": False, "after_nested": False, "after": True}
+    # and while a unit that started later still runs
+    assert got == {"before": True, "unit": False, "after_nested": False, "after": True,
+                   "second_running": False, "both_ended": True}
 
 
 @glibc_only
@@ -68,18 +78,29 @@ def test_a_process_whose_environment_left_the_allocator_alone_is_not_touched():
     got = _probe()
     # glibc's adaptive threshold serves the array from the heap throughout; setting any threshold (as a
     # restore to glibc's initial values would) switches it off for good
-    assert got == {"before": False, "unit": False, "after_nested": False, "after": False}
+    assert not any(got.values()), got
 
 
-def test_thresholds_fixed_by_the_environment(monkeypatch):
-    for key in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
-        monkeypatch.delenv(key)
-    assert fixed_by_environment() == {}
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    assert fixed_by_environment() == {-1: 65536}
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "not a number")
-    assert fixed_by_environment() == {-1: 65536}
+def test_thresholds_fixed_by_the_environment():
+    assert fixed_by_environment({"PATH": "/usr/bin"}) == {}
+    assert fixed_by_environment({"MALLOC_TRIM_THRESHOLD_": "65536"}) == {-1: 65536}
+    assert fixed_by_environment({"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "not a number"}
+                                ) == {-1: 65536}
     # the tunable wins over the variable, as in glibc
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0:glibc.malloc.mmap_threshold=262144:"
-                                         "glibc.malloc.trim_threshold=0x20000")
-    assert fixed_by_environment() == {-1: 0x20000, -3: 262144}
+    assert fixed_by_environment({
+        "MALLOC_TRIM_THRESHOLD_": "65536",
+        "GLIBC_TUNABLES": "glibc.malloc.check=0:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=0x20000",
+    }) == {-1: 0x20000, -3: 262144}
+
+
+def test_the_environment_read_is_the_one_the_process_started_with():
+    """glibc read its settings when the process started: a variable set later (a LocalCluster sets Dask's in
+    the process that starts it) changes nothing there, so permed does not act on it either."""
+    code = ("import os; os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'; "
+            "from permed.engine.allocator import fixed_by_environment as f; print(f())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "{}"
+    r = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_MMAP_THRESHOLD_": "262144"},
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "{-3: 262144}"

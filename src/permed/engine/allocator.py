@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from functools import cache
 
@@ -25,7 +26,8 @@ _GLIBC_DEFAULT = 128 * 1024  # glibc's initial trim and mmap thresholds
 UNIT_THRESHOLD = 64 << 20  # bytes: arrays up to this size from the heap while a unit runs
 _ENV = {_M_TRIM_THRESHOLD: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
         _M_MMAP_THRESHOLD: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")}
-_depth = 0  # units running in this process (a streamed unit is a generator: they can nest)
+_lock = threading.Lock()
+_running = 0  # units running in this process under the setting
 
 
 @cache
@@ -41,13 +43,26 @@ def _libc():
         return None
 
 
-def fixed_by_environment() -> dict[int, int]:
-    """The thresholds the environment set for glibc (mallopt parameter -> bytes), from its MALLOC_*_ variables
-    or GLIBC_TUNABLES (which wins); {} when it set none."""
-    tunables = dict(item.partition("=")[::2] for item in os.environ.get("GLIBC_TUNABLES", "").split(":") if item)
+@cache
+def _start_environment() -> dict[str, str]:
+    """The environment the process started with: what glibc read its settings from (os.environ may have been
+    changed since, as a Dask LocalCluster does in the process that starts it)."""
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            items = fh.read().split(b"\0")
+    except OSError:
+        return dict(os.environ)
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if item)
+
+
+def fixed_by_environment(environ: dict[str, str] | None = None) -> dict[int, int]:
+    """The thresholds an environment (default: the process's at start) set for glibc (mallopt parameter ->
+    bytes), from its MALLOC_*_ variables or GLIBC_TUNABLES (which wins); {} when it set none."""
+    environ = _start_environment() if environ is None else environ
+    tunables = dict(item.partition("=")[::2] for item in environ.get("GLIBC_TUNABLES", "").split(":") if item)
     fixed = {}
     for param, (variable, tunable) in _ENV.items():
-        for value in (tunables.get(tunable), os.environ.get(variable)):
+        for value in (tunables.get(tunable), environ.get(variable)):
             try:
                 fixed[param] = int(value, 0)
                 break
@@ -58,20 +73,25 @@ def fixed_by_environment() -> dict[int, int]:
 
 @contextmanager
 def unit_allocation():
-    """While a unit runs in a process whose environment fixed glibc's thresholds: large arrays from the heap."""
-    global _depth
+    """While a unit runs in a process whose environment fixed glibc's thresholds: large arrays from the heap.
+    Units running at once (a worker's threads, nested streams) share the setting; the last to end restores."""
+    global _running
     fixed = fixed_by_environment()
     libc = _libc() if fixed else None
-    if libc is None or _depth:
+    if libc is None:
         yield
         return
-    _depth += 1
-    libc.mallopt(_M_MMAP_THRESHOLD, UNIT_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, UNIT_THRESHOLD)
+    with _lock:
+        _running += 1
+        if _running == 1:
+            libc.mallopt(_M_MMAP_THRESHOLD, UNIT_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, UNIT_THRESHOLD)
     try:
         yield
     finally:
-        _depth -= 1
-        libc.malloc_trim(0)
-        for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD):
-            libc.mallopt(param, fixed.get(param, _GLIBC_DEFAULT))
+        with _lock:
+            _running -= 1
+            if _running == 0:
+                libc.malloc_trim(0)
+                for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD):
+                    libc.mallopt(param, fixed.get(param, _GLIBC_DEFAULT))
