@@ -148,7 +148,7 @@ def interleaved_best(cmds: dict[str, list[str]], repeat: int) -> dict[str, float
     return out
 
 
-def peak_rss(cmd: list[str]) -> dict:
+def peak_rss_per_process(cmd: list[str]) -> dict:
     """Peak RSS MiB per process in one observed run (see `measure`)."""
     pp: dict = {}
     measure(cmd, pp)
@@ -224,7 +224,7 @@ def scale(args) -> None:
                         "1": cohort_cmd(vcf, out / "1", ["--workers", "1"]),
                         "2": cohort_cmd(vcf, out / "2", ["--workers", "2"])}
                 got = interleaved_best(cmds, args.repeat)
-                r1, r2 = peak_rss(cmds["1"]), peak_rss(cmds["2"])
+                r1, r2 = peak_rss_per_process(cmds["1"]), peak_rss_per_process(cmds["2"])
             finally:
                 shutil.rmtree(out, ignore_errors=True)
             fl, w1, w2 = got["floor"], got["1"], got["2"]
