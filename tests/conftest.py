@@ -27,5 +27,25 @@ def database_url(request):
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield admin.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop_database(psycopg, admin, name)
+
+
+def _drop_database(psycopg, admin, name, attempts=50):
+    """Drop a test database. A plain DROP first: the server itself ends an autovacuum worker busy in it,
+    while DROP ... WITH (FORCE) refuses to (a role the test user may not signal) and so failed a teardown
+    at random. FORCE only when one of the test's own connections is still open."""
+    import time
+
+    for attempt in range(attempts):
+        with psycopg.connect(admin, autocommit=True) as conn:
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                try:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    return
+                except (psycopg.errors.ObjectInUse, psycopg.errors.InsufficientPrivilege):
+                    if attempt == attempts - 1:
+                        raise
+        time.sleep(0.1)
