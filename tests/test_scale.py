@@ -378,10 +378,19 @@ def test_dask_cluster_streams_chunks_like_local_workers(tmp_path, syn24k):
         # the work went to both workers as streamed units (one per worker), not as one whole unit
         streamed = [k for k in cluster.scheduler.task_prefixes if str(k).startswith("permed-stream")]
         failed = cli("cohort", bad, "-o", tmp_path / "out", "--scheduler", cluster.scheduler_address, "--quiet")
+        # workers running another permed than the client's (here: told so) refuse the packaged KB's tasks
+        with distributed.Client(cluster) as client:
+            client.run(lambda: setattr(__import__("permed"), "__version__", "0.0.0-other"))
+        stale = cli("cohort", syn24k, "-o", tmp_path / "stale", "--scheduler", cluster.scheduler_address, "--quiet")
     for name in ("calls.parquet", "frequencies.parquet"):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
     assert streamed, "no streamed units ran on the cluster"
     _assert_clean_failure(failed, tmp_path / "out")
+    assert stale.returncode == 64, stale.stderr  # a configuration error, like a scheduler it cannot reach
+    message = [x for x in stale.stderr.splitlines() if x.strip()]
+    assert len(message) == 1 and "permed 0.0.0-other" in message[0], stale.stderr
+    assert "install the same permed on the workers" in message[0] and "Traceback" not in stale.stderr
+    assert not (tmp_path / "stale").exists()
 
 
 def test_dask_stream_drops_chunks_a_rerun_unit_sends_again():
@@ -404,3 +413,36 @@ def test_dask_stream_drops_chunks_a_rerun_unit_sends_again():
     streams = object.__new__(DaskStreams)  # its queue only: no cluster
     streams.buffers, streams.received, streams.queue, streams.futures = [deque()], [0], FakeQueue(), []
     assert list(streams.stream(0)) == ["a", "b", "c"]
+
+
+def test_dask_tasks_get_the_packaged_kb_by_reference_and_any_other_kb_sent_once(kb):
+    """A Dask task names the packaged KB (its worker loads its own copy) instead of carrying it; any other KB
+    is sent once per worker. A worker whose permed or packaged KB differs from the client's refuses to call."""
+    import pickle
+
+    from permed.engine.executors import PackagedKB, _kb_for_tasks, _task_kb
+    from permed.errors import ConfigurationError
+    from permed.kb.load import packaged_kb
+
+    class FakeClient:
+        def __init__(self):
+            self.scattered = []
+
+        def scatter(self, data, broadcast, hash):
+            self.scattered.append((data, broadcast))
+            return ["kb future"]
+
+    client = FakeClient()
+    ref = _kb_for_tasks(client, packaged_kb())
+    assert isinstance(ref, PackagedKB) and not client.scattered
+    assert len(pickle.dumps(ref)) < 1000 < len(pickle.dumps(packaged_kb()))
+    assert _task_kb(pickle.loads(pickle.dumps(ref))) is packaged_kb()
+
+    other = packaged_kb().model_copy(update={"sha256": "0" * 64})  # e.g. a KB given with --kb
+    assert _kb_for_tasks(client, other) == "kb future"
+    assert client.scattered == [([other], True)]
+    assert _task_kb(other) is other
+
+    for stale in (dataclasses.replace(ref, permed_version="0.0.0-other"), dataclasses.replace(ref, sha256="f" * 64)):
+        with pytest.raises(ConfigurationError, match="install the same permed on the workers"):
+            _task_kb(stale)
