@@ -415,7 +415,7 @@ def test_dask_stream_drops_chunks_a_rerun_unit_sends_again():
     assert list(streams.stream(0)) == ["a", "b", "c"]
 
 
-def test_dask_tasks_get_the_packaged_kb_by_reference_and_any_other_kb_sent_once(kb):
+def test_dask_tasks_get_the_packaged_kb_by_reference_and_any_other_kb_sent_once():
     """A Dask task names the packaged KB (its worker loads its own copy) instead of carrying it; any other KB
     is sent once per worker. A worker whose permed or packaged KB differs from the client's refuses to call."""
     import pickle

@@ -49,18 +49,6 @@ class PackagedKB:
     permed_version: str
 
 
-def _packaged_kb_or_none(kb: KnowledgeBase) -> PackagedKB | None:
-    from permed import __version__
-    from permed.errors import KnowledgeBaseError
-    from permed.kb.load import packaged_kb
-
-    try:
-        same = kb.sha256 is not None and kb.sha256 == packaged_kb().sha256
-    except KnowledgeBaseError:  # a build without its packaged KB
-        return None
-    return PackagedKB(kb.sha256, __version__) if same else None
-
-
 def _task_kb(kb: KnowledgeBase | PackagedKB) -> KnowledgeBase:
     """The knowledge base a Dask task runs with: the worker's packaged one when the client sent a reference,
     refused when the worker's permed differs from the client's (its calls could differ)."""
@@ -79,10 +67,16 @@ def _task_kb(kb: KnowledgeBase | PackagedKB) -> KnowledgeBase:
 
 def _kb_for_tasks(client, kb: KnowledgeBase):
     """What Dask tasks get for the KB: a reference to the packaged one, or else the KB sent once per worker."""
-    ref = _packaged_kb_or_none(kb)
-    if ref is not None:
-        return ref
-    [kb_future] = client.scatter([kb], broadcast=True, hash=False)  # the KB travels once per worker
+    from permed import __version__
+    from permed.errors import KnowledgeBaseError
+    from permed.kb.load import packaged_kb
+
+    try:
+        if kb.sha256 is not None and kb.sha256 == packaged_kb().sha256:
+            return PackagedKB(kb.sha256, __version__)
+    except KnowledgeBaseError:  # a build without its packaged KB
+        pass
+    [kb_future] = client.scatter([kb], broadcast=True, hash=False)
     return kb_future
 
 
