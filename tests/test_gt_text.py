@@ -169,6 +169,32 @@ def test_htslib_reads_the_cut_copy_and_its_header_messages_come_once(kb, tmp_pat
     assert sum("no Type defined" in n for n in b.notices) == 1, b.notices
 
 
+def test_a_cut_copy_htslib_cannot_open_falls_back_to_htslib_reading_the_file(kb, plain_file, monkeypatch):
+    """If htslib fails to open the cut copy (not expected), the file is read by htslib as a whole: the same
+    genotypes, and the copy (a memory file on Linux) is not left open."""
+    import os
+
+    import permed.genotypes.vcf_reader as vcf_reader
+
+    real, opened = vcf_reader.VCF, []
+
+    def refusing(path, *args, **kwargs):
+        if str(path).startswith("/dev/fd/"):
+            opened.append(path)
+            raise OSError("cannot open the copy")
+        return real(path, *args, **kwargs)
+
+    def copies_open() -> int:
+        return sum("permed-fixed-columns" in os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(vcf_reader, "VCF", refusing)
+    (slow, a), (fallback, b) = _read_both(kb, plain_file)
+    assert opened and not fallback.read_plain_gt
+    _assert_same(a, b)
+    assert copies_open() == 0
+
+
 def test_a_haploid_call_reads_as_phased_on_both_paths(kb, plain_file):
     (_, a), (_, b) = _read_both(kb, plain_file)
     for gs in (a, b):

@@ -414,10 +414,10 @@ class VcfReader:
             vcf.close()
             with htslib.muted():  # the same header once more: its messages were taken from the file itself
                 return VCF(f"/dev/fd/{fd}", gts012=False, lazy=True)
-        except Exception:
-            raise NotPlainGt from None  # (not expected) htslib reads the file itself and says what it finds
         finally:
-            os.close(fd)  # htslib holds its own descriptor of the memory file
+            # htslib holds its own descriptor of the memory file; if it could not open it (not expected), the
+            # read fails as unreadable and is read again by htslib from the file itself (_extract_or_fall_back)
+            os.close(fd)
 
     def _contig(self, vcf: VCF, chrom: str) -> str | None:
         """The file's own name for a chromosome (chr10 or 10), or None when the file lacks it."""
