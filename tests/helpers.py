@@ -30,14 +30,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
                           cwd=cwd, timeout=600, env=env)
 
 
-def slow_jobs_env(delay: float) -> dict:
+def slow_jobs_env(delay: float, started: Path | None = None) -> dict:
     """Environment for a `permed worker` / `permed serve` process whose jobs each wait `delay` seconds
-    first (tests/hooks/slow_jobs, loaded through PYTHONPATH)."""
+    first (tests/hooks/slow_jobs, loaded through PYTHONPATH). `started`: a folder where each worker marks,
+    by its pid, that its job has begun (a claimed job's "running" state comes a moment earlier)."""
     import os
 
     hook = str(Path(__file__).parent / "hooks" / "slow_jobs")
     path = os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "PERMED_TEST_JOB_DELAY": str(delay)}
+    env = {**os.environ, "PYTHONPATH": path, "PERMED_TEST_JOB_DELAY": str(delay)}
+    if started is not None:
+        env["PERMED_TEST_JOB_STARTED"] = str(started)
+    return env
 
 
 def cli(*args) -> subprocess.CompletedProcess:

@@ -265,9 +265,12 @@ def test_workers_exit_when_their_server_is_killed_and_the_job_is_not_lost(jobs):
 
     store, data, database_url = jobs
     job_id = queue(store, data, example_text().encode())
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(data), database_url or ""], env=slow_jobs_env(60))
+    started = data.parent / "started"
+    started.mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(data), database_url or ""],
+                              env=slow_jobs_env(60, started))
     try:
-        wait_for(lambda: job_of(store, job_id).state == "running")
+        wait_for(lambda: any(started.iterdir()))  # a worker's job has begun, not merely been claimed
         workers = psutil.Process(parent.pid).children()
         assert len(workers) == 2  # two workers by default
         os.kill(parent.pid, signal.SIGKILL)
@@ -326,9 +329,15 @@ def test_sigterm_requeues_without_an_attempt_kill_9_costs_one(jobs):
     job_id = queue(store, data, example_text().encode())
     cmd = [sys.executable, "-m", "permed", "worker", "--data-dir", str(data), *_db_args(database_url)]
 
+    started = data.parent / "started"
+    started.mkdir()
+
     def run_until_running():
-        proc = subprocess.Popen(cmd, env=slow_jobs_env(60))
-        wait_for(lambda: job_of(store, job_id).state == "running")
+        proc = subprocess.Popen(cmd, env=slow_jobs_env(60, started))
+        # the job's own start, not its claim: a stop between the two is not an interruption (see
+        # test_a_stop_that_comes_while_a_job_is_claimed_...), and CI once sent SIGTERM in that gap
+        wait_for(lambda: (started / str(proc.pid)).exists())
+        assert job_of(store, job_id).state == "running"
         return proc
 
     worker = run_until_running()
