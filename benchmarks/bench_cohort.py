@@ -4,7 +4,8 @@ synthetic cohorts of growing size made from 1KGP haplotypes (memory flat, time l
 Every measurement is a fresh process. Wall times come from unobserved runs; peak memory from one more
 run, as the largest sum of PSS (proportional set size: pages shared by forked workers counted once)
 over the process tree (main process plus workers), sampled every 20 ms (sampling takes CPU, so that
-run's time is not used).
+run's time is not used). CPU seconds (user + system, every process of the run) are printed beside the wall
+times: on a machine with few cores they bound how much faster a second worker can make a run.
 
     python benchmarks/bench_cohort.py [--data DIR] [--repeat N] [--sizes 12500,50000,100000,200000]
                                       [--skip-1kgp] [--skip-synthetic] [--skip-dask] [--skip-dp] [--tmp DIR]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -80,13 +82,22 @@ def measure(cmd: list[str], per_process: dict | None = None) -> tuple[float, flo
     return wall, peak / 2**20
 
 
-def wall(cmd: list[str]) -> float:
-    """Wall seconds of one run, unobserved (sampling PSS costs CPU the run would otherwise have)."""
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run, unobserved (sampling PSS costs CPU the run would otherwise
+    have). CPU is user + system time of the whole process tree: the command's workers are its children and
+    are waited for before it exits, so the kernel adds theirs to its own."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{proc.stderr}")
-    return time.perf_counter() - t0
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def wall(cmd: list[str]) -> float:
+    return timed(cmd)[0]
 
 
 def best(cmd: list[str], repeat: int) -> tuple[float, float]:
@@ -138,13 +149,18 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def interleaved_best(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
+def interleaved_best(cmds: dict[str, list[str]], repeat: int, cpu: dict | None = None) -> dict[str, float]:
     """Best wall of each command over `repeat` rounds, every round running each command once in turn: the
-    machine's speed drifts (shared 2-core host), and interleaving exposes every command to the same drift."""
+    machine's speed drifts (shared 2-core host), and interleaving exposes every command to the same drift.
+    `cpu` receives each command's least CPU seconds over the rounds."""
     out = {k: float("inf") for k in cmds}
+    least_cpu = {k: float("inf") for k in cmds}
     for _ in range(repeat):
         for k, cmd in cmds.items():
-            out[k] = min(out[k], wall(cmd))
+            w, c = timed(cmd)
+            out[k], least_cpu[k] = min(out[k], w), min(least_cpu[k], c)
+    if cpu is not None:
+        cpu.update(least_cpu)
     return out
 
 
@@ -223,7 +239,8 @@ def scale(args) -> None:
                 cmds = {"floor": [sys.executable, "-c", FLOOR_ALL, str(vcf)],
                         "1": cohort_cmd(vcf, out / "1", ["--workers", "1"]),
                         "2": cohort_cmd(vcf, out / "2", ["--workers", "2"])}
-                got = interleaved_best(cmds, args.repeat)
+                cpu: dict = {}
+                got = interleaved_best(cmds, args.repeat, cpu)
                 r1, r2 = peak_rss_per_process(cmds["1"]), peak_rss_per_process(cmds["2"])
             finally:
                 shutil.rmtree(out, ignore_errors=True)
@@ -233,6 +250,13 @@ def scale(args) -> None:
                   f"{w2:8.2f} s {w2 / fl:5.2f}x {r2['rss']:5.0f} MiB {w1 / w2:7.2f}x  ({l0})", flush=True)
             print(f"{'':8s} peak RSS per process (MiB): 1 worker {per_process_text(r1)}; "
                   f"2 workers {per_process_text(r2)}", flush=True)
+            # on n cores a run that spends C seconds of CPU needs at least C / n seconds of wall, so the
+            # 2-worker run's CPU bounds the speed-up any packing of its work could give on this machine
+            cores = os.cpu_count() or 1
+            print(f"{'':8s} CPU, all processes (least of the rounds): floor {cpu['floor']:.2f} s, 1 worker "
+                  f"{cpu['1']:.2f} s ({cpu['1'] / w1:.2f} cores busy), 2 workers {cpu['2']:.2f} s "
+                  f"({cpu['2'] / w2:.2f} cores busy); on {cores} cores the 2-worker run needs >= "
+                  f"{cpu['2'] / cores:.2f} s, a speed-up of at most {w1 / (cpu['2'] / cores):.2f}x", flush=True)
             if size == 100_000 and not args.skip_dask:
                 ld = load()
                 wd, wl = dask_run(vcf, args.repeat, ["--workers", "2"])
