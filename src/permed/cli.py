@@ -364,7 +364,7 @@ JobMaxInflatedMb = Annotated[int, typer.Option(
 JobMaxRecords = Annotated[int, typer.Option("--job-max-records", min=1, help="Most records in a job's VCF.")]
 JobMaxSamples = Annotated[int, typer.Option("--job-max-samples", min=1, help="Most samples in a job's VCF header.")]
 JobMaxMemoryMb = Annotated[int, typer.Option(
-    "--job-max-memory-mb", min=256, help="Address space of a job's process, MiB.")]
+    "--job-max-memory-mb", min=256, help="Address space a job may add to its worker's, MiB.")]
 JobMaxSeconds = Annotated[float, typer.Option("--job-max-seconds", min=1.0, help="Wall time of one job, seconds.")]
 
 

@@ -24,7 +24,8 @@ class JobLimits:
     records: int = 50_000_000
     # the service writes reports per patient; cohorts belong to `permed cohort`
     samples: int = 1000
-    # address space of the process running one job (a job on a whole genome needs well under 1 GiB)
+    # address space a job may map beyond what its worker maps when it forks the job's process (a job on a
+    # whole genome needs well under 1 GiB)
     memory_mb: int = 4096
     # one job's wall time (a whole-genome upload takes well under a minute)
     seconds: float = 30 * 60

@@ -9,11 +9,12 @@ touched, so any number of workers can share one queue. Results are written throu
 report appears whole or not at all, so a half-written report is never served.
 
 Each job runs in a child process forked from the worker (the engine is loaded once, in the worker),
-under the job limits (job_limits.py): an address-space rlimit, and a deadline after which the worker
-kills it. A job beyond a limit fails with one line and is not retried; a child that dies of a signal
-uses up an attempt, as a dead worker does. A worker stopped by SIGTERM (an operator restart, or its
-server dying) puts its running job back in the queue without using up an attempt (`interruptions`).
-A worker started by `permed serve` exits when the server dies, even by kill -9.
+under the job limits (job_limits.py): an address-space rlimit (the job's allowance on top of what the
+worker maps when it forks), and a deadline after which the worker kills it. A job beyond a limit fails
+with one line and is not retried; a child that dies of a signal uses up an attempt, as a dead worker does.
+A worker stopped by SIGTERM (an operator restart, or its server dying) puts its running job back in the
+queue without using up an attempt (`interruptions`). A worker started by `permed serve` exits when the
+server dies, even by kill -9.
 """
 
 from __future__ import annotations
@@ -331,10 +332,22 @@ def _child_setup(limits: JobLimits, worker: int) -> None:
     _die_with_parent(signal.SIGKILL)
     if os.getppid() != worker:  # the worker died before the line above
         os._exit(70)
-    cap = limits.memory_mb * 1024**2
+    # the limit is what the job may add: the child starts with its worker's address space, which is not the
+    # job's doing and can alone exceed the limit (a worker inside a process holding big untouched mappings:
+    # duckdb reserves ~0.7 GiB, every thread its stack); a cap below it would fail every job's next mapping
+    cap = limits.memory_mb * 1024**2 + _address_space()
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = cap if hard == resource.RLIM_INFINITY else min(cap, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _address_space() -> int:
+    """Bytes of address space this process maps now (Linux /proc; 0 where unknown)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def _die_with_parent(sig: int) -> bool:
