@@ -199,6 +199,27 @@ def test_a_job_past_its_deadline_is_killed_its_staging_removed_and_the_queue_mov
     assert not list(data.glob(f"results/{s.upload_id}/*.report.*"))
 
 
+def test_a_worker_that_already_maps_more_than_the_limit_still_runs_its_jobs(jobs):
+    """The memory limit is the job's allowance, not a cap on the worker's own address space: a worker whose
+    process already maps more (reserved, untouched pages, as duckdb's or many threads' are) than the limit
+    ran every job into a failed mapping before (service tests failed at random in full runs, on an xdist
+    process grown past 4 GiB by the tests that ran before them)."""
+    import mmap
+
+    from permed.service.worker import run_worker
+
+    store, data, _ = jobs
+    job_id = queue(store, data, example_text().encode(), meds="clopidogrel")
+    limits = JobLimits(memory_mb=256)
+    reserved = mmap.mmap(-1, 2 * 1024**3)  # 2 GiB of address space, never touched
+    try:
+        assert run_worker(store, data, once=True, limits=limits) == 1
+    finally:
+        reserved.close()
+    j = job_of(store, job_id)
+    assert (j.state, j.error) == ("done", None), j.error
+
+
 # 2. leftovers --------------------------------------------------------------------------------------
 
 
@@ -317,27 +338,6 @@ def test_a_stop_that_comes_while_a_job_is_claimed_does_not_count_as_an_interrupt
 
 
 # 4. interruptions ------------------------------------------------------------------------------------
-
-
-def test_a_worker_that_already_maps_more_than_the_limit_still_runs_its_jobs(jobs):
-    """The memory limit is the job's allowance, not a cap on the worker's own address space: a worker whose
-    process already maps more (reserved, untouched pages, as duckdb's or many threads' are) than the limit
-    ran every job into a failed mapping before (CI: service tests failed at random on an xdist process
-    grown past 4 GiB by the tests that ran before them)."""
-    import mmap
-
-    from permed.service.worker import run_worker
-
-    store, data, _ = jobs
-    job_id = queue(store, data, example_text().encode(), meds="clopidogrel")
-    limits = JobLimits(memory_mb=256)
-    reserved = mmap.mmap(-1, 2 * 1024**3)  # 2 GiB of address space, never touched
-    try:
-        assert run_worker(store, data, once=True, limits=limits) == 1
-    finally:
-        reserved.close()
-    j = job_of(store, job_id)
-    assert (j.state, j.error) == ("done", None), j.error
 
 
 def test_sigterm_requeues_without_an_attempt_kill_9_costs_one(jobs):
