@@ -16,7 +16,13 @@ from permed.genotypes.model import ABSENT, FILLED, MISSING_ALLELE, NO_ALLELE
 from permed.genotypes.vcf_reader import VcfReader
 from permed.kb.load import load_kb
 from permed.matcher.gene_caller import MatchOptions
-from permed.matcher.patterns import PatternCaller, _canonical_phase_sets, outcome_keys, pattern_groups
+from permed.matcher.patterns import (
+    PatternCaller,
+    _canonical_phase_sets,
+    outcome_keys,
+    pattern_groups,
+    sample_alleles,
+)
 from permed.options import Options
 
 DATA = SHARED / "data" / "1kgp-grch38"
@@ -123,6 +129,21 @@ def test_vectorised_matching_equals_per_pattern_on_perturbed_patterns(kb, gene):
         ok = outcome_keys(p, pattern_groups(p)[0], PatternCaller(MatchOptions()).caller(p))[2]
         assert ok.any() and not ok.all()  # both paths taken
     _assert_same(_perturbed(sub, 7), MatchOptions(top_candidate_only=False))
+
+
+@needs_1kgp
+def test_per_position_alleles_shared_between_samples_equal_each_samples_own(kb):
+    """The decision flow reuses one SampleAllele per gene context and per-position state (codes, phase,
+    phase set): every sample still gets exactly the alleles made for it alone, across genes and files."""
+    callers = PatternCaller(MatchOptions()), PatternCaller(MatchOptions(), vectorised=False)
+    for gene in ("CYP2C19", "UGT1A1", "RYR1"):
+        gg = _read(kb, DATA / f"{gene}.vcf.gz", [gene]).genes[gene]
+        for seed in (1, 2):
+            p = _perturbed(gg, seed)
+            for si in range(0, p.status.shape[0], 3):
+                own = sample_alleles(p, si, False)
+                assert callers[seed - 1]._sample_alleles(p, si) == own, f"{gene} sample {si}"
+            assert (p.phase_set != 0).any() and (p.gt[:, :, 1] == NO_ALLELE).any()  # the states that vary
 
 
 def _random_strands(kb, gene: str, n: int, seed: int, rate: float, undocumented: bool = False):

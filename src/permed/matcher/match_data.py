@@ -164,10 +164,18 @@ def generate_permutations(alleles: tuple[SampleAllele, ...]) -> frozenset:
                 sofar[i] = val
                 walk(k + 1, False, first, sofar, ps)
 
+    # the common case, every position following its strand, needs no walk: one sequence per strand
+    follows = all(a.effectively_phased for a in alleles)
     if not s1_blank:
-        walk(0, s2_blank, True, [None] * n, {})
+        if follows or s2_blank:
+            out.add(tuple(a.called1 for a in alleles))
+        else:
+            walk(0, False, True, [None] * n, {})
     if not s2_blank:
-        walk(0, s1_blank, False, [None] * n, {})
+        if follows or s1_blank:
+            out.add(tuple(a.called2 for a in alleles))
+        else:
+            walk(0, False, False, [None] * n, {})
     return frozenset(out)
 
 

@@ -58,6 +58,7 @@ def _canonical_phase_sets(ps: np.ndarray) -> np.ndarray:
 
 
 PATTERN_CACHE_LIMIT = 50_000  # cached calls per unit (each key holds a sample's alleles at every position)
+_CONTEXT_LIMIT = 256  # gene contexts whose per-position alleles are kept (genes x files)
 _HASH_BLOCK = 64  # columns hashed at a time: memory stays O(samples x block), not O(samples x positions)
 
 
@@ -158,7 +159,8 @@ class PatternCaller:
         self._cache: dict[tuple, GeneCall] = {}
         self._shared: dict[tuple, list[int]] = {}
         self._outcomes: dict[tuple, GeneCall] = {}  # vectorised path: outcome + facts -> call
-        self._context_of: tuple[GeneGenotypes | None, tuple] = (None, ())
+        self._context_of: tuple[GeneGenotypes | None, tuple, dict] = (None, (), {})
+        self._alleles_of: dict[tuple, dict] = {}  # context -> SampleAllele per (locus, codes, phase)
 
     def caller(self, gg: GeneGenotypes) -> GeneCaller:
         c = self._callers.get(gg.gene)
@@ -186,13 +188,11 @@ class PatternCaller:
         calls: list[GeneCall | None] = [None] * len(first)
         if ok.any():
             sel = np.flatnonzero(ok)
-            _, rep, back = np.unique(outcome, axis=0, return_index=True, return_inverse=True)
-            back = back.reshape(-1)
+            rep, back = _unique_rows([outcome])
+            frep, fback = _unique_rows([outcome, facts])
             full = np.concatenate([outcome, facts], axis=1)
-            _, frep, fback = np.unique(full, axis=0, return_index=True, return_inverse=True)
             # later chunks meet the same outcomes: cached by content (the mask itself, not its local number)
-            context = (gg.gene, id(gg.definition), tuple(map(tuple, gg.alleles)), gg.remote_fill, gg.unmapped,
-                       gg.build, tuple(sorted(gg.origin.items())))
+            context = self._context(gg)
             decided: dict[int, GeneCall] = {}
             variants = []
             for j in frep.tolist():
@@ -208,21 +208,35 @@ class PatternCaller:
                         self._outcomes.clear()
                     self._outcomes[key] = call
                 variants.append(call)
-            for j, k in zip(sel.tolist(), fback.reshape(-1).tolist()):
+            for j, k in zip(sel.tolist(), fback.tolist()):
                 calls[j] = variants[k]
         for j in np.flatnonzero(~ok).tolist():
             calls[j] = self._call_pattern(gg, int(first[j]))
         return calls
 
-    def _key(self, gg: GeneGenotypes, si: int) -> tuple:
-        """What sample `si`'s call depends on, as a cache key: the gene's context (definition, allele tables,
-        build, fills, record origins) and the sample's row as bytes. Cheap: a cached pattern is never
-        turned into matcher objects."""
+    def _context(self, gg: GeneGenotypes) -> tuple:
+        """What every call of `gg`'s gene depends on besides the sample's row: the definition, the allele
+        tables, build, fills and record origins (worked out once per GeneGenotypes)."""
         if self._context_of[0] is not gg:
-            self._context_of = (gg, (gg.gene, id(gg.definition), tuple(map(tuple, gg.alleles)), gg.remote_fill,
-                                     gg.unmapped, gg.build, tuple(sorted(gg.origin.items()))))
+            context = (gg.gene, id(gg.definition), tuple(map(tuple, gg.alleles)), gg.remote_fill, gg.unmapped,
+                       gg.build, tuple(sorted(gg.origin.items())))
+            if len(self._alleles_of) >= _CONTEXT_LIMIT:
+                self._alleles_of.clear()
+            self._context_of = (gg, context, self._alleles_of.setdefault(context, {}))
+        return self._context_of[1]
+
+    def _sample_alleles(self, gg: GeneGenotypes, si: int) -> dict[int, SampleAllele]:
+        self._context(gg)
+        memo = self._context_of[2]
+        if len(memo) >= PATTERN_CACHE_LIMIT:
+            memo.clear()  # phase-set numbers can make states many: bound memory
+        return sample_alleles(gg, si, self.options.find_combinations, memo)
+
+    def _key(self, gg: GeneGenotypes, si: int) -> tuple:
+        """What sample `si`'s call depends on, as a cache key: the gene's context and the sample's row as
+        bytes. Cheap: a cached pattern is never turned into matcher objects."""
         ps = gg.phase_set[si]
-        return (self._context_of[1], gg.status[si].tobytes(), gg.gt[si].tobytes(), gg.phased[si].tobytes(),
+        return (self._context(gg), gg.status[si].tobytes(), gg.gt[si].tobytes(), gg.phased[si].tobytes(),
                 ps.tobytes() if ps.any() else b"", tuple(x["calls"][si] for x in gg.extra))
 
     def _restate(self, call: GeneCall, gg: GeneGenotypes, si: int) -> GeneCall:
@@ -232,7 +246,7 @@ class PatternCaller:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        sample = sample_alleles(gg, si, self.options.find_combinations)
+        sample = self._sample_alleles(gg, si)
         fill_names = {"reference-filled", REMOTE_FILL.name}
         restated = call.model_copy(update={
             "phased": all(a.phased for a in sample.values()),
@@ -253,7 +267,7 @@ class PatternCaller:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        sample = sample_alleles(gg, si, self.options.find_combinations)
+        sample = self._sample_alleles(gg, si)
         result = self.caller(gg).call(sample)
         call = to_gene_call(gg, si, result, self.evidence, self._shared)
         self._remember(key, call)
@@ -335,10 +349,9 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     if not ok.any():
         return np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), ok, np.zeros((0, L), bool)
     sel = np.flatnonzero(ok)
-    masks, mask_id = np.unique(present[sel], axis=0, return_inverse=True)
-    mask_id = mask_id.reshape(-1)
-    strand_parts: list[np.ndarray | None] = [None] * len(sel)
-    width = 0
+    first_of_mask, mask_id = _unique_rows([present[sel]])
+    masks = present[sel][first_of_mask]
+    blocks = []
     for m, mask in enumerate(masks):
         rows = np.flatnonzero(mask_id == m)
         avail = np.flatnonzero(mask)
@@ -359,13 +372,11 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
         lo = np.where(swap[:, None], f2, f1)
         hi = np.where(swap[:, None], f1, f2)
         same = (s1 == s2).all(axis=1).astype(np.int64)[:, None]
-        block = np.concatenate([same, lo, hi], axis=1)
-        width = max(width, block.shape[1])
-        for i, row in zip(rows.tolist(), block):
-            strand_parts[i] = row
-    strands = np.full((len(sel), width), -9, dtype=np.int64)
-    for i, row in enumerate(strand_parts):
-        strands[i, :len(row)] = row
+        blocks.append((rows, np.concatenate([same, lo, hi], axis=1)))
+    # masks of different sizes give rows of different widths: padded (the mask, column 0, tells them apart)
+    strands = np.full((len(sel), max(b.shape[1] for _, b in blocks)), -9, dtype=np.int64)
+    for rows, block in blocks:
+        strands[rows, :block.shape[1]] = block
     key_loci = [li for li, loc in enumerate(gdef.loci) if loc.rsid in KEY_RSIDS]
     s = sel
     facts = [
@@ -380,8 +391,10 @@ def outcome_keys(gg: GeneGenotypes, first: np.ndarray, caller: GeneCaller
     return outcome, np.concatenate([f.astype(np.int64) for f in facts], axis=1), ok, masks
 
 
-def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> dict[int, SampleAllele]:
-    """One sample's alleles at the gene's positions, in matcher form."""
+def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool, memo: dict | None = None
+                   ) -> dict[int, SampleAllele]:
+    """One sample's alleles at the gene's positions, in matcher form. `memo` keeps the objects made for
+    one gene context (`PatternCaller._context`): samples share most of their per-position states."""
     gdef = gg.definition
     as_ref = undocumented_as_reference(gg.gene, find_combinations)
     out: dict[int, SampleAllele] = {}
@@ -389,35 +402,43 @@ def sample_alleles(gg: GeneGenotypes, si: int, find_combinations: bool) -> dict[
     statuses, gts = gg.status[si].tolist(), gg.gt[si].tolist()
     phases, phase_sets = gg.phased[si].tolist(), gg.phase_set[si].tolist()
     for li, loc in enumerate(gdef.loci):
-        st = statuses[li]
-        if st in MISSING_STATUSES:
+        if statuses[li] in MISSING_STATUSES:
             continue
-        table = gg.alleles[li]
-        n_known = 1 + len(loc.alts)
         c1, c2 = gts[li]
         phased = phases[li]
         ps = phase_sets[li] if phased and phase_sets[li] else None
-        a1 = table[c1] if c1 >= 0 else None
-        a2 = table[c2] if c2 >= 0 else None
-        undocumented = c1 >= n_known or c2 >= n_known
-
-        def computed(c: int, a: str | None, ref: str = loc.ref, n_known: int = n_known) -> str | None:
-            if c == MISSING_ALLELE:
-                return "."
-            if c == NO_ALLELE:
-                return None
-            return ref if (as_ref and c >= n_known) else a
-
-        distinct = {c for c in (c1, c2) if c >= 0}
-        eff = len(distinct) <= 1 or (phased and ps is None)
-        sep = "|" if phased else "/"
-        gt = sep.join("." if c == MISSING_ALLELE else str(c) for c in (c1, c2) if c != NO_ALLELE)
-        out[loc.position] = SampleAllele(
-            locus=loc, allele1=a1, allele2=a2, called1=computed(c1, a1), called2=computed(c2, a2),
-            phased=phased, effectively_phased=eff, phase_set=ps, gt=gt,
-            undocumented=undocumented,
-        )
+        if memo is None:
+            out[loc.position] = _sample_allele(loc, gg.alleles[li], c1, c2, phased, ps, as_ref)
+            continue
+        key = (li, c1, c2, phased, ps)
+        a = memo.get(key)
+        if a is None:
+            a = memo[key] = _sample_allele(loc, gg.alleles[li], c1, c2, phased, ps, as_ref)
+        out[loc.position] = a
     return out
+
+
+def _sample_allele(loc, table: list[str], c1: int, c2: int, phased: bool, ps: int | None, as_ref: bool
+                   ) -> SampleAllele:
+    n_known = 1 + len(loc.alts)
+    a1 = table[c1] if c1 >= 0 else None
+    a2 = table[c2] if c2 >= 0 else None
+
+    def computed(c: int, a: str | None) -> str | None:
+        if c == MISSING_ALLELE:
+            return "."
+        if c == NO_ALLELE:
+            return None
+        return loc.ref if (as_ref and c >= n_known) else a
+
+    distinct = {c for c in (c1, c2) if c >= 0}
+    sep = "|" if phased else "/"
+    return SampleAllele(
+        locus=loc, allele1=a1, allele2=a2, called1=computed(c1, a1), called2=computed(c2, a2),
+        phased=phased, effectively_phased=len(distinct) <= 1 or (phased and ps is None), phase_set=ps,
+        gt=sep.join("." if c == MISSING_ALLELE else str(c) for c in (c1, c2) if c != NO_ALLELE),
+        undocumented=c1 >= n_known or c2 >= n_known,
+    )
 
 
 def _haplotype_call(m, shown) -> HaplotypeCall:
@@ -522,6 +543,6 @@ def to_gene_call(gg: GeneGenotypes, si: int, res: GeneResult, with_evidence: boo
         # thousands of distinct calls of a gene usually miss the same positions: keep one list
         missing = shared.setdefault((gdef.gene, tuple(call.missing_positions)), call.missing_positions)
         if missing is not call.missing_positions:
-            call = GeneCall.model_construct(call.model_fields_set, **{**dict(call), "missing_positions": missing})
+            call = GeneCall.model_construct(call.model_fields_set, **{**call.__dict__, "missing_positions": missing})
     return call
 
