@@ -142,40 +142,40 @@ def generate_permutations(alleles: tuple[SampleAllele, ...]) -> frozenset:
     n = len(alleles)
     out: set[tuple] = set()
 
-    def walk(k: int, haploid: bool, first: bool, sofar: list, ps: dict | None) -> None:
+    def walk(k: int, first: bool, sofar: list, ps: dict) -> None:
         if k == n:
             out.add(tuple(sofar))
             return
         i = order[k]
         a = alleles[i]
-        if a.effectively_phased or haploid:
+        if a.effectively_phased:
             sofar[i] = a.called1 if first else a.called2
-            walk(k + 1, haploid, first, sofar, ps)
+            walk(k + 1, first, sofar, ps)
         elif a.phase_set is not None:
             if a.phase_set in ps:
                 sofar[i] = a.called1 if ps[a.phase_set] else a.called2
-                walk(k + 1, False, first, sofar, ps)
+                walk(k + 1, first, sofar, ps)
             else:
                 for choice, val in ((True, a.called1), (False, a.called2)):
                     sofar[i] = val
-                    walk(k + 1, False, first, sofar, {**ps, a.phase_set: choice})
+                    walk(k + 1, first, sofar, {**ps, a.phase_set: choice})
         else:
             for val in (a.called1, a.called2):
                 sofar[i] = val
-                walk(k + 1, False, first, sofar, ps)
+                walk(k + 1, first, sofar, ps)
 
-    # the common case, every position following its strand, needs no walk: one sequence per strand
+    # a haploid sample, or one whose every position follows its strand, has one sequence per strand
     follows = all(a.effectively_phased for a in alleles)
     if not s1_blank:
         if follows or s2_blank:
             out.add(tuple(a.called1 for a in alleles))
         else:
-            walk(0, False, True, [None] * n, {})
+            walk(0, True, [None] * n, {})
     if not s2_blank:
         if follows or s1_blank:
             out.add(tuple(a.called2 for a in alleles))
         else:
-            walk(0, False, False, [None] * n, {})
+            walk(0, False, [None] * n, {})
     return frozenset(out)
 
 
