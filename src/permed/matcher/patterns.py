@@ -80,10 +80,11 @@ def _column_blocks(part: np.ndarray):
 
 
 def _unique_rows(parts: list[np.ndarray], blocks=None) -> tuple[np.ndarray, np.ndarray]:
-    """(first index, inverse) of samples whose rows are identical across all `parts` (each samples x k).
+    """Rows identical across all `parts` (each n x k: samples, patterns, masks) grouped: (each group's first
+    row, every row's group).
 
-    A 64-bit hash per row (over `blocks`, default the parts' own column blocks: memory O(samples x
-    block)), grouped with a 1-D unique, then checked exactly; a collision falls back to exact grouping."""
+    A 64-bit hash per row (over `blocks`, default the parts' own column blocks: memory O(n x block)),
+    grouped with a 1-D unique, then checked exactly; a collision falls back to exact grouping."""
     n = parts[0].shape[0]
     if blocks is None:
         blocks = (b for part in parts for b in _column_blocks(part))
